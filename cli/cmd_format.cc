@@ -1,0 +1,155 @@
+// pcimirror format DEVICE --memory SPEC --slice NAME:OFFSET:LENGTH ...
+#include <CLI/CLI.hpp>
+#include <iostream>
+
+#include "cli/commands.h"
+#include "cli/common.h"
+#include "fs/allocator.h"
+#include "io/units.h"
+
+namespace pcimirror::cli {
+namespace {
+
+struct FormatArgs {
+  std::string device;
+  std::string memory;
+  std::vector<std::string> slices;
+  std::string label;
+  std::string metadata_size = "4M";
+  unsigned slots = 2;
+  bool dry_run = false;
+  bool force = false;
+};
+
+Result<SliceSpec> parse_slice(const std::string& text) {
+  // NAME:OFFSET:LENGTH; the name may not contain ':'.
+  size_t a = text.find(':');
+  size_t b = a == std::string::npos ? a : text.find(':', a + 1);
+  if (a == std::string::npos || b == std::string::npos ||
+      text.find(':', b + 1) != std::string::npos)
+    return make_error(EINVAL, "--slice '" + text +
+                                  "': use NAME:OFFSET:LENGTH, e.g. frames:0:128M");
+  SliceSpec s;
+  s.name = text.substr(0, a);
+  PCIM_ASSIGN_OR_RETURN(s.offset_bytes,
+                        parse_size_bytes(text.substr(a + 1, b - a - 1),
+                                         "--slice " + text + " offset"));
+  PCIM_ASSIGN_OR_RETURN(s.length_bytes,
+                        parse_size_bytes(text.substr(b + 1),
+                                         "--slice " + text + " length"));
+  return s;
+}
+
+void print_layout(const Superblock& sb, const SliceTable& t) {
+  std::cout << "layout of " << format_bytes(sb.device_bytes) << " device:\n"
+            << "  superblock        sector 0, backup at sector "
+            << sb.backup_superblock_sector << "\n"
+            << "  metadata slots    sectors " << sb.meta_slot_sector[0] << " and "
+            << sb.meta_slot_sector[1] << ", " << sb.meta_slot_sectors
+            << " sectors each\n"
+            << "  data area         sectors " << sb.data_start_sector << "-"
+            << sb.data_end_sector() << " ("
+            << format_bytes(sb.data_sectors * kSectorBytes) << ")\n"
+            << "  mirror copies     " << sb.mirror_copies
+            << (sb.mirror_copies == 1
+                    ? " (in place: a crash during sync loses the slice's mirror)"
+                    : " (A/B: a crash during sync keeps the previous mirror)")
+            << "\n  memory            " << sb.memory_spec << " ("
+            << format_bytes(sb.region_bytes) << ")\n";
+  for (const SliceEntry& e : t.slices) {
+    std::cout << "  slice " << e.name << ": region [" << e.offset_bytes << ", +"
+              << e.length_bytes << ") " << format_bytes(e.length_bytes) << "\n";
+    for (size_t c = 0; c < e.copies.size(); ++c) {
+      std::cout << "    copy " << static_cast<char>('A' + c) << ":";
+      for (const Extent& x : e.copies[c].extents)
+        std::cout << " " << x.start_sector << "+" << x.sectors;
+      std::cout << " sectors\n";
+    }
+  }
+  auto alloc = Allocator::from_table(sb, t);
+  if (alloc.ok())
+    std::cout << "  free              "
+              << format_bytes(alloc->free_sectors() * kSectorBytes) << "\n";
+}
+
+int run(const FormatArgs& a) {
+  FormatRequest req;
+  auto spec = MemorySpec::parse(a.memory);
+  if (!spec.ok()) return fail(spec.error());
+  req.memory_spec = spec->to_string();
+  for (const auto& s : a.slices) {
+    auto sl = parse_slice(s);
+    if (!sl.ok()) return fail(sl.error());
+    req.slices.push_back(*sl);
+  }
+  auto meta = parse_size_bytes(a.metadata_size, "--metadata-size");
+  if (!meta.ok()) return fail(meta.error());
+  req.meta_slot_bytes = *meta;
+  req.label = a.label;
+  req.mirror_copies = a.slots;
+
+  auto region = open_region(*spec);
+  if (!region.ok()) return fail(region.error());
+  req.region_bytes = (*region)->size_bytes();
+  req.pci_vendor_id = (*region)->pci_vendor_id();
+  req.pci_device_id = (*region)->pci_device_id();
+
+  BlockDevice::OpenOptions oo;
+  oo.read_only = a.dry_run;
+  oo.exclusive = !a.dry_run;
+  auto dev = BlockDevice::open(a.device, oo);
+  if (!dev.ok()) return fail(dev.error());
+  if (!a.force) {
+    BlockDevice::OpenOptions ro;
+    ro.read_only = true;
+    ro.exclusive = false;
+    if (auto probe = BlockDevice::open(a.device, ro); probe.ok()) {
+      if (auto existing = Volume::load(std::move(probe).value()); existing.ok())
+        return fail("device " + a.device +
+                    " already holds a pcimirror volume (label '" +
+                    existing->superblock().label + "', " +
+                    std::to_string(existing->table().slices.size()) +
+                    " slices); give --force to overwrite it");
+    }
+  }
+  auto plan = Volume::plan_format(*dev, req);
+  if (!plan.ok()) return fail(plan.error());
+  print_layout(plan->first, plan->second);
+  if (a.dry_run) {
+    std::cout << "dry run: nothing written to " << a.device << "\n";
+    return kOk;
+  }
+  auto vol = Volume::write_format(std::move(dev).value(), plan->first,
+                                  plan->second);
+  if (!vol.ok()) return fail(vol.error());
+  std::cout << "formatted " << a.device << ": uuid "
+            << vol->superblock().uuid_string() << ", "
+            << vol->table().slices.size() << " slices\n";
+  return kOk;
+}
+
+}  // namespace
+
+void add_format(CLI::App& app, int& rc) {
+  auto args = std::make_shared<FormatArgs>();
+  CLI::App* c = app.add_subcommand(
+      "format", "Create a pcimirror volume on a partition or image file");
+  c->add_option("device", args->device, "Block device or image file")->required();
+  c->add_option("--memory", args->memory,
+                "Memory spec, e.g. file=/dev/shm/ram,size=256M")
+      ->required();
+  c->add_option("--slice", args->slices,
+                "Slice NAME:OFFSET:LENGTH (sizes take K/M/G); repeat")
+      ->required();
+  c->add_option("--label", args->label, "Volume label (up to 64 bytes)");
+  c->add_option("--slots", args->slots,
+                "Mirror copies per slice: 2 (A/B, crash-safe) or 1 (in place)")
+      ->check(CLI::IsMember({1u, 2u}));
+  c->add_option("--metadata-size", args->metadata_size,
+                "Size of each metadata slot (default 4M)");
+  c->add_flag("--dry-run", args->dry_run, "Print the layout, write nothing");
+  c->add_flag("--force", args->force, "Overwrite an existing volume");
+  c->callback([args, &rc] { rc = run(*args); });
+}
+
+}  // namespace pcimirror::cli

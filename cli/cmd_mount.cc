@@ -1,0 +1,174 @@
+// pcimirror mount DEVICE MOUNTPOINT [-o OPTIONS] [-f]
+//
+// Without -f the command forks: the child sets up the volume, the region,
+// the engine and the mount, then tells the parent "ready" (or the one-line
+// error) through a pipe, so the parent exits 0 only once the mount is live
+// and start-up errors still reach the terminal.
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <filesystem>
+#include <iostream>
+
+#include "cli/commands.h"
+#include "cli/common.h"
+#include "cli/mount_options.h"
+#include "fs/fuse_ops.h"
+#include "fs/slice_fs.h"
+#include "io/log.h"
+
+namespace pcimirror::cli {
+namespace {
+
+// Reports start-up success or failure to the waiting parent (background) or
+// the terminal (foreground).
+class StartupChannel {
+ public:
+  explicit StartupChannel(int fd) : fd_(fd) {}
+  int error(const Error& e) { return error(e.what()); }
+  int error(const std::string& msg) {
+    if (fd_ < 0) return fail(msg);
+    std::string m = "E" + msg;
+    (void)!::write(fd_, m.data(), m.size());
+    ::close(fd_);
+    fd_ = -1;
+    return kFailure;
+  }
+  void ready() {
+    if (fd_ < 0) return;
+    // Detach: logs go to syslog from here on.
+    int null = ::open("/dev/null", O_RDWR | O_CLOEXEC);
+    if (null >= 0) {
+      ::dup2(null, 0);
+      ::dup2(null, 1);
+      ::dup2(null, 2);
+      ::close(null);
+    }
+    log_to_syslog(true);
+    (void)!::write(fd_, "K", 1);
+    ::close(fd_);
+    fd_ = -1;
+  }
+
+ private:
+  int fd_;
+};
+
+int serve(const std::string& device, const std::string& mountpoint,
+          const MountOptions& mo, StartupChannel& ch) {
+  auto vol = open_volume(device, true);
+  if (!vol.ok()) return ch.error(vol.error());
+  auto spec = effective_memory_spec(vol->superblock(), mo.memory_override);
+  if (!spec.ok()) return ch.error(spec.error());
+  auto region = open_region(*spec);
+  if (!region.ok()) return ch.error(region.error());
+  auto engine = MirrorEngine::create(*vol, **region, mo.mirror);
+  if (!engine.ok()) return ch.error(engine.error());
+  if (mo.restore == RestorePolicy::kOnMount) {
+    for (const SliceEntry& e : vol->table().slices) {
+      auto r = (*engine)->restore(e.name);
+      if (!r.ok())
+        return ch.error("restore on mount of " + device + " failed: " +
+                        r.error().what() +
+                        "; mount with restore=never to serve memory as it is");
+      if (!r->note.empty()) log_warning("slice '" + e.name + "': " + r->note);
+    }
+  }
+  SliceFsOptions fo;
+  fo.read_only = mo.read_only || vol->read_only();
+  SliceFs fs(**engine, fo);
+  FuseMountOptions fm;
+  fm.mountpoint = mountpoint;
+  fm.fsname = device;
+  fm.read_only = fo.read_only;
+  fm.allow_other = mo.allow_other;
+  fm.default_permissions = mo.default_permissions;
+  fm.debug = mo.debug;
+  fm.max_write_bytes = mo.max_write_bytes;
+  bool mounted = false;
+  Status s = serve_fuse(fs, fm, [&] {
+    mounted = true;
+    log_info("serving " + std::to_string(vol->table().slices.size()) +
+             " slices of " + device + " at " + mountpoint + " (memory " +
+             (*region)->name() + ")");
+    ch.ready();
+  });
+  if (!s.ok()) return mounted ? (log_error(s.error().what()), kFailure)
+                              : ch.error(s.error());
+  log_info("unmounted " + mountpoint);
+  return kOk;
+}
+
+}  // namespace
+
+int run_mount(const std::string& device_arg, const std::string& mountpoint_arg,
+              const std::string& options, bool foreground) {
+  // Absolute paths: the daemon leaves the working directory, and the mount's
+  // source must name the device for `pcimirror status MOUNTPOINT`.
+  const std::string device = std::filesystem::absolute(device_arg).lexically_normal();
+  const std::string mountpoint =
+      std::filesystem::absolute(mountpoint_arg).lexically_normal();
+  auto mo = parse_mount_options(options);
+  if (!mo.ok()) return fail(mo.error());
+  set_log_level(mo->debug ? LogLevel::kDebug : LogLevel::kInfo);
+  struct stat st {};
+  if (::stat(mountpoint.c_str(), &st) != 0 || !S_ISDIR(st.st_mode))
+    return fail("mount point " + mountpoint +
+                " is not a directory; create it with mkdir");
+  if (foreground) {
+    StartupChannel ch(-1);
+    return serve(device, mountpoint, *mo, ch);
+  }
+  int fds[2];
+  if (::pipe2(fds, O_CLOEXEC) != 0) return fail(errno_error("pipe"));
+  pid_t pid = ::fork();
+  if (pid < 0) return fail(errno_error("fork"));
+  if (pid > 0) {
+    ::close(fds[1]);
+    std::string msg;
+    char buf[4096];
+    ssize_t n;
+    while ((n = ::read(fds[0], buf, sizeof buf)) != 0) {
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0) break;
+      msg.append(buf, static_cast<size_t>(n));
+    }
+    ::close(fds[0]);
+    if (msg == "K") return kOk;
+    int status = 0;
+    ::waitpid(pid, &status, 0);
+    if (msg.size() > 1 && msg[0] == 'E') return fail(msg.substr(1));
+    return fail("the pcimirror daemon for " + device +
+                " exited during start-up; run with -f to see why");
+  }
+  ::close(fds[0]);
+  ::setsid();
+  if (::chdir("/") != 0) { /* stay where we are */ }
+  StartupChannel ch(fds[1]);
+  return serve(device, mountpoint, *mo, ch);
+}
+
+void add_mount(CLI::App& app, int& rc) {
+  struct Args {
+    std::string device, mountpoint, options;
+    bool foreground = false;
+  };
+  auto a = std::make_shared<Args>();
+  CLI::App* c = app.add_subcommand(
+      "mount", "Serve the slices of a volume as files at a mount point");
+  c->add_option("device", a->device, "Block device or image file")->required();
+  c->add_option("mountpoint", a->mountpoint, "Directory to mount on")->required();
+  c->add_option("-o", a->options,
+                "Mount options: file=,size=,bounce=auto|always|never,"
+                "queue_depth=,io_size=,bounce_buffers=,restore=never|on_mount,"
+                "ro,allow_other,default_permissions,debug");
+  c->add_flag("-f,--foreground", a->foreground, "Stay in the foreground");
+  c->callback([a, &rc] {
+    rc = run_mount(a->device, a->mountpoint, a->options, a->foreground);
+  });
+}
+
+}  // namespace pcimirror::cli

@@ -1,0 +1,71 @@
+// pcimirror restore DEVICE [--memory SPEC] [NAME...]: write committed mirrors
+// back into device memory after verifying their CRC32Cs.
+#include <CLI/CLI.hpp>
+#include <cstdio>
+#include <iostream>
+
+#include "cli/commands.h"
+#include "cli/common.h"
+#include "cli/mount_options.h"
+#include "io/units.h"
+
+namespace pcimirror::cli {
+namespace {
+
+int run(const std::string& device, const std::string& memory,
+        const std::string& options, std::vector<std::string> names) {
+  auto mo = parse_mount_options(options);
+  if (!mo.ok()) return fail(mo.error());
+  auto vol = open_volume(device, true);
+  if (!vol.ok()) return fail(vol.error());
+  auto spec = effective_memory_spec(vol->superblock(),
+                                    memory.empty() ? mo->memory_override : memory);
+  if (!spec.ok()) return fail(spec.error());
+  auto region = open_region(*spec);
+  if (!region.ok()) return fail(region.error());
+  auto engine = MirrorEngine::create(*vol, **region, mo->mirror);
+  if (!engine.ok()) return fail(engine.error());
+  if (names.empty())
+    for (const SliceEntry& e : vol->table().slices) names.push_back(e.name);
+  int rc = kOk;
+  for (const std::string& name : names) {
+    auto r = (*engine)->restore(name);
+    if (!r.ok()) {
+      rc = fail(r.error());
+      continue;
+    }
+    if (r->skipped) {
+      std::printf("skipped  %-16s %s\n", name.c_str(), r->note.c_str());
+      continue;
+    }
+    double s = static_cast<double>(r->duration_ns) / 1e9;
+    std::printf("restored %-16s %12llu bytes generation %llu in %.3f s  %.0f MB/s%s%s\n",
+                name.c_str(), static_cast<unsigned long long>(r->bytes),
+                static_cast<unsigned long long>(r->generation), s,
+                s > 0 ? static_cast<double>(r->bytes) / s / 1e6 : 0.0,
+                r->fell_back ? "; " : "", r->note.c_str());
+  }
+  return rc;
+}
+
+}  // namespace
+
+void add_restore(CLI::App& app, int& rc) {
+  struct Args {
+    std::string device, memory, options;
+    std::vector<std::string> names;
+  };
+  auto a = std::make_shared<Args>();
+  CLI::App* c = app.add_subcommand(
+      "restore",
+      "Write the committed mirrors back into device memory (verified first)");
+  c->add_option("device", a->device, "Block device or image file")->required();
+  c->add_option("--memory", a->memory,
+                "Memory spec to restore into (default: the one recorded at "
+                "format)");
+  c->add_option("-o", a->options, "Engine options: bounce=,io_size=,...");
+  c->add_option("names", a->names, "Slices to restore (default: all)");
+  c->callback([a, &rc] { rc = run(a->device, a->memory, a->options, a->names); });
+}
+
+}  // namespace pcimirror::cli

@@ -1,0 +1,134 @@
+// pcimirror status DEVICE|MOUNTPOINT [--json]
+#include <CLI/CLI.hpp>
+#include <cstdio>
+#include <iostream>
+#include <nlohmann/json.hpp>
+
+#include "cli/commands.h"
+#include "cli/common.h"
+#include "fs/allocator.h"
+#include "io/units.h"
+
+namespace pcimirror::cli {
+namespace {
+
+nlohmann::json extents_json(const MirrorCopy* c) {
+  nlohmann::json out = nlohmann::json::array();
+  if (!c) return out;
+  for (const Extent& x : c->extents)
+    out.push_back({{"start_sector", x.start_sector}, {"sectors", x.sectors}});
+  return out;
+}
+
+double mb_per_s(uint64_t bytes, uint64_t ns) {
+  return ns ? static_cast<double>(bytes) * 1e3 / static_cast<double>(ns) : 0.0;
+}
+
+int run(const std::string& target, bool json) {
+  std::string device = target;
+  std::string mountpoint;
+  if (auto d = device_of_mountpoint(target)) {
+    device = *d;
+    mountpoint = target;
+  }
+  auto vol = open_volume(device, false);
+  if (!vol.ok()) return fail(vol.error());
+  const Superblock& sb = vol->superblock();
+  const SliceTable& t = vol->table();
+  auto alloc = Allocator::from_table(sb, t);
+  const uint64_t free_bytes = alloc.ok() ? alloc->free_sectors() * kSectorBytes : 0;
+  if (json) {
+    nlohmann::json j;
+    j["device"] = device;
+    if (!mountpoint.empty()) j["mountpoint"] = mountpoint;
+    j["uuid"] = sb.uuid_string();
+    j["label"] = sb.label;
+    j["memory_spec"] = sb.memory_spec;
+    j["region_bytes"] = sb.region_bytes;
+    j["metadata_generation"] = t.generation;
+    j["mirror_copies"] = sb.mirror_copies;
+    j["logical_block_size"] = sb.logical_block_size;
+    j["data_start_sector"] = sb.data_start_sector;
+    j["data_sectors"] = sb.data_sectors;
+    j["free_bytes"] = free_bytes;
+    j["slices"] = nlohmann::json::array();
+    for (const SliceEntry& e : t.slices) {
+      const MirrorCopy* c = e.committed();
+      nlohmann::json s;
+      s["name"] = e.name;
+      s["offset_bytes"] = e.offset_bytes;
+      s["length_bytes"] = e.length_bytes;
+      s["generation"] = e.generation();
+      s["crc32c"] = c ? c->crc32c : 0;
+      s["crc32c_hex"] = [&] {
+        char b[16];
+        std::snprintf(b, sizeof b, "%08x", c ? c->crc32c : 0u);
+        return std::string(b);
+      }();
+      s["extents"] = extents_json(c);
+      s["current_copy"] = e.current_copy;
+      s["path"] = to_string(c ? c->path : MirrorPath::kNone);
+      s["last_sync_ns"] = c ? c->sync_time_ns : 0;
+      s["sync_duration_ns"] = c ? c->sync_duration_ns : 0;
+      s["sync_mb_per_s"] = c ? mb_per_s(e.length_bytes, c->sync_duration_ns) : 0.0;
+      s["mode"] = e.mode;
+      s["uid"] = e.uid;
+      s["gid"] = e.gid;
+      nlohmann::json copies = nlohmann::json::array();
+      for (const MirrorCopy& mc : e.copies)
+        copies.push_back({{"generation", mc.generation},
+                          {"crc32c", mc.crc32c},
+                          {"extents", extents_json(&mc)}});
+      s["copies"] = copies;
+      j["slices"].push_back(s);
+    }
+    std::cout << j.dump(2) << "\n";
+    return kOk;
+  }
+  std::cout << "device      " << device;
+  if (!mountpoint.empty()) std::cout << " (mounted at " << mountpoint << ")";
+  std::cout << "\nuuid        " << sb.uuid_string() << (sb.label.empty() ? "" : "  label ")
+            << sb.label << "\nmemory      " << sb.memory_spec << " ("
+            << format_bytes(sb.region_bytes) << ")\nmetadata    generation "
+            << t.generation << ", " << sb.mirror_copies
+            << (sb.mirror_copies == 2 ? " copies per slice (A/B)"
+                                      : " copy per slice (in place)")
+            << "\ndata area   " << format_bytes(sb.data_sectors * kSectorBytes)
+            << ", " << format_bytes(free_bytes) << " free\n\n";
+  std::printf("%-16s %12s %12s %5s %-9s %-8s %-19s %9s\n", "SLICE", "OFFSET",
+              "LENGTH", "GEN", "PATH", "CRC32C", "LAST SYNC", "MB/s");
+  for (const SliceEntry& e : t.slices) {
+    const MirrorCopy* c = e.committed();
+    char crc[16] = "-";
+    if (c) std::snprintf(crc, sizeof crc, "%08x", c->crc32c);
+    char rate[32] = "-";
+    if (c && c->sync_duration_ns)
+      std::snprintf(rate, sizeof rate, "%.0f", mb_per_s(e.length_bytes, c->sync_duration_ns));
+    std::printf("%-16s %12llu %12s %5llu %-9s %-8s %-19s %9s\n", e.name.c_str(),
+                static_cast<unsigned long long>(e.offset_bytes),
+                format_bytes(e.length_bytes).c_str(),
+                static_cast<unsigned long long>(e.generation()),
+                to_string(c ? c->path : MirrorPath::kNone), crc,
+                format_time_ns(c ? c->sync_time_ns : 0).c_str(), rate);
+  }
+  std::fflush(stdout);
+  return kOk;
+}
+
+}  // namespace
+
+void add_status(CLI::App& app, int& rc) {
+  struct Args {
+    std::string target;
+    bool json = false;
+  };
+  auto a = std::make_shared<Args>();
+  CLI::App* c = app.add_subcommand(
+      "status", "Show the slices, generations and extents of a volume");
+  c->add_option("target", a->target, "Device, image file or mount point")
+      ->required();
+  c->add_flag("--json", a->json, "Machine-readable output");
+  c->callback([a, &rc] { rc = run(a->target, a->json); });
+}
+
+}  // namespace pcimirror::cli

@@ -1,0 +1,94 @@
+#include "cli/mount_options.h"
+
+#include "io/units.h"
+#include "pcimap/region_factory.h"
+
+namespace pcimirror::cli {
+namespace {
+
+bool is_generic_fstab_option(const std::string& key) {
+  static const char* generic[] = {"defaults", "nofail", "noauto", "auto",
+                                  "user",     "users",  "nouser", "_netdev",
+                                  "rw",       "nosuid", "nodev",  "noexec",
+                                  "async",    "atime",  "noatime", "relatime"};
+  for (const char* g : generic)
+    if (key == g) return true;
+  return key.rfind("x-", 0) == 0 || key == "comment";
+}
+
+Result<uint64_t> bounded(const std::string& key, const std::string& value,
+                         uint64_t lo, uint64_t hi, bool size) {
+  auto v = size ? parse_size_bytes(value, "-o " + key)
+                : parse_uint(value, "-o " + key);
+  if (!v.ok()) return v;
+  if (*v < lo || *v > hi)
+    return make_error(EINVAL, "-o " + key + "=" + value + ": must be between " +
+                                  std::to_string(lo) + " and " +
+                                  std::to_string(hi));
+  return v;
+}
+
+}  // namespace
+
+Result<MountOptions> parse_mount_options(const std::string& text) {
+  MountOptions o;
+  MemorySpec memory;
+  bool has_memory = false;
+  size_t pos = 0;
+  while (pos <= text.size()) {
+    size_t comma = text.find(',', pos);
+    if (comma == std::string::npos) comma = text.size();
+    std::string item = text.substr(pos, comma - pos);
+    pos = comma + 1;
+    if (item.empty()) continue;
+    size_t eq = item.find('=');
+    std::string key = item.substr(0, eq);
+    std::string value = eq == std::string::npos ? "" : item.substr(eq + 1);
+    if (MemorySpec::is_memory_key(key)) {
+      if (value.empty())
+        return make_error(EINVAL, "-o " + key + " needs a value");
+      memory.set(key, value);
+      has_memory = true;
+    } else if (key == "bounce") {
+      PCIM_ASSIGN_OR_RETURN(o.mirror.bounce, parse_bounce_mode(value));
+    } else if (key == "queue_depth") {
+      PCIM_ASSIGN_OR_RETURN(uint64_t v, bounded(key, value, 1, 1024, false));
+      o.mirror.engine.queue_depth = static_cast<unsigned>(v);
+    } else if (key == "io_size") {
+      PCIM_ASSIGN_OR_RETURN(uint64_t v, bounded(key, value, 4096, 64u << 20, true));
+      if (v % 4096)
+        return make_error(EINVAL, "-o io_size=" + value +
+                                      ": must be a multiple of 4096");
+      o.mirror.engine.io_size_bytes = static_cast<uint32_t>(v);
+    } else if (key == "bounce_buffers") {
+      PCIM_ASSIGN_OR_RETURN(uint64_t v, bounded(key, value, 1, 1024, false));
+      o.mirror.engine.bounce_buffers = static_cast<unsigned>(v);
+    } else if (key == "max_write") {
+      PCIM_ASSIGN_OR_RETURN(uint64_t v, bounded(key, value, 4096, 1u << 20, true));
+      o.max_write_bytes = static_cast<uint32_t>(v);
+    } else if (key == "restore") {
+      if (value == "never") o.restore = RestorePolicy::kNever;
+      else if (value == "on_mount") o.restore = RestorePolicy::kOnMount;
+      else
+        return make_error(EINVAL, "-o restore=" + value +
+                                      ": use restore=never or restore=on_mount");
+    } else if (key == "ro" && value.empty()) {
+      o.read_only = true;
+    } else if (key == "allow_other" && value.empty()) {
+      o.allow_other = true;
+    } else if (key == "default_permissions" && value.empty()) {
+      o.default_permissions = true;
+    } else if (key == "debug" && value.empty()) {
+      o.debug = true;
+    } else if (is_generic_fstab_option(key)) {
+      // fstab-only options that mean nothing to the filesystem itself.
+    } else {
+      return make_error(EINVAL, "unknown mount option '" + item +
+                                    "'; see pcimirror(8) for the options");
+    }
+  }
+  if (has_memory) o.memory_override = memory.to_string();
+  return o;
+}
+
+}  // namespace pcimirror::cli

@@ -1,0 +1,32 @@
+// The mount options (-o key=value,...), shared by `pcimirror mount`, the
+// mount.fuse3 form and fstab. Memory keys (file=, size=, pci=, ...) override
+// the memory spec recorded at format time.
+#pragma once
+
+#include <string>
+
+#include "fs/fuse_ops.h"
+#include "fs/mirror.h"
+#include "io/result.h"
+
+namespace pcimirror::cli {
+
+enum class RestorePolicy { kNever, kOnMount };
+
+struct MountOptions {
+  std::string memory_override;  ///< memory keys given with -o, as a spec
+  MirrorOptions mirror;
+  RestorePolicy restore = RestorePolicy::kNever;
+  bool read_only = false;
+  bool allow_other = false;
+  bool default_permissions = false;
+  bool debug = false;
+  uint32_t max_write_bytes = 1u << 20;
+};
+
+/// Parses "k=v,flag,...". Generic fstab options (defaults, nofail, noauto,
+/// auto, user, users, nouser, _netdev, rw, x-*, comment=*) are accepted
+/// and ignored. EINVAL naming the option for an unknown key or bad value.
+Result<MountOptions> parse_mount_options(const std::string& text);
+
+}  // namespace pcimirror::cli

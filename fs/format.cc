@@ -1,0 +1,512 @@
+#include "fs/format.h"
+
+#include <algorithm>
+#include <cstdio>
+#include <cstring>
+#include <set>
+
+#include "fs/crc32c.h"
+
+namespace pcimirror {
+namespace {
+
+constexpr char kSuperMagic[8] = {'P', 'C', 'I', 'M', 'I', 'R', 'S', 'B'};
+constexpr char kSlotMagic[8] = {'P', 'C', 'I', 'M', 'I', 'R', 'M', 'D'};
+constexpr size_t kSuperCrcOffset = 4092;
+constexpr size_t kSlotHeaderCrcOffset = 60;
+constexpr size_t kEntryFixedBytes = 72;
+constexpr size_t kCopyFixedBytes = 40;
+
+// Little-endian encoder appending to a byte vector.
+class Writer {
+ public:
+  explicit Writer(std::vector<uint8_t>& out) : out_(out) {}
+  void u8(uint8_t v) { out_.push_back(v); }
+  void u16(uint16_t v) { le(v, 2); }
+  void u32(uint32_t v) { le(v, 4); }
+  void u64(uint64_t v) { le(v, 8); }
+  void i64(int64_t v) { le(static_cast<uint64_t>(v), 8); }
+  void bytes(const void* p, size_t n) {
+    auto* b = static_cast<const uint8_t*>(p);
+    out_.insert(out_.end(), b, b + n);
+  }
+  void fixed_string(const std::string& s, size_t width) {
+    size_t n = std::min(s.size(), width);
+    bytes(s.data(), n);
+    zeros(width - n);
+  }
+  void zeros(size_t n) { out_.insert(out_.end(), n, 0); }
+  void pad_to(size_t multiple) {
+    while (out_.size() % multiple) out_.push_back(0);
+  }
+  size_t size() const { return out_.size(); }
+  void put_u32_at(size_t off, uint32_t v) {
+    for (int i = 0; i < 4; ++i) out_[off + i] = static_cast<uint8_t>(v >> (8 * i));
+  }
+
+ private:
+  void le(uint64_t v, int n) {
+    for (int i = 0; i < n; ++i) out_.push_back(static_cast<uint8_t>(v >> (8 * i)));
+  }
+  std::vector<uint8_t>& out_;
+};
+
+// Little-endian decoder; every read is bounds-checked and sets ok() false
+// on overrun instead of reading past the span.
+class Reader {
+ public:
+  explicit Reader(std::span<const uint8_t> in) : in_(in) {}
+  bool ok() const { return ok_; }
+  size_t pos() const { return pos_; }
+  size_t remaining() const { return in_.size() - pos_; }
+  uint16_t u16() { return static_cast<uint16_t>(le(2)); }
+  uint32_t u32() { return static_cast<uint32_t>(le(4)); }
+  uint64_t u64() { return le(8); }
+  int64_t i64() { return static_cast<int64_t>(le(8)); }
+  std::span<const uint8_t> bytes(size_t n) {
+    if (!take(n)) return {};
+    return in_.subspan(pos_ - n, n);
+  }
+  std::string fixed_string(size_t width) {
+    auto b = bytes(width);
+    size_t n = 0;
+    while (n < b.size() && b[n]) ++n;
+    return std::string(reinterpret_cast<const char*>(b.data()), n);
+  }
+  void skip(size_t n) { take(n); }
+
+ private:
+  bool take(size_t n) {
+    if (!ok_ || n > remaining()) {
+      ok_ = false;
+      return false;
+    }
+    pos_ += n;
+    return true;
+  }
+  uint64_t le(int n) {
+    if (!take(static_cast<size_t>(n))) return 0;
+    uint64_t v = 0;
+    for (int i = 0; i < n; ++i) v |= uint64_t{in_[pos_ - n + i]} << (8 * i);
+    return v;
+  }
+  std::span<const uint8_t> in_;
+  size_t pos_ = 0;
+  bool ok_ = true;
+};
+
+uint64_t round_up(uint64_t v, uint64_t a) { return (v + a - 1) / a * a; }
+
+Error corrupt(std::string what) { return make_error(EUCLEAN, std::move(what)); }
+
+}  // namespace
+
+const char* to_string(MirrorPath p) {
+  switch (p) {
+    case MirrorPath::kNone: return "none";
+    case MirrorPath::kZeroCopy: return "zero-copy";
+    case MirrorPath::kBounce: return "bounce";
+    case MirrorPath::kMixed: return "mixed";
+  }
+  return "unknown";
+}
+
+uint64_t SliceEntry::generation() const {
+  uint64_t g = 0;
+  for (const auto& c : copies) g = std::max(g, c.generation);
+  return g;
+}
+
+const MirrorCopy* SliceEntry::committed() const {
+  if (current_copy >= copies.size() || copies[current_copy].generation == 0)
+    return nullptr;
+  return &copies[current_copy];
+}
+
+uint32_t SliceEntry::next_copy() const {
+  if (copies.size() < 2) return 0;
+  return committed() ? 1 - current_copy : current_copy;
+}
+
+std::string Superblock::uuid_string() const {
+  char buf[40];
+  std::snprintf(buf, sizeof buf,
+                "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x",
+                uuid[0], uuid[1], uuid[2], uuid[3], uuid[4], uuid[5], uuid[6],
+                uuid[7], uuid[8], uuid[9], uuid[10], uuid[11], uuid[12],
+                uuid[13], uuid[14], uuid[15]);
+  return buf;
+}
+
+Result<Superblock> plan_layout(uint64_t device_bytes,
+                               uint32_t logical_block_size,
+                               uint64_t meta_slot_bytes) {
+  if (meta_slot_bytes < kBlockBytes * 4 || meta_slot_bytes % kBlockBytes)
+    return make_error(EINVAL, "metadata slot size must be a multiple of 4096 "
+                              "and at least 16 KiB");
+  Superblock sb;
+  sb.logical_block_size = logical_block_size;
+  sb.device_bytes = device_bytes;
+  uint64_t usable = device_bytes / kBlockBytes * kBlockBytes;
+  if (usable < kSuperblockBytes)
+    return make_error(ENOSPC, "device is smaller than one superblock");
+  uint64_t backup = usable - kSuperblockBytes;
+  uint64_t slot0 = kLayoutAlignBytes;
+  uint64_t slot1 = slot0 + meta_slot_bytes;
+  uint64_t data = round_up(slot1 + meta_slot_bytes, kLayoutAlignBytes);
+  if (data + kBlockBytes > backup)
+    return make_error(ENOSPC, "device of " + std::to_string(device_bytes) +
+                                  " bytes has no room for a data area after "
+                                  "the metadata (" +
+                                  std::to_string(data) + " bytes)");
+  sb.meta_slot_sector = {slot0 / kSectorBytes, slot1 / kSectorBytes};
+  sb.meta_slot_sectors = meta_slot_bytes / kSectorBytes;
+  sb.data_start_sector = data / kSectorBytes;
+  sb.data_sectors = (backup - data) / kSectorBytes;
+  sb.backup_superblock_sector = backup / kSectorBytes;
+  return sb;
+}
+
+std::vector<uint8_t> encode_superblock(const Superblock& sb) {
+  std::vector<uint8_t> out;
+  out.reserve(kSuperblockBytes);
+  Writer w(out);
+  w.bytes(kSuperMagic, 8);
+  w.u32(sb.version);
+  w.u32(kSuperblockBytes);
+  w.u64(sb.incompat_features);
+  w.u64(sb.ro_compat_features);
+  w.u64(sb.compat_features);
+  w.bytes(sb.uuid.data(), 16);
+  w.fixed_string(sb.label, kLabelBytes);
+  w.u32(sb.logical_block_size);
+  w.u32(sb.block_bytes);
+  w.u64(sb.device_bytes);
+  w.u64(sb.meta_slot_sector[0]);
+  w.u64(sb.meta_slot_sector[1]);
+  w.u64(sb.meta_slot_sectors);
+  w.u64(sb.data_start_sector);
+  w.u64(sb.data_sectors);
+  w.u64(sb.backup_superblock_sector);
+  w.u64(sb.region_bytes);
+  w.u16(sb.pci_vendor_id);
+  w.u16(sb.pci_device_id);
+  w.u32(sb.crc_chunk_bytes);
+  w.i64(sb.format_time_ns);
+  w.u32(sb.mirror_copies);
+  w.u32(0);
+  w.fixed_string(sb.memory_spec, kMemorySpecBytes);
+  w.zeros(kSuperblockBytes - w.size());
+  w.put_u32_at(kSuperCrcOffset, crc32c(out.data(), kSuperCrcOffset));
+  return out;
+}
+
+Result<Superblock> decode_superblock(std::span<const uint8_t> bytes) {
+  if (bytes.size() < kSuperblockBytes)
+    return make_error(EINVAL, "superblock buffer too short");
+  if (std::memcmp(bytes.data(), kSuperMagic, 8) != 0)
+    return make_error(EINVAL, "no pcimirror superblock (bad magic)");
+  Reader r(bytes.first(kSuperblockBytes));
+  r.skip(8);
+  Superblock sb;
+  sb.version = r.u32();
+  uint32_t sb_bytes = r.u32();
+  if (sb.version != kFormatVersion)
+    return make_error(EINVAL, "superblock has format version " +
+                                  std::to_string(sb.version) +
+                                  "; this pcimirror reads version 1");
+  if (sb_bytes != kSuperblockBytes)
+    return corrupt("superblock size field is " + std::to_string(sb_bytes));
+  uint32_t stored = 0;
+  for (int i = 0; i < 4; ++i)
+    stored |= uint32_t{bytes[kSuperCrcOffset + i]} << (8 * i);
+  if (stored != crc32c(bytes.data(), kSuperCrcOffset))
+    return corrupt("superblock CRC32C mismatch");
+  sb.incompat_features = r.u64();
+  sb.ro_compat_features = r.u64();
+  sb.compat_features = r.u64();
+  auto uuid = r.bytes(16);
+  std::copy(uuid.begin(), uuid.end(), sb.uuid.begin());
+  sb.label = r.fixed_string(kLabelBytes);
+  sb.logical_block_size = r.u32();
+  sb.block_bytes = r.u32();
+  sb.device_bytes = r.u64();
+  sb.meta_slot_sector[0] = r.u64();
+  sb.meta_slot_sector[1] = r.u64();
+  sb.meta_slot_sectors = r.u64();
+  sb.data_start_sector = r.u64();
+  sb.data_sectors = r.u64();
+  sb.backup_superblock_sector = r.u64();
+  sb.region_bytes = r.u64();
+  sb.pci_vendor_id = r.u16();
+  sb.pci_device_id = r.u16();
+  sb.crc_chunk_bytes = r.u32();
+  sb.format_time_ns = r.i64();
+  sb.mirror_copies = r.u32();
+  r.u32();
+  sb.memory_spec = r.fixed_string(kMemorySpecBytes);
+  if (!r.ok()) return corrupt("superblock truncated");
+
+  // Layout consistency (§3 "valid").
+  const uint64_t spb = kBlockBytes / kSectorBytes;
+  const uint64_t dev_sectors = sb.device_bytes / kSectorBytes;
+  auto inside = [&](uint64_t start, uint64_t len) {
+    return start % spb == 0 && len % spb == 0 && start <= dev_sectors &&
+           len <= dev_sectors - start;
+  };
+  if (sb.block_bytes != kBlockBytes)
+    return corrupt("superblock block_bytes is " + std::to_string(sb.block_bytes));
+  if (sb.logical_block_size < 512 || sb.logical_block_size > kBlockBytes ||
+      (sb.logical_block_size & (sb.logical_block_size - 1)))
+    return corrupt("superblock logical_block_size is " +
+                   std::to_string(sb.logical_block_size));
+  if (sb.crc_chunk_bytes < kBlockBytes || sb.crc_chunk_bytes % kBlockBytes)
+    return corrupt("superblock crc_chunk_bytes is " +
+                   std::to_string(sb.crc_chunk_bytes));
+  if (sb.mirror_copies != 1 && sb.mirror_copies != 2)
+    return corrupt("superblock mirror_copies is " +
+                   std::to_string(sb.mirror_copies));
+  if (sb.meta_slot_sectors < 32 ||
+      !inside(sb.meta_slot_sector[0], sb.meta_slot_sectors) ||
+      !inside(sb.meta_slot_sector[1], sb.meta_slot_sectors) ||
+      !inside(sb.data_start_sector, sb.data_sectors) || sb.data_sectors == 0 ||
+      !inside(sb.backup_superblock_sector, spb))
+    return corrupt("superblock layout lies outside the device");
+  const uint64_t s0 = sb.meta_slot_sector[0], s1 = sb.meta_slot_sector[1];
+  const uint64_t m = sb.meta_slot_sectors;
+  if (s0 < spb || s1 < s0 + m || sb.data_start_sector < s1 + m ||
+      sb.backup_superblock_sector < sb.data_end_sector())
+    return corrupt("superblock areas overlap");
+  return sb;
+}
+
+Result<std::vector<uint8_t>> encode_slot(const Superblock& sb,
+                                         const SliceTable& table) {
+  std::vector<uint8_t> out;
+  Writer w(out);
+  w.zeros(kSlotHeaderBytes);
+  for (const SliceEntry& e : table.slices) {
+    size_t start = w.size();
+    w.u32(0);  // entry_bytes, filled below
+    w.u16(static_cast<uint16_t>(e.name.size()));
+    w.u16(e.flags);
+    w.u32(e.mode);
+    w.u32(e.uid);
+    w.u32(e.gid);
+    w.u32(static_cast<uint32_t>(e.copies.size()));
+    w.u64(e.offset_bytes);
+    w.u64(e.length_bytes);
+    w.i64(e.atime_ns);
+    w.i64(e.mtime_ns);
+    w.i64(e.ctime_ns);
+    w.u32(e.current_copy);
+    w.u32(0);
+    w.bytes(e.name.data(), e.name.size());
+    w.pad_to(8);
+    for (const MirrorCopy& c : e.copies) {
+      w.u64(c.generation);
+      w.i64(c.sync_time_ns);
+      w.u64(c.sync_duration_ns);
+      w.u32(c.crc32c);
+      w.u32(static_cast<uint32_t>(c.path));
+      w.u32(static_cast<uint32_t>(c.extents.size()));
+      w.u32(static_cast<uint32_t>(c.chunk_crc32c.size()));
+      for (const Extent& x : c.extents) {
+        w.u64(x.start_sector);
+        w.u64(x.sectors);
+      }
+      for (uint32_t crc : c.chunk_crc32c) w.u32(crc);
+      w.pad_to(8);
+    }
+    w.put_u32_at(start, static_cast<uint32_t>(w.size() - start));
+  }
+  const uint64_t payload = out.size() - kSlotHeaderBytes;
+  const uint64_t slot_bytes = sb.meta_slot_sectors * kSectorBytes;
+  if (out.size() > slot_bytes)
+    return make_error(E2BIG, "slice table needs " + std::to_string(out.size()) +
+                                 " bytes, metadata slot holds " +
+                                 std::to_string(slot_bytes) +
+                                 "; reformat with a larger --metadata-size");
+  std::vector<uint8_t> header;
+  Writer h(header);
+  h.bytes(kSlotMagic, 8);
+  h.u32(kFormatVersion);
+  h.u32(kSlotHeaderBytes);
+  h.u64(table.generation);
+  h.u64(payload);
+  h.u32(static_cast<uint32_t>(table.slices.size()));
+  h.u32(crc32c(out.data() + kSlotHeaderBytes, payload));
+  h.bytes(sb.uuid.data(), 16);
+  h.u32(0);
+  h.u32(crc32c(header.data(), kSlotHeaderCrcOffset));
+  std::copy(header.begin(), header.end(), out.begin());
+  w.pad_to(kBlockBytes);
+  return out;
+}
+
+Result<SliceTable> decode_slot(const Superblock& sb,
+                               std::span<const uint8_t> bytes) {
+  if (bytes.size() < kSlotHeaderBytes)
+    return corrupt("metadata slot truncated");
+  if (std::memcmp(bytes.data(), kSlotMagic, 8) != 0)
+    return corrupt("metadata slot has no header (bad magic)");
+  Reader h(bytes.first(kSlotHeaderBytes));
+  h.skip(8);
+  uint32_t version = h.u32();
+  uint32_t header_bytes = h.u32();
+  SliceTable t;
+  t.generation = h.u64();
+  uint64_t payload = h.u64();
+  uint32_t count = h.u32();
+  uint32_t payload_crc = h.u32();
+  auto uuid = h.bytes(16);
+  h.u32();
+  uint32_t header_crc = h.u32();
+  if (header_crc != crc32c(bytes.data(), kSlotHeaderCrcOffset))
+    return corrupt("metadata slot header CRC32C mismatch");
+  if (version != kFormatVersion || header_bytes != kSlotHeaderBytes)
+    return corrupt("metadata slot version " + std::to_string(version));
+  if (!std::equal(uuid.begin(), uuid.end(), sb.uuid.begin()))
+    return corrupt("metadata slot belongs to another volume (UUID mismatch)");
+  if (t.generation == 0) return corrupt("metadata slot generation is 0");
+  if (payload > bytes.size() - kSlotHeaderBytes)
+    return corrupt("metadata slot payload of " + std::to_string(payload) +
+                   " bytes overruns the slot");
+  auto body = bytes.subspan(kSlotHeaderBytes, payload);
+  if (payload_crc != crc32c(body.data(), body.size()))
+    return corrupt("metadata slot payload CRC32C mismatch");
+  Reader r(body);
+  for (uint32_t i = 0; i < count; ++i) {
+    size_t start = r.pos();
+    uint32_t entry_bytes = r.u32();
+    if (!r.ok() || entry_bytes < kEntryFixedBytes || entry_bytes % 8 ||
+        entry_bytes > body.size() - start)
+      return corrupt("slice entry " + std::to_string(i) + " has a bad size");
+    Reader e(body.subspan(start + 4, entry_bytes - 4));
+    r.skip(entry_bytes - 4);
+    SliceEntry s;
+    uint16_t name_bytes = e.u16();
+    s.flags = e.u16();
+    s.mode = e.u32();
+    s.uid = e.u32();
+    s.gid = e.u32();
+    uint32_t copies = e.u32();
+    s.offset_bytes = e.u64();
+    s.length_bytes = e.u64();
+    s.atime_ns = e.i64();
+    s.mtime_ns = e.i64();
+    s.ctime_ns = e.i64();
+    s.current_copy = e.u32();
+    e.u32();
+    auto name = e.bytes(name_bytes);
+    s.name.assign(reinterpret_cast<const char*>(name.data()), name.size());
+    e.skip((8 - name_bytes % 8) % 8);
+    if (copies < 1 || copies > 2)
+      return corrupt("slice entry " + std::to_string(i) + " has " +
+                     std::to_string(copies) + " copies");
+    for (uint32_t c = 0; c < copies && e.ok(); ++c) {
+      MirrorCopy mc;
+      mc.generation = e.u64();
+      mc.sync_time_ns = e.i64();
+      mc.sync_duration_ns = e.u64();
+      mc.crc32c = e.u32();
+      mc.path = static_cast<MirrorPath>(e.u32());
+      uint32_t nx = e.u32();
+      uint32_t nc = e.u32();
+      if (uint64_t{nx} * 16 + uint64_t{nc} * 4 > e.remaining())
+        return corrupt("slice '" + s.name + "' copy " + std::to_string(c) +
+                       " overruns its entry");
+      mc.extents.resize(nx);
+      for (Extent& x : mc.extents) {
+        x.start_sector = e.u64();
+        x.sectors = e.u64();
+      }
+      mc.chunk_crc32c.resize(nc);
+      for (uint32_t& crc : mc.chunk_crc32c) crc = e.u32();
+      e.skip((8 - (nc * 4) % 8) % 8);
+      s.copies.push_back(std::move(mc));
+    }
+    if (!e.ok())
+      return corrupt("slice entry " + std::to_string(i) + " is truncated");
+    t.slices.push_back(std::move(s));
+  }
+  PCIM_TRY(validate_table(sb, t));
+  return t;
+}
+
+Status validate_name(const std::string& name) {
+  if (name.empty() || name.size() > kMaxNameBytes)
+    return make_error(EINVAL, "slice name '" + name +
+                                  "' must be 1 to 255 bytes long");
+  if (name == "." || name == ".." || name.find('/') != std::string::npos ||
+      name.find('\0') != std::string::npos)
+    return make_error(EINVAL, "slice name '" + name +
+                                  "' may not be '.', '..' or contain '/'");
+  return {};
+}
+
+Status validate_table(const Superblock& sb, const SliceTable& table) {
+  const uint64_t spb = sb.block_bytes / kSectorBytes;
+  std::set<std::string> names;
+  std::vector<std::pair<Extent, const std::string*>> all;
+  std::vector<std::pair<uint64_t, uint64_t>> windows;
+  for (const SliceEntry& s : table.slices) {
+    if (!validate_name(s.name).ok())
+      return corrupt("slice name '" + s.name + "' is invalid");
+    if (!names.insert(s.name).second)
+      return corrupt("slice name '" + s.name + "' appears twice");
+    if (s.length_bytes == 0)
+      return corrupt("slice '" + s.name + "' has length 0");
+    if (s.offset_bytes > sb.region_bytes ||
+        s.length_bytes > sb.region_bytes - s.offset_bytes)
+      return corrupt("slice '" + s.name + "' lies outside the region of " +
+                     std::to_string(sb.region_bytes) + " bytes");
+    windows.emplace_back(s.offset_bytes, s.offset_bytes + s.length_bytes);
+    if (s.copies.empty() || s.current_copy >= s.copies.size())
+      return corrupt("slice '" + s.name + "' names copy " +
+                     std::to_string(s.current_copy) + " of " +
+                     std::to_string(s.copies.size()));
+    const uint64_t need = mirror_bytes(s.length_bytes) / kSectorBytes;
+    const uint64_t chunks = chunk_count(s.length_bytes, sb.crc_chunk_bytes);
+    for (size_t c = 0; c < s.copies.size(); ++c) {
+      const MirrorCopy& mc = s.copies[c];
+      uint64_t have = 0;
+      for (const Extent& x : mc.extents) {
+        if (x.sectors == 0 || x.start_sector % spb || x.sectors % spb ||
+            x.start_sector < sb.data_start_sector ||
+            x.sectors > sb.data_end_sector() ||
+            x.start_sector > sb.data_end_sector() - x.sectors)
+          return corrupt("slice '" + s.name + "' copy " + std::to_string(c) +
+                         " has extent " + std::to_string(x.start_sector) + "+" +
+                         std::to_string(x.sectors) +
+                         " outside the data area or unaligned");
+        have += x.sectors;
+        all.emplace_back(x, &s.name);
+      }
+      if (have < need)
+        return corrupt("slice '" + s.name + "' copy " + std::to_string(c) +
+                       " holds " + std::to_string(have) + " sectors, needs " +
+                       std::to_string(need));
+      if (mc.generation != 0 && mc.chunk_crc32c.size() != chunks)
+        return corrupt("slice '" + s.name + "' copy " + std::to_string(c) +
+                       " has " + std::to_string(mc.chunk_crc32c.size()) +
+                       " chunk CRCs, needs " + std::to_string(chunks));
+    }
+  }
+  std::sort(all.begin(), all.end(), [](const auto& a, const auto& b) {
+    return a.first.start_sector < b.first.start_sector;
+  });
+  for (size_t i = 1; i < all.size(); ++i)
+    if (all[i].first.start_sector < all[i - 1].first.end_sector())
+      return corrupt("extents of slices '" + *all[i - 1].second + "' and '" +
+                     *all[i].second + "' overlap at sector " +
+                     std::to_string(all[i].first.start_sector));
+  std::sort(windows.begin(), windows.end());
+  for (size_t i = 1; i < windows.size(); ++i)
+    if (windows[i].first < windows[i - 1].second)
+      return corrupt("two slices overlap in the region at byte " +
+                     std::to_string(windows[i].first));
+  return {};
+}
+
+}  // namespace pcimirror

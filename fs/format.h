@@ -1,0 +1,140 @@
+// Encoding, decoding and validation of the on-disk format, version 1.
+// docs/FORMAT.md is the specification; section numbers below refer to it.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "io/result.h"
+
+namespace pcimirror {
+
+constexpr uint32_t kSectorBytes = 512;            // §1
+constexpr uint32_t kBlockBytes = 4096;            // §1 allocation block
+constexpr uint32_t kSuperblockBytes = 4096;       // §3
+constexpr uint32_t kFormatVersion = 1;            // §3, §4
+constexpr uint32_t kSlotHeaderBytes = 64;         // §4
+constexpr uint32_t kCrcChunkBytes = 1u << 20;     // §3 crc_chunk_bytes
+constexpr uint64_t kDefaultMetaSlotBytes = 4u << 20;  // §2
+constexpr uint64_t kLayoutAlignBytes = 1u << 20;  // §2
+constexpr size_t kMaxNameBytes = 255;             // §4.1
+constexpr size_t kMemorySpecBytes = 512;          // §3
+constexpr size_t kLabelBytes = 64;                // §3
+/// Feature bits this build knows (§3). Version 1 defines none.
+constexpr uint64_t kKnownIncompat = 0, kKnownRoCompat = 0, kKnownCompat = 0;
+
+/// §4.1 copy `path`: how a mirror's bytes reached the disk.
+enum class MirrorPath : uint32_t { kNone = 0, kZeroCopy = 1, kBounce = 2, kMixed = 3 };
+const char* to_string(MirrorPath p);
+
+/// A run of the data area, in 512-byte sectors.
+struct Extent {
+  uint64_t start_sector = 0;
+  uint64_t sectors = 0;
+  uint64_t end_sector() const { return start_sector + sectors; }
+  bool operator==(const Extent&) const = default;
+};
+
+/// One mirror copy of a slice (§4.1).
+struct MirrorCopy {
+  uint64_t generation = 0;  ///< 0: never written
+  int64_t sync_time_ns = 0;
+  uint64_t sync_duration_ns = 0;
+  uint32_t crc32c = 0;
+  MirrorPath path = MirrorPath::kNone;
+  std::vector<Extent> extents;
+  std::vector<uint32_t> chunk_crc32c;
+  bool operator==(const MirrorCopy&) const = default;
+};
+
+/// One slice: a window of the region and its mirror copies (§4.1).
+struct SliceEntry {
+  std::string name;
+  uint16_t flags = 0;
+  uint32_t mode = 0644;
+  uint32_t uid = 0, gid = 0;
+  uint64_t offset_bytes = 0;
+  uint64_t length_bytes = 0;
+  int64_t atime_ns = 0, mtime_ns = 0, ctime_ns = 0;
+  uint32_t current_copy = 0;
+  std::vector<MirrorCopy> copies;
+
+  /// The slice's mirror generation: the largest of its copies'.
+  uint64_t generation() const;
+  /// The committed mirror, or nullptr when never mirrored.
+  const MirrorCopy* committed() const;
+  /// The copy the next sync writes (§7 step 1).
+  uint32_t next_copy() const;
+  bool operator==(const SliceEntry&) const = default;
+};
+
+struct Superblock {
+  uint32_t version = kFormatVersion;
+  uint64_t incompat_features = 0, ro_compat_features = 0, compat_features = 0;
+  std::array<uint8_t, 16> uuid{};
+  std::string label;
+  uint32_t logical_block_size = 512;
+  uint32_t block_bytes = kBlockBytes;
+  uint64_t device_bytes = 0;
+  std::array<uint64_t, 2> meta_slot_sector{};
+  uint64_t meta_slot_sectors = 0;
+  uint64_t data_start_sector = 0;
+  uint64_t data_sectors = 0;
+  uint64_t backup_superblock_sector = 0;
+  uint64_t region_bytes = 0;
+  uint16_t pci_vendor_id = 0, pci_device_id = 0;
+  uint32_t crc_chunk_bytes = kCrcChunkBytes;
+  int64_t format_time_ns = 0;
+  uint32_t mirror_copies = 2;
+  std::string memory_spec;
+
+  uint64_t data_end_sector() const { return data_start_sector + data_sectors; }
+  std::string uuid_string() const;
+  bool operator==(const Superblock&) const = default;
+};
+
+/// The decoded content of a metadata slot.
+struct SliceTable {
+  uint64_t generation = 0;  ///< metadata commit counter (§4)
+  std::vector<SliceEntry> slices;
+};
+
+/// Computes a fresh layout (§2) for a device of `device_bytes` with slots of
+/// `meta_slot_bytes`. EINVAL/ENOSPC when the device is too small.
+Result<Superblock> plan_layout(uint64_t device_bytes,
+                               uint32_t logical_block_size,
+                               uint64_t meta_slot_bytes);
+
+/// 4096 bytes (§3), CRC filled in.
+std::vector<uint8_t> encode_superblock(const Superblock& sb);
+/// Validates magic, version, CRC and layout (§3). EINVAL with the reason;
+/// EUCLEAN for a CRC mismatch.
+Result<Superblock> decode_superblock(std::span<const uint8_t> bytes);
+
+/// Encodes a slot (§4), padded with zeros to a multiple of 4096. E2BIG when
+/// it does not fit the superblock's slot size.
+Result<std::vector<uint8_t>> encode_slot(const Superblock& sb,
+                                         const SliceTable& table);
+/// Decodes and validates a slot (§4, §6). EINVAL/EUCLEAN with the reason.
+Result<SliceTable> decode_slot(const Superblock& sb,
+                               std::span<const uint8_t> bytes);
+
+/// Checks the invariants of §6. EUCLEAN naming the first violation.
+Status validate_table(const Superblock& sb, const SliceTable& table);
+
+/// Checks a slice name against §6 rule 4. EINVAL with the reason.
+Status validate_name(const std::string& name);
+
+/// Number of chunk CRCs for a slice of `length_bytes` (§4.1).
+inline uint64_t chunk_count(uint64_t length_bytes, uint32_t crc_chunk_bytes) {
+  return (length_bytes + crc_chunk_bytes - 1) / crc_chunk_bytes;
+}
+/// Bytes of mirror image: length rounded up to the allocation block.
+inline uint64_t mirror_bytes(uint64_t length_bytes) {
+  return (length_bytes + kBlockBytes - 1) / kBlockBytes * kBlockBytes;
+}
+
+}  // namespace pcimirror

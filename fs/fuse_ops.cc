@@ -1,0 +1,245 @@
+// libfuse3 low-level handlers (see libfuse's example/passthrough_hp.cc for the
+// shape). Each handler unpacks the request, calls SliceFs, and answers with
+// fuse_reply_* or an errno. No exception crosses a callback: SliceFs does not
+// throw, and the one allocation here is guarded.
+#define FUSE_USE_VERSION 312
+#include "fs/fuse_ops.h"
+
+#include <fuse_lowlevel.h>
+
+#include <cstring>
+#include <memory>
+#include <new>
+#include <vector>
+
+#include "io/log.h"
+
+namespace pcimirror {
+namespace {
+
+constexpr double kAttrTimeout = 1.0;
+
+struct Handle {
+  bool wrote = false;
+};
+
+// Session state, passed as userdata (no globals).
+struct Context {
+  SliceFs* fs;
+  uint32_t max_write_bytes;
+};
+
+SliceFs& fs_of(fuse_req_t req) {
+  return *static_cast<Context*>(fuse_req_userdata(req))->fs;
+}
+
+void reply_attr(fuse_req_t req, const Result<struct stat>& st) {
+  if (!st.ok()) {
+    fuse_reply_err(req, st.error().code);
+    return;
+  }
+  fuse_reply_attr(req, &*st, kAttrTimeout);
+}
+
+void op_init(void* userdata, fuse_conn_info* conn) {
+  // Large direct writes: libfuse derives max_pages from max_write.
+  conn->max_write = static_cast<Context*>(userdata)->max_write_bytes;
+  if (conn->capable & FUSE_CAP_ATOMIC_O_TRUNC)
+    conn->want |= FUSE_CAP_ATOMIC_O_TRUNC;
+  conn->want &= ~FUSE_CAP_WRITEBACK_CACHE;
+}
+
+void op_destroy(void* userdata) {
+  static_cast<Context*>(userdata)->fs->sync_all_dirty();
+}
+
+void op_lookup(fuse_req_t req, fuse_ino_t parent, const char* name) {
+  if (parent != kRootIno) return (void)fuse_reply_err(req, ENOTDIR);
+  SliceFs& fs = fs_of(req);
+  auto ino = fs.lookup(name);
+  if (!ino.ok()) return (void)fuse_reply_err(req, ENOENT);
+  auto st = fs.getattr(*ino);
+  if (!st.ok()) return (void)fuse_reply_err(req, st.error().code);
+  fuse_entry_param e{};
+  e.ino = *ino;
+  e.attr = *st;
+  e.attr_timeout = kAttrTimeout;
+  e.entry_timeout = kAttrTimeout;
+  fuse_reply_entry(req, &e);
+}
+
+void op_getattr(fuse_req_t req, fuse_ino_t ino, fuse_file_info*) {
+  reply_attr(req, fs_of(req).getattr(ino));
+}
+
+void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set,
+                fuse_file_info*) {
+  reply_attr(req, fs_of(req).setattr(ino, *attr, to_set));
+}
+
+void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+                fuse_file_info*) {
+  if (ino != kRootIno) return (void)fuse_reply_err(req, ENOTDIR);
+  auto entries = fs_of(req).list();
+  entries.insert(entries.begin(), {{".", kRootIno}, {"..", kRootIno}});
+  std::vector<char> buf(size);
+  size_t used = 0;
+  for (size_t i = static_cast<size_t>(off); i < entries.size(); ++i) {
+    struct stat st {};
+    st.st_ino = entries[i].second;
+    st.st_mode = i < 2 ? S_IFDIR : S_IFREG;
+    size_t n = fuse_add_direntry(req, buf.data() + used, size - used,
+                                 entries[i].first.c_str(), &st,
+                                 static_cast<off_t>(i + 1));
+    if (n > size - used) break;
+    used += n;
+  }
+  fuse_reply_buf(req, buf.data(), used);
+}
+
+void op_open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
+  Status s = fs_of(req).open(ino, fi->flags);
+  if (!s.ok()) return (void)fuse_reply_err(req, s.error().code);
+  auto* h = new (std::nothrow) Handle();
+  if (!h) return (void)fuse_reply_err(req, ENOMEM);
+  fi->fh = reinterpret_cast<uint64_t>(h);
+  fi->direct_io = 1;  // device memory changes behind our back: no page cache
+  fi->keep_cache = 0;
+  if (fuse_reply_open(req, fi) == -ENOENT) delete h;  // interrupted open
+}
+
+void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+             fuse_file_info*) {
+  thread_local std::vector<std::byte> buf;
+  if (buf.size() < size) buf.resize(size);
+  auto n = fs_of(req).read(ino, static_cast<uint64_t>(off), size, buf.data());
+  if (!n.ok()) return (void)fuse_reply_err(req, n.error().code);
+  fuse_reply_buf(req, reinterpret_cast<const char*>(buf.data()), *n);
+}
+
+void op_write(fuse_req_t req, fuse_ino_t ino, const char* data, size_t size,
+              off_t off, fuse_file_info* fi) {
+  auto n = fs_of(req).write(ino, static_cast<uint64_t>(off), size,
+                            reinterpret_cast<const std::byte*>(data));
+  if (!n.ok()) return (void)fuse_reply_err(req, n.error().code);
+  reinterpret_cast<Handle*>(fi->fh)->wrote = true;
+  fuse_reply_write(req, *n);
+}
+
+// close(2) of a descriptor that wrote: mirror before close returns, so cp
+// and dd report failures. Errors reach the caller as EIO.
+void op_flush(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
+  auto* h = reinterpret_cast<Handle*>(fi->fh);
+  if (h && h->wrote) {
+    Status s = fs_of(req).sync_if_dirty(ino);
+    if (!s.ok()) return (void)fuse_reply_err(req, EIO);
+    h->wrote = false;
+  }
+  fuse_reply_err(req, 0);
+}
+
+void op_fsync(fuse_req_t req, fuse_ino_t ino, int, fuse_file_info* fi) {
+  Status s = fs_of(req).sync(ino);
+  if (!s.ok()) return (void)fuse_reply_err(req, EIO);
+  if (fi && fi->fh) reinterpret_cast<Handle*>(fi->fh)->wrote = false;
+  fuse_reply_err(req, 0);
+}
+
+void op_release(fuse_req_t req, fuse_ino_t, fuse_file_info* fi) {
+  delete reinterpret_cast<Handle*>(fi->fh);
+  fuse_reply_err(req, 0);
+}
+
+void op_statfs(fuse_req_t req, fuse_ino_t) {
+  auto sp = fs_of(req).statfs();
+  struct statvfs v {};
+  v.f_bsize = sp.block_bytes;
+  v.f_frsize = sp.block_bytes;
+  v.f_blocks = sp.total_bytes / sp.block_bytes;
+  v.f_bfree = sp.free_bytes / sp.block_bytes;
+  v.f_bavail = v.f_bfree;
+  v.f_files = sp.files;
+  v.f_ffree = 0;
+  v.f_namemax = 255;
+  fuse_reply_statfs(req, &v);
+}
+
+fuse_lowlevel_ops make_ops() {
+  fuse_lowlevel_ops ops{};
+  ops.init = op_init;
+  ops.destroy = op_destroy;
+  ops.lookup = op_lookup;
+  ops.getattr = op_getattr;
+  ops.setattr = op_setattr;
+  ops.readdir = op_readdir;
+  ops.open = op_open;
+  ops.read = op_read;
+  ops.write = op_write;
+  ops.flush = op_flush;
+  ops.fsync = op_fsync;
+  ops.release = op_release;
+  ops.statfs = op_statfs;
+  return ops;
+}
+
+// Owner of a fuse_session: unmounts and destroys it.
+class FuseSession {
+ public:
+  explicit FuseSession(fuse_session* se) : se_(se) {}
+  FuseSession(const FuseSession&) = delete;
+  FuseSession& operator=(const FuseSession&) = delete;
+  ~FuseSession() {
+    if (!se_) return;
+    if (signals_) fuse_remove_signal_handlers(se_);
+    if (mounted_) fuse_session_unmount(se_);
+    fuse_session_destroy(se_);
+  }
+  fuse_session* get() const { return se_; }
+  void set_mounted() { mounted_ = true; }
+  void set_signals() { signals_ = true; }
+
+ private:
+  fuse_session* se_;
+  bool mounted_ = false;
+  bool signals_ = false;
+};
+
+}  // namespace
+
+Status serve_fuse(SliceFs& fs, const FuseMountOptions& opts,
+                  const std::function<void()>& on_mounted) {
+  std::vector<std::string> words = {
+      "pcimirror", "-o",
+      "fsname=" + opts.fsname + ",subtype=pcimirror,nosuid,nodev,noexec" +
+          (opts.read_only ? ",ro" : "") +
+          (opts.allow_other ? ",allow_other" : "") +
+          (opts.default_permissions ? ",default_permissions" : "")};
+  if (opts.debug) words.push_back("-d");
+  std::vector<char*> argv;
+  for (auto& w : words) argv.push_back(w.data());
+  fuse_args args = FUSE_ARGS_INIT(static_cast<int>(argv.size()), argv.data());
+  static const fuse_lowlevel_ops ops = make_ops();
+  Context ctx{&fs, opts.max_write_bytes};
+  FuseSession se(fuse_session_new(&args, &ops, sizeof(ops), &ctx));
+  if (!se.get())
+    return make_error(EINVAL, "cannot create a FUSE session for " +
+                                  opts.mountpoint + " (bad mount options?)");
+  if (fuse_set_signal_handlers(se.get()) != 0)
+    return make_error(EIO, "cannot install signal handlers");
+  se.set_signals();
+  if (fuse_session_mount(se.get(), opts.mountpoint.c_str()) != 0)
+    return make_error(EIO, "cannot mount on " + opts.mountpoint +
+                               " (does it exist, is /dev/fuse available, is "
+                               "something already mounted there?)");
+  se.set_mounted();
+  on_mounted();
+  fuse_loop_config* cfg = fuse_loop_cfg_create();
+  fuse_loop_cfg_set_clone_fd(cfg, 0);
+  fuse_loop_cfg_set_idle_threads(cfg, opts.max_idle_threads);
+  int r = fuse_session_loop_mt(se.get(), cfg);
+  fuse_loop_cfg_destroy(cfg);
+  if (r < 0) return make_error(-r, "FUSE loop on " + opts.mountpoint + " failed");
+  return {};
+}
+
+}  // namespace pcimirror

@@ -1,0 +1,346 @@
+#include "fs/mirror.h"
+
+#include <chrono>
+#include <functional>
+
+#include "fs/crc32c.h"
+#include "io/log.h"
+#include "io/units.h"
+
+namespace pcimirror {
+namespace {
+
+uint64_t mono_ns() {
+  return static_cast<uint64_t>(
+      std::chrono::duration_cast<std::chrono::nanoseconds>(
+          std::chrono::steady_clock::now().time_since_epoch())
+          .count());
+}
+int64_t wall_ns() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+// Accumulates the whole-slice CRC32C and the per-chunk CRC32Cs (§5) from data
+// fed in mirror order.
+class CrcAccumulator {
+ public:
+  CrcAccumulator(uint64_t length_bytes, uint32_t chunk_bytes)
+      : chunk_bytes_(chunk_bytes) {
+    chunks_.reserve(chunk_count(length_bytes, chunk_bytes));
+  }
+  void feed(const std::byte* data, uint64_t n) {
+    while (n > 0) {
+      uint64_t room = chunk_bytes_ - in_chunk_;
+      uint64_t take = std::min(n, room);
+      whole_ = crc32c_extend(whole_, data, take);
+      chunk_ = crc32c_extend(chunk_, data, take);
+      in_chunk_ += take;
+      data += take;
+      n -= take;
+      if (in_chunk_ == chunk_bytes_) close_chunk();
+    }
+  }
+  // Finishes a trailing partial chunk.
+  void finish() {
+    if (in_chunk_) close_chunk();
+  }
+  uint32_t whole() const { return whole_; }
+  std::vector<uint32_t>& chunks() { return chunks_; }
+
+ private:
+  void close_chunk() {
+    chunks_.push_back(chunk_);
+    chunk_ = 0;
+    in_chunk_ = 0;
+  }
+  uint32_t chunk_bytes_;
+  uint64_t in_chunk_ = 0;
+  uint32_t whole_ = 0, chunk_ = 0;
+  std::vector<uint32_t> chunks_;
+};
+
+class RegionSource final : public WriteSource {
+ public:
+  RegionSource(Region& region, uint64_t offset_bytes, bool zero_copy,
+               CrcAccumulator& crc)
+      : region_(region), offset_(offset_bytes), zero_copy_(zero_copy), crc_(crc) {}
+  const std::byte* direct(uint64_t mirror_offset, uint64_t) override {
+    return zero_copy_ ? region_.base() + offset_ + mirror_offset : nullptr;
+  }
+  void fill(uint64_t mirror_offset, std::byte* dst, uint64_t n) override {
+    region_.copy_from(offset_ + mirror_offset, dst, n);
+  }
+  void observe(uint64_t, const std::byte* data, uint64_t n) override {
+    crc_.feed(data, n);
+  }
+
+ private:
+  Region& region_;
+  uint64_t offset_;
+  bool zero_copy_;
+  CrcAccumulator& crc_;
+};
+
+const SliceEntry* find(const SliceTable& t, const std::string& name) {
+  for (const SliceEntry& e : t.slices)
+    if (e.name == name) return &e;
+  return nullptr;
+}
+
+std::vector<DeviceExtent> device_extents(const MirrorCopy& c) {
+  std::vector<DeviceExtent> out;
+  out.reserve(c.extents.size());
+  for (const Extent& x : c.extents)
+    out.push_back({x.start_sector * kSectorBytes, x.sectors * kSectorBytes});
+  return out;
+}
+
+}  // namespace
+
+Result<BounceMode> parse_bounce_mode(const std::string& text) {
+  if (text == "auto") return BounceMode::kAuto;
+  if (text == "always") return BounceMode::kAlways;
+  if (text == "never") return BounceMode::kNever;
+  return make_error(EINVAL, "bounce='" + text + "': use auto, always or never");
+}
+
+const char* to_string(BounceMode m) {
+  switch (m) {
+    case BounceMode::kAuto: return "auto";
+    case BounceMode::kAlways: return "always";
+    case BounceMode::kNever: return "never";
+  }
+  return "?";
+}
+
+MirrorEngine::MirrorEngine(Volume& volume, Region& region,
+                           MirrorOptions options,
+                           std::unique_ptr<UringEngine> engine)
+    : volume_(volume),
+      region_(region),
+      options_(options),
+      engine_(std::move(engine)) {}
+MirrorEngine::~MirrorEngine() = default;
+
+Result<std::unique_ptr<MirrorEngine>> MirrorEngine::create(
+    Volume& volume, Region& region, MirrorOptions options) {
+  const Superblock& sb = volume.superblock();
+  for (const SliceEntry& e : volume.table().slices)
+    if (!region.contains(e.offset_bytes, e.length_bytes))
+      return make_error(EINVAL, "memory region " + region.name() + " holds " +
+                                    std::to_string(region.size_bytes()) +
+                                    " bytes, too few for slice '" + e.name +
+                                    "' [" + std::to_string(e.offset_bytes) +
+                                    ", +" + std::to_string(e.length_bytes) +
+                                    "); the volume was formatted for " +
+                                    std::to_string(sb.region_bytes) + " bytes");
+  if (options.bounce == BounceMode::kNever && !region.pages_pinnable())
+    return make_error(EINVAL, "bounce=never: the pages of " + region.name() +
+                                  " cannot be pinned for O_DIRECT; use "
+                                  "bounce=auto");
+  PCIM_ASSIGN_OR_RETURN(auto engine,
+                        UringEngine::create(volume.device(), options.engine));
+  return std::unique_ptr<MirrorEngine>(
+      new MirrorEngine(volume, region, options, std::move(engine)));
+}
+
+SliceTable MirrorEngine::table() const {
+  std::lock_guard lock(mu_);
+  return volume_.table();
+}
+
+Status MirrorEngine::commit_edit(
+    const std::function<Status(SliceTable&)>& edit) {
+  std::lock_guard lock(mu_);
+  SliceTable next = volume_.table();
+  PCIM_TRY(edit(next));
+  return volume_.commit(std::move(next));
+}
+
+Result<SyncReport> MirrorEngine::sync(
+    const std::string& name, const std::function<void(SliceEntry&)>& amend) {
+  std::lock_guard lock(mu_);
+  const SliceEntry* e = find(volume_.table(), name);
+  if (!e) return make_error(ENOENT, "no slice named '" + name + "'");
+  if (volume_.read_only())
+    return make_error(EROFS, "volume on " + volume_.device().path() +
+                                 " is read-only; slice '" + name +
+                                 "' cannot be mirrored");
+  const uint32_t target = e->next_copy();
+  const MirrorCopy& dst = e->copies[target];
+  const bool zero_copy =
+      options_.bounce != BounceMode::kAlways && region_.pages_pinnable();
+  CrcAccumulator crc(e->length_bytes, volume_.superblock().crc_chunk_bytes);
+  RegionSource source(region_, e->offset_bytes, zero_copy, crc);
+  const auto extents = device_extents(dst);
+  const uint64_t t0 = mono_ns();
+  auto stats = engine_->write(extents, e->length_bytes, source);
+  if (!stats.ok()) {
+    Error err = stats.take_error();
+    err.message = "mirror of slice '" + name + "' failed: " + err.message;
+    return err;
+  }
+  if (Status f = engine_->flush(); !f.ok()) {
+    Error err = f.take_error();
+    err.message = "mirror of slice '" + name + "' failed: " + err.message;
+    return err;
+  }
+  const uint64_t t1 = mono_ns();
+  crc.finish();
+
+  SyncReport report;
+  report.slice = name;
+  report.bytes = e->length_bytes;
+  report.duration_ns = t1 - t0;
+  report.crc32c = crc.whole();
+  report.generation = e->generation() + 1;
+  report.path = stats->bytes_bounced == 0   ? MirrorPath::kZeroCopy
+                : stats->bytes_direct == 0 ? MirrorPath::kBounce
+                                           : MirrorPath::kMixed;
+
+  SliceTable next = volume_.table();
+  for (SliceEntry& s : next.slices) {
+    if (s.name != name) continue;
+    MirrorCopy& c = s.copies[target];
+    c.generation = report.generation;
+    c.sync_time_ns = wall_ns();
+    c.sync_duration_ns = report.duration_ns;
+    c.crc32c = report.crc32c;
+    c.path = report.path;
+    c.chunk_crc32c = std::move(crc.chunks());
+    s.current_copy = target;
+    if (amend) amend(s);
+  }
+  if (Status c = volume_.commit(std::move(next)); !c.ok()) {
+    Error err = c.take_error();
+    err.message = "commit of slice '" + name + "' failed: " + err.message;
+    return err;
+  }
+  log_info("sync slice=" + name + " bytes=" + std::to_string(report.bytes) +
+           " path=" + to_string(report.path) + " generation=" +
+           std::to_string(report.generation) + " MB/s=" +
+           std::to_string(static_cast<uint64_t>(report.mb_per_s())) +
+           " duration_ms=" + std::to_string(report.duration_ns / 1000000));
+  return report;
+}
+
+Status MirrorEngine::verify_copy(const SliceEntry& e, const MirrorCopy& c) {
+  const uint32_t chunk_bytes = volume_.superblock().crc_chunk_bytes;
+  CrcAccumulator crc(e.length_bytes, chunk_bytes);
+  size_t checked = 0;
+  auto sink = [&](uint64_t, const std::byte* data, uint64_t n) -> Status {
+    crc.feed(data, n);
+    // Compare chunks as soon as they close, to stop early on damage.
+    for (; checked < crc.chunks().size(); ++checked)
+      if (crc.chunks()[checked] != c.chunk_crc32c[checked])
+        return make_error(EUCLEAN, "chunk " + std::to_string(checked) +
+                                       " fails its CRC32C");
+    return {};
+  };
+  auto stats = engine_->read(device_extents(c), e.length_bytes, sink);
+  if (!stats.ok()) return stats.take_error();
+  crc.finish();
+  for (; checked < crc.chunks().size(); ++checked)
+    if (checked >= c.chunk_crc32c.size() ||
+        crc.chunks()[checked] != c.chunk_crc32c[checked])
+      return make_error(EUCLEAN, "chunk " + std::to_string(checked) +
+                                     " fails its CRC32C");
+  if (crc.whole() != c.crc32c)
+    return make_error(EUCLEAN, "whole-slice CRC32C mismatch");
+  return {};
+}
+
+Status MirrorEngine::restore_copy(const SliceEntry& e, const MirrorCopy& c) {
+  // Second pass: the data verified a moment ago is read again and checked
+  // chunk by chunk before each chunk is copied into the region.
+  const uint32_t chunk_bytes = volume_.superblock().crc_chunk_bytes;
+  auto sink = [&](uint64_t off, const std::byte* data, uint64_t n) -> Status {
+    for (uint64_t done = 0; done < n;) {
+      uint64_t pos = off + done;
+      uint64_t k = pos / chunk_bytes;
+      uint64_t end = std::min<uint64_t>((k + 1) * chunk_bytes, e.length_bytes);
+      uint64_t take = std::min(n - done, end - pos);
+      // Chunks align with reads when io_size is a multiple of crc_chunk or
+      // vice versa; verify whole chunks that lie in this read.
+      if (pos % chunk_bytes == 0 && take == end - pos &&
+          crc32c(data + done, take) != c.chunk_crc32c[k])
+        return make_error(EUCLEAN, "chunk " + std::to_string(k) +
+                                       " changed on disk during restore");
+      done += take;
+    }
+    region_.copy_to(e.offset_bytes + off, data, n);
+    return {};
+  };
+  auto stats = engine_->read(device_extents(c), e.length_bytes, sink);
+  if (!stats.ok()) return stats.take_error();
+  return {};
+}
+
+Status MirrorEngine::verify(const std::string& name) {
+  std::lock_guard lock(mu_);
+  const SliceEntry* e = find(volume_.table(), name);
+  if (!e) return make_error(ENOENT, "no slice named '" + name + "'");
+  const MirrorCopy* c = e->committed();
+  if (!c) return {};
+  Status s = verify_copy(*e, *c);
+  if (!s.ok()) {
+    Error err = s.take_error();
+    err.message = "mirror of slice '" + name + "' generation " +
+                  std::to_string(c->generation) + ": " + err.message;
+    return err;
+  }
+  return {};
+}
+
+Result<RestoreReport> MirrorEngine::restore(const std::string& name) {
+  std::lock_guard lock(mu_);
+  const SliceEntry* e = find(volume_.table(), name);
+  if (!e) return make_error(ENOENT, "no slice named '" + name + "'");
+  RestoreReport r;
+  r.slice = name;
+  const MirrorCopy* c = e->committed();
+  if (!c) {
+    r.skipped = true;
+    r.note = "never mirrored; left as it is";
+    return r;
+  }
+  const uint64_t t0 = mono_ns();
+  Status v = verify_copy(*e, *c);
+  if (!v.ok()) {
+    const MirrorCopy* other = nullptr;
+    if (e->copies.size() == 2 && e->copies[1 - e->current_copy].generation)
+      other = &e->copies[1 - e->current_copy];
+    std::string why = v.error().message;
+    if (other && verify_copy(*e, *other).ok()) {
+      r.fell_back = true;
+      r.note = "current mirror (generation " + std::to_string(c->generation) +
+               ") is damaged (" + why + "); restored the previous mirror, "
+               "generation " + std::to_string(other->generation);
+      log_warning("slice '" + name + "': " + r.note);
+      c = other;
+    } else {
+      return make_error(EUCLEAN, "mirror of slice '" + name +
+                                     "' generation " +
+                                     std::to_string(c->generation) +
+                                     " is damaged (" + why +
+                                     ") and no intact older copy exists; "
+                                     "device memory was left untouched");
+    }
+  }
+  if (Status s = restore_copy(*e, *c); !s.ok()) {
+    Error err = s.take_error();
+    err.message = "restore of slice '" + name + "' failed: " + err.message;
+    return err;
+  }
+  r.generation = c->generation;
+  r.bytes = e->length_bytes;
+  r.duration_ns = mono_ns() - t0;
+  log_info("restore slice=" + name + " bytes=" + std::to_string(r.bytes) +
+           " generation=" + std::to_string(r.generation) + " duration_ms=" +
+           std::to_string(r.duration_ns / 1000000));
+  return r;
+}
+
+}  // namespace pcimirror

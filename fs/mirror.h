@@ -1,0 +1,111 @@
+// The mirror engine: writes slices from device memory to their extents and
+// back, following the commit protocol of docs/FORMAT.md §7. Plain C++ that
+// tests drive without a mount; the FUSE layer calls it.
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "fs/format.h"
+#include "fs/volume.h"
+#include "io/result.h"
+#include "io/uring_engine.h"
+#include "pcimap/region.h"
+
+namespace pcimirror {
+
+/// How a slice's bytes reach the disk.
+enum class BounceMode {
+  kAuto,    ///< zero-copy when the region's pages are pinnable, else bounce
+  kAlways,  ///< always through the registered bounce pool
+  kNever,   ///< always zero-copy; EINVAL on a region that is not pinnable
+};
+Result<BounceMode> parse_bounce_mode(const std::string& text);
+const char* to_string(BounceMode m);
+
+struct MirrorOptions {
+  EngineOptions engine;
+  BounceMode bounce = BounceMode::kAuto;
+};
+
+/// What one sync did.
+struct SyncReport {
+  std::string slice;
+  uint64_t generation = 0;  ///< the slice's new mirror generation
+  uint64_t bytes = 0;
+  uint64_t duration_ns = 0;  ///< data write + flush, excluding the commit
+  MirrorPath path = MirrorPath::kNone;
+  uint32_t crc32c = 0;
+  double mb_per_s() const {
+    return duration_ns ? static_cast<double>(bytes) * 1e3 / duration_ns : 0.0;
+  }
+};
+
+/// What one restore did.
+struct RestoreReport {
+  std::string slice;
+  uint64_t generation = 0;
+  uint64_t bytes = 0;
+  uint64_t duration_ns = 0;
+  bool skipped = false;     ///< never mirrored: nothing to restore
+  bool fell_back = false;   ///< the current copy was damaged; used the other
+  std::string note;
+};
+
+class MirrorEngine {
+ public:
+  /// Checks the region against the volume (size, PCI identity) and the bounce
+  /// mode against the region, and sets up the io_uring engine. Errors:
+  /// EINVAL (bounce=never on a non-pinnable region, region too small for the
+  /// slices), ENOMEM (RLIMIT_MEMLOCK), ENOSYS (no io_uring).
+  static Result<std::unique_ptr<MirrorEngine>> create(Volume& volume,
+                                                      Region& region,
+                                                      MirrorOptions options);
+  ~MirrorEngine();
+
+  /// Mirrors slice `name` into its non-current copy, flushes, commits and
+  /// flushes (§7). Thread-safe: mirror operations are serialised. The caller
+  /// keeps the slice's memory stable meanwhile (the FUSE layer holds the
+  /// slice's write lock). ENOENT for an unknown slice; the failing I/O's
+  /// errno otherwise, with nothing committed. `amend`, when given, updates
+  /// the slice's entry (times, mode) in the table that the sync commits.
+  Result<SyncReport> sync(const std::string& name,
+                          const std::function<void(SliceEntry&)>& amend = {});
+
+  /// Reads the committed mirror of `name`, verifies every chunk CRC32C and
+  /// the whole CRC32C, and only then copies it into the region (§5). If the
+  /// current copy is damaged and the other copy is intact, restores that one
+  /// and says so. EUCLEAN when no copy verifies (the region is untouched).
+  Result<RestoreReport> restore(const std::string& name);
+
+  /// Reads and verifies the committed mirror of `name` without touching the
+  /// region. EUCLEAN on a mismatch.
+  Status verify(const std::string& name);
+
+  /// The current table (a copy, consistent under the engine's lock).
+  SliceTable table() const;
+  const Superblock& superblock() const { return volume_.superblock(); }
+  Region& region() { return region_; }
+  const MirrorOptions& options() const { return options_; }
+
+  /// Applies `edit` to a copy of the table and commits it (metadata-only
+  /// changes such as chmod).
+  Status commit_edit(const std::function<Status(SliceTable&)>& edit);
+
+ private:
+  MirrorEngine(Volume& volume, Region& region, MirrorOptions options,
+               std::unique_ptr<UringEngine> engine);
+  Status verify_copy(const SliceEntry& e, const MirrorCopy& c);
+  Status restore_copy(const SliceEntry& e, const MirrorCopy& c);
+
+  Volume& volume_;
+  Region& region_;
+  MirrorOptions options_;
+  std::unique_ptr<UringEngine> engine_;
+  mutable std::mutex mu_;
+};
+
+}  // namespace pcimirror

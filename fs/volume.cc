@@ -1,0 +1,259 @@
+#include "fs/volume.h"
+
+#include <sys/random.h>
+
+#include <algorithm>
+#include <chrono>
+
+#include "fs/allocator.h"
+#include "io/log.h"
+
+namespace pcimirror {
+namespace {
+
+int64_t now_ns() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+Result<std::vector<uint8_t>> read_bytes(const BlockDevice& dev,
+                                        uint64_t offset_bytes,
+                                        uint64_t length_bytes) {
+  AlignedBuffer buf(length_bytes, kBlockBytes);
+  PCIM_TRY(dev.pread_all(buf.data(), buf.size(), offset_bytes));
+  auto* p = reinterpret_cast<const uint8_t*>(buf.data());
+  return std::vector<uint8_t>(p, p + length_bytes);
+}
+
+Status write_bytes(const BlockDevice& dev, uint64_t offset_bytes,
+                   std::span<const uint8_t> bytes) {
+  AlignedBuffer buf(bytes.size(), kBlockBytes);
+  std::copy(bytes.begin(), bytes.end(), reinterpret_cast<uint8_t*>(buf.data()));
+  return dev.pwrite_all(buf.data(), buf.size(), offset_bytes);
+}
+
+// Reads slot `i`: the first block for the header, then the payload it names.
+Result<SliceTable> read_slot(const BlockDevice& dev, const Superblock& sb,
+                             int i) {
+  const uint64_t off = sb.meta_slot_sector[i] * kSectorBytes;
+  const uint64_t slot_bytes = sb.meta_slot_sectors * kSectorBytes;
+  PCIM_ASSIGN_OR_RETURN(auto head, read_bytes(dev, off, kBlockBytes));
+  uint64_t payload = 0;
+  for (int b = 0; b < 8; ++b) payload |= uint64_t{head[24 + b]} << (8 * b);
+  uint64_t need = kSlotHeaderBytes + std::min(payload, slot_bytes);
+  need = (need + kBlockBytes - 1) / kBlockBytes * kBlockBytes;
+  need = std::min(need, slot_bytes);
+  if (need > kBlockBytes) {
+    PCIM_ASSIGN_OR_RETURN(head, read_bytes(dev, off, need));
+  }
+  return decode_slot(sb, head);
+}
+
+}  // namespace
+
+Result<std::pair<Superblock, SliceTable>> Volume::plan_format(
+    const BlockDevice& device, const FormatRequest& req) {
+  PCIM_ASSIGN_OR_RETURN(Superblock sb,
+                        plan_layout(device.size_bytes(),
+                                    device.logical_block_size(),
+                                    req.meta_slot_bytes));
+  if (req.memory_spec.size() >= kMemorySpecBytes)
+    return make_error(EINVAL, "memory spec is longer than " +
+                                  std::to_string(kMemorySpecBytes - 1) +
+                                  " bytes");
+  if (req.label.size() > kLabelBytes)
+    return make_error(EINVAL, "label is longer than 64 bytes");
+  if (req.mirror_copies != 1 && req.mirror_copies != 2)
+    return make_error(EINVAL, "--slots must be 1 or 2");
+  if (req.slices.empty())
+    return make_error(EINVAL, "give at least one --slice NAME:OFFSET:LENGTH");
+  if (getrandom(sb.uuid.data(), sb.uuid.size(), 0) != 16)
+    return errno_error("getrandom failed");
+  sb.uuid[6] = (sb.uuid[6] & 0x0f) | 0x40;  // RFC 4122 version 4
+  sb.uuid[8] = (sb.uuid[8] & 0x3f) | 0x80;
+  sb.label = req.label;
+  sb.region_bytes = req.region_bytes;
+  sb.pci_vendor_id = req.pci_vendor_id;
+  sb.pci_device_id = req.pci_device_id;
+  sb.memory_spec = req.memory_spec;
+  sb.mirror_copies = req.mirror_copies;
+  sb.format_time_ns = now_ns();
+
+  SliceTable table;
+  table.generation = 1;
+  std::vector<std::pair<uint64_t, const SliceSpec*>> windows;
+  for (const SliceSpec& s : req.slices) {
+    PCIM_TRY(validate_name(s.name));
+    if (s.length_bytes == 0)
+      return make_error(EINVAL, "slice '" + s.name + "' has length 0");
+    if (s.offset_bytes > req.region_bytes ||
+        s.length_bytes > req.region_bytes - s.offset_bytes)
+      return make_error(EINVAL, "slice '" + s.name + "' [" +
+                                    std::to_string(s.offset_bytes) + ", +" +
+                                    std::to_string(s.length_bytes) +
+                                    ") lies beyond the region of " +
+                                    std::to_string(req.region_bytes) + " bytes");
+    for (const SliceEntry& e : table.slices)
+      if (e.name == s.name)
+        return make_error(EINVAL, "slice name '" + s.name + "' given twice");
+    windows.emplace_back(s.offset_bytes, &s);
+    SliceEntry e;
+    e.name = s.name;
+    e.offset_bytes = s.offset_bytes;
+    e.length_bytes = s.length_bytes;
+    e.mode = req.mode;
+    e.uid = req.uid;
+    e.gid = req.gid;
+    e.atime_ns = e.mtime_ns = e.ctime_ns = sb.format_time_ns;
+    e.copies.resize(req.mirror_copies);
+    table.slices.push_back(std::move(e));
+  }
+  std::sort(windows.begin(), windows.end());
+  for (size_t i = 1; i < windows.size(); ++i) {
+    const SliceSpec& a = *windows[i - 1].second;
+    const SliceSpec& b = *windows[i].second;
+    if (b.offset_bytes < a.offset_bytes + a.length_bytes)
+      return make_error(EINVAL, "slices '" + a.name + "' and '" + b.name +
+                                    "' overlap in the region");
+  }
+  PCIM_ASSIGN_OR_RETURN(Allocator alloc, Allocator::from_table(sb, table));
+  for (SliceEntry& e : table.slices) {
+    for (MirrorCopy& c : e.copies) {
+      auto got = alloc.allocate(mirror_bytes(e.length_bytes) / kSectorBytes);
+      if (!got.ok())
+        return make_error(ENOSPC,
+                          "device " + device.path() + " is too small: the " +
+                              std::to_string(req.mirror_copies) +
+                              " mirror copies of every slice need more than "
+                              "the " +
+                              std::to_string(sb.data_sectors * kSectorBytes) +
+                              " bytes of its data area (out of room at slice '" +
+                              e.name + "'); use a larger device, fewer or "
+                              "smaller slices, or --slots 1");
+      c.extents = std::move(got).value();
+    }
+  }
+  PCIM_TRY(validate_table(sb, table));
+  PCIM_TRY(encode_slot(sb, table));
+  return std::make_pair(sb, table);
+}
+
+Result<Volume> Volume::write_format(BlockDevice device, Superblock sb,
+                                    SliceTable table) {
+  Volume v(std::move(device));
+  v.sb_ = sb;
+  // Invalidate any old slot headers, then slot 0 with generation 1 (slot
+  // index = generation mod 2, so generation 1 lives in slot 1).
+  std::vector<uint8_t> zeros(kBlockBytes, 0);
+  for (int i = 0; i < 2; ++i)
+    PCIM_TRY(write_bytes(v.device_, sb.meta_slot_sector[i] * kSectorBytes, zeros));
+  PCIM_TRY(v.write_slot(table));
+  auto sbytes = encode_superblock(sb);
+  PCIM_TRY(write_bytes(v.device_, sb.backup_superblock_sector * kSectorBytes, sbytes));
+  PCIM_TRY(v.device_.flush());
+  PCIM_TRY(write_bytes(v.device_, 0, sbytes));
+  PCIM_TRY(v.device_.flush());
+  v.table_ = std::move(table);
+  return v;
+}
+
+Status Volume::write_slot(const SliceTable& table) {
+  PCIM_ASSIGN_OR_RETURN(auto bytes, encode_slot(sb_, table));
+  const int slot = static_cast<int>(table.generation % 2);
+  return write_bytes(device_, sb_.meta_slot_sector[slot] * kSectorBytes, bytes);
+}
+
+Result<Volume> Volume::load(BlockDevice device) {
+  Volume v(std::move(device));
+  const BlockDevice& dev = v.device_;
+  if (dev.size_bytes() < 2 * kBlockBytes)
+    return make_error(EINVAL, "device " + dev.path() +
+                                  " is too small to hold a pcimirror volume");
+  PCIM_ASSIGN_OR_RETURN(auto primary, read_bytes(dev, 0, kSuperblockBytes));
+  auto sb = decode_superblock(primary);
+  if (!sb.ok()) {
+    uint64_t backup_off = dev.size_bytes() / kBlockBytes * kBlockBytes - kBlockBytes;
+    auto backup_bytes = read_bytes(dev, backup_off, kSuperblockBytes);
+    Result<Superblock> backup =
+        backup_bytes.ok() ? decode_superblock(*backup_bytes)
+                          : Result<Superblock>(backup_bytes.error());
+    if (!backup.ok()) {
+      if (sb.error().message.find("bad magic") != std::string::npos &&
+          backup.error().message.find("bad magic") != std::string::npos)
+        return make_error(EINVAL, dev.path() +
+                                      " holds no pcimirror volume; run "
+                                      "'pcimirror format' first");
+      return make_error(EUCLEAN, "both superblocks of " + dev.path() +
+                                     " are damaged (primary: " +
+                                     sb.error().message + "; backup: " +
+                                     backup.error().message + ")");
+    }
+    v.warnings_.push_back("primary superblock of " + dev.path() +
+                          " is damaged (" + sb.error().message +
+                          "); using the backup copy");
+    sb = std::move(backup);
+  }
+  v.sb_ = std::move(sb).value();
+  const Superblock& s = v.sb_;
+  if (s.incompat_features & ~kKnownIncompat)
+    return make_error(EINVAL, dev.path() +
+                                  " uses incompatible features unknown to "
+                                  "this pcimirror; upgrade pcimirror");
+  if (s.ro_compat_features & ~kKnownRoCompat) {
+    v.read_only_ = true;
+    v.warnings_.push_back(dev.path() +
+                          " uses features unknown to this pcimirror; "
+                          "opening read-only");
+  }
+  if (dev.size_bytes() < s.device_bytes / kBlockBytes * kBlockBytes)
+    return make_error(ENOSPC, "device " + dev.path() + " holds " +
+                                  std::to_string(dev.size_bytes()) +
+                                  " bytes but was formatted with " +
+                                  std::to_string(s.device_bytes) +
+                                  "; attach the whole partition");
+  if (dev.is_block_device() && dev.logical_block_size() != s.logical_block_size)
+    return make_error(EINVAL, "device " + dev.path() +
+                                  " has logical block size " +
+                                  std::to_string(dev.logical_block_size()) +
+                                  " but was formatted with " +
+                                  std::to_string(s.logical_block_size));
+  Result<SliceTable> slots[2] = {read_slot(dev, s, 0), read_slot(dev, s, 1)};
+  int best = -1;
+  for (int i = 0; i < 2; ++i) {
+    if (!slots[i].ok()) continue;
+    if (slots[i]->generation % 2 != static_cast<uint64_t>(i)) {
+      slots[i] = make_error(EUCLEAN, "generation in the wrong slot");
+      continue;
+    }
+    if (best < 0 || slots[i]->generation > slots[best]->generation) best = i;
+  }
+  if (best < 0)
+    return make_error(EUCLEAN, "both metadata slots of " + dev.path() +
+                                   " are damaged (slot 0: " +
+                                   slots[0].error().message + "; slot 1: " +
+                                   slots[1].error().message +
+                                   "); run 'pcimirror fsck'");
+  int other = 1 - best;
+  if (!slots[other].ok() && slots[best]->generation > 1)
+    v.warnings_.push_back("metadata slot " + std::to_string(other) + " of " +
+                          dev.path() + " is damaged (" +
+                          slots[other].error().message + "); using slot " +
+                          std::to_string(best) + ", generation " +
+                          std::to_string(slots[best]->generation));
+  v.table_ = std::move(slots[best]).value();
+  return v;
+}
+
+Status Volume::commit(SliceTable next) {
+  if (read_only_ || device_.read_only())
+    return make_error(EROFS, "volume on " + device_.path() + " is read-only");
+  next.generation = table_.generation + 1;
+  PCIM_TRY(validate_table(sb_, next));
+  PCIM_TRY(write_slot(next));
+  PCIM_TRY(device_.flush());
+  table_ = std::move(next);
+  return {};
+}
+
+}  // namespace pcimirror

@@ -1,0 +1,79 @@
+// A pcimirror volume on a block device: the superblock, the newest valid
+// metadata slot, and the commit protocol of docs/FORMAT.md §7-§8.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "fs/format.h"
+#include "io/block_device.h"
+#include "io/result.h"
+
+namespace pcimirror {
+
+/// A slice to create at format time.
+struct SliceSpec {
+  std::string name;
+  uint64_t offset_bytes = 0;
+  uint64_t length_bytes = 0;
+};
+
+struct FormatRequest {
+  std::string memory_spec;   ///< recorded verbatim (§3)
+  uint64_t region_bytes = 0; ///< size of the region at format
+  uint16_t pci_vendor_id = 0, pci_device_id = 0;
+  std::vector<SliceSpec> slices;
+  std::string label;
+  uint64_t meta_slot_bytes = kDefaultMetaSlotBytes;
+  uint32_t mirror_copies = 2;  ///< 2 = A/B slots, 1 = in place
+  uint32_t mode = 0644, uid = 0, gid = 0;
+};
+
+class Volume {
+ public:
+  /// Plans a format: the superblock and the initial table (generation 1)
+  /// with every slice's extents allocated first-fit. Writes nothing.
+  /// EINVAL for bad slices (overlap, outside the region, bad names), ENOSPC
+  /// when the mirrors do not fit the data area, each naming the slice.
+  static Result<std::pair<Superblock, SliceTable>> plan_format(
+      const BlockDevice& device, const FormatRequest& request);
+
+  /// Writes a planned volume (§7 "format writes") and returns it opened.
+  static Result<Volume> write_format(BlockDevice device, Superblock sb,
+                                     SliceTable table);
+
+  /// Loads the volume on `device` (§8): a valid superblock (primary, else
+  /// backup) and the newest valid slot. EINVAL when there is no pcimirror
+  /// volume; EUCLEAN when metadata is damaged beyond both copies; ENOSPC
+  /// when the device shrank; EINVAL when its logical block size changed.
+  static Result<Volume> load(BlockDevice device);
+
+  Volume(Volume&&) = default;
+  Volume& operator=(Volume&&) = default;
+
+  const Superblock& superblock() const { return sb_; }
+  const SliceTable& table() const { return table_; }
+  BlockDevice& device() { return device_; }
+  const BlockDevice& device() const { return device_; }
+  /// Warnings raised while loading (a damaged copy that was skipped).
+  const std::vector<std::string>& warnings() const { return warnings_; }
+  /// True when unknown ro_compat features forbid writes.
+  bool read_only() const { return read_only_; }
+
+  /// Commits `next` (§7 steps 3-4): validates it, writes it with generation
+  /// table().generation + 1 into slot (generation mod 2), flushes, and makes
+  /// it the current table. On error nothing changes in memory.
+  Status commit(SliceTable next);
+
+ private:
+  explicit Volume(BlockDevice device) : device_(std::move(device)) {}
+  Status write_slot(const SliceTable& table);
+  BlockDevice device_;
+  Superblock sb_;
+  SliceTable table_;
+  std::vector<std::string> warnings_;
+  bool read_only_ = false;
+};
+
+}  // namespace pcimirror

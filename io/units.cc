@@ -1,0 +1,78 @@
+#include "io/units.h"
+
+#include <cctype>
+#include <cstdio>
+
+namespace pcimirror {
+
+Result<uint64_t> parse_uint(std::string_view text, std::string_view what) {
+  std::string_view t = text;
+  int base = 10;
+  if (t.size() > 2 && t[0] == '0' && (t[1] == 'x' || t[1] == 'X')) {
+    base = 16;
+    t.remove_prefix(2);
+  }
+  if (t.empty())
+    return make_error(EINVAL, std::string(what) + ": '" + std::string(text) +
+                                  "' is not a number");
+  uint64_t v = 0;
+  for (char ch : t) {
+    int d;
+    if (ch >= '0' && ch <= '9') d = ch - '0';
+    else if (base == 16 && std::isxdigit(static_cast<unsigned char>(ch)))
+      d = std::tolower(static_cast<unsigned char>(ch)) - 'a' + 10;
+    else
+      return make_error(EINVAL, std::string(what) + ": '" + std::string(text) +
+                                    "' is not a number");
+    if (v > (UINT64_MAX - static_cast<uint64_t>(d)) / static_cast<uint64_t>(base))
+      return make_error(ERANGE, std::string(what) + ": '" + std::string(text) +
+                                    "' is too large");
+    v = v * static_cast<uint64_t>(base) + static_cast<uint64_t>(d);
+  }
+  return v;
+}
+
+Result<uint64_t> parse_size_bytes(std::string_view text, std::string_view what) {
+  size_t i = 0;
+  while (i < text.size() && std::isdigit(static_cast<unsigned char>(text[i]))) ++i;
+  if (i == 0)
+    return make_error(EINVAL, std::string(what) + ": '" + std::string(text) +
+                                  "' is not a size; use a number with an "
+                                  "optional K, M, G or T suffix");
+  PCIM_ASSIGN_OR_RETURN(uint64_t n, parse_uint(text.substr(0, i), what));
+  std::string suffix;
+  for (char ch : text.substr(i))
+    suffix += static_cast<char>(std::toupper(static_cast<unsigned char>(ch)));
+  int shift = -1;
+  if (suffix.empty() || suffix == "B") shift = 0;
+  else if (suffix == "K" || suffix == "KB" || suffix == "KIB") shift = 10;
+  else if (suffix == "M" || suffix == "MB" || suffix == "MIB") shift = 20;
+  else if (suffix == "G" || suffix == "GB" || suffix == "GIB") shift = 30;
+  else if (suffix == "T" || suffix == "TB" || suffix == "TIB") shift = 40;
+  if (shift < 0)
+    return make_error(EINVAL, std::string(what) + ": unknown size suffix in '" +
+                                  std::string(text) + "'; use K, M, G or T");
+  if (shift && n > (UINT64_MAX >> shift))
+    return make_error(ERANGE, std::string(what) + ": '" + std::string(text) +
+                                  "' is too large");
+  return n << shift;
+}
+
+std::string format_bytes(uint64_t bytes) {
+  static const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+  double v = static_cast<double>(bytes);
+  int u = 0;
+  while (v >= 1024 && u < 4) {
+    v /= 1024;
+    ++u;
+  }
+  char buf[32];
+  if (u == 0 || v == static_cast<double>(static_cast<uint64_t>(v)))
+    std::snprintf(buf, sizeof buf, "%llu %s",
+                  static_cast<unsigned long long>(v), units[u]);
+  else
+    std::snprintf(buf, sizeof buf, "%.1f %s", v, units[u]);
+  return buf;
+}
+
+}  // namespace pcimirror

@@ -1,0 +1,412 @@
+#include "io/uring_engine.h"
+
+#include <liburing.h>
+#include <sys/resource.h>
+
+#include <algorithm>
+#include <cstring>
+#include <deque>
+#include <optional>
+#include <vector>
+
+#include "io/bounce_pool.h"
+
+namespace pcimirror {
+namespace {
+
+struct Chunk {
+  uint64_t device_offset_bytes = 0;
+  uint64_t mirror_offset_bytes = 0;
+  uint32_t io_bytes = 0;    // request length, block-aligned
+  uint32_t data_bytes = 0;  // valid data in the request (<= io_bytes)
+};
+
+// Walks extents, yielding chunks of at most io_size bytes that never cross an
+// extent boundary.
+class ChunkCursor {
+ public:
+  ChunkCursor(std::span<const DeviceExtent> extents, uint64_t length_bytes,
+              uint64_t aligned_bytes, uint32_t io_size_bytes)
+      : extents_(extents),
+        length_bytes_(length_bytes),
+        aligned_bytes_(aligned_bytes),
+        io_size_bytes_(io_size_bytes) {}
+
+  bool done() const { return mirror_offset_ >= aligned_bytes_; }
+
+  Chunk next() {
+    while (extent_offset_ >= extents_[index_].length_bytes) {
+      ++index_;
+      extent_offset_ = 0;
+    }
+    const DeviceExtent& e = extents_[index_];
+    uint64_t io = std::min<uint64_t>(
+        {io_size_bytes_, e.length_bytes - extent_offset_,
+         aligned_bytes_ - mirror_offset_});
+    Chunk c;
+    c.device_offset_bytes = e.offset_bytes + extent_offset_;
+    c.mirror_offset_bytes = mirror_offset_;
+    c.io_bytes = static_cast<uint32_t>(io);
+    c.data_bytes = static_cast<uint32_t>(
+        std::min<uint64_t>(io, length_bytes_ - mirror_offset_));
+    extent_offset_ += io;
+    mirror_offset_ += io;
+    return c;
+  }
+
+ private:
+  std::span<const DeviceExtent> extents_;
+  uint64_t length_bytes_;
+  uint64_t aligned_bytes_;
+  uint32_t io_size_bytes_;
+  size_t index_ = 0;
+  uint64_t extent_offset_ = 0;
+  uint64_t mirror_offset_ = 0;
+};
+
+struct Slot {
+  Chunk chunk;
+  std::byte* data = nullptr;  // where the request reads or writes
+  int buffer = -1;            // bounce buffer index, -1 for direct memory
+  uint32_t done_bytes = 0;
+  bool complete = false;  // all io_bytes transferred
+  bool finished = false;  // no request outstanding (complete or failed)
+  bool in_use = false;
+};
+
+std::string memlock_hint(size_t bytes) {
+  struct rlimit rl {};
+  ::getrlimit(RLIMIT_MEMLOCK, &rl);
+  std::string limit = rl.rlim_cur == RLIM_INFINITY
+                          ? std::string("unlimited")
+                          : std::to_string(rl.rlim_cur) + " bytes";
+  return "cannot register " + std::to_string(bytes) +
+         " bytes of bounce buffers with io_uring (RLIMIT_MEMLOCK is " + limit +
+         "); raise it with 'ulimit -l' or LimitMEMLOCK=, or lower "
+         "bounce_buffers/io_size";
+}
+
+}  // namespace
+
+struct UringEngine::Impl {
+  const BlockDevice* device = nullptr;
+  EngineOptions options;
+  io_uring ring{};
+  bool ring_ready = false;
+  std::optional<BouncePool> pool;
+  std::vector<Slot> slots;
+
+  ~Impl() {
+    if (ring_ready) io_uring_queue_exit(&ring);
+  }
+
+  Status check_extents(std::span<const DeviceExtent> extents,
+                       uint64_t aligned_bytes) const {
+    uint64_t total = 0;
+    for (const DeviceExtent& e : extents) {
+      PCIM_TRY(device->check_io(e.offset_bytes, e.length_bytes, nullptr));
+      total += e.length_bytes;
+    }
+    if (total < aligned_bytes)
+      return make_error(EINVAL, "extents on " + device->path() + " hold " +
+                                    std::to_string(total) + " bytes, need " +
+                                    std::to_string(aligned_bytes));
+    return {};
+  }
+
+  int free_slot() const {
+    for (size_t i = 0; i < slots.size(); ++i)
+      if (!slots[i].in_use) return static_cast<int>(i);
+    return -1;
+  }
+
+  // Queues the not-yet-done part of slot `i` and submits it.
+  Status queue(size_t i, bool is_write) {
+    Slot& s = slots[i];
+    io_uring_sqe* sqe = io_uring_get_sqe(&ring);
+    if (!sqe) return make_error(EBUSY, "io_uring submission queue full");
+    std::byte* p = s.data + s.done_bytes;
+    unsigned len = s.chunk.io_bytes - s.done_bytes;
+    uint64_t off = s.chunk.device_offset_bytes + s.done_bytes;
+    if (s.buffer >= 0) {
+      if (is_write)
+        io_uring_prep_write_fixed(sqe, device->fd(), p, len, off, s.buffer);
+      else
+        io_uring_prep_read_fixed(sqe, device->fd(), p, len, off, s.buffer);
+    } else {
+      io_uring_prep_write(sqe, device->fd(), p, len, off);
+    }
+    io_uring_sqe_set_data64(sqe, i);
+    int r = io_uring_submit(&ring);
+    if (r < 0) return make_error(r, "io_uring submit on " + device->path());
+    return {};
+  }
+
+  // Waits for at least one CQE and handles every CQE available. Returns the
+  // number of requests that finished (completed or failed) and records the
+  // first error in `err`.
+  unsigned reap(bool is_write, Status& err, TransferStats& stats,
+                std::vector<size_t>& finished) {
+    io_uring_cqe* cqe = nullptr;
+    int r = io_uring_wait_cqe(&ring, &cqe);
+    if (r == -EINTR) return 0;
+    if (r < 0) {
+      if (err.ok()) err = make_error(r, "io_uring wait on " + device->path());
+      return 0;
+    }
+    unsigned n = 0;
+    unsigned head;
+    unsigned seen = 0;
+    io_uring_for_each_cqe(&ring, head, cqe) {
+      ++seen;
+      size_t i = static_cast<size_t>(io_uring_cqe_get_data64(cqe));
+      int res = cqe->res;
+      Slot& s = slots[i];
+      bool requeue = false;
+      if (res == -EAGAIN || res == -EINTR) {
+        requeue = true;
+      } else if (res < 0) {
+        if (err.ok())
+          err = make_error(res, std::string(is_write ? "write" : "read") +
+                                    " of " + std::to_string(s.chunk.io_bytes) +
+                                    " bytes at byte " +
+                                    std::to_string(s.chunk.device_offset_bytes) +
+                                    " of " + device->path() + " failed");
+      } else if (res == 0) {
+        if (err.ok())
+          err = make_error(EIO, std::string(is_write ? "write" : "read") +
+                                    " at byte " +
+                                    std::to_string(s.chunk.device_offset_bytes) +
+                                    " of " + device->path() +
+                                    " made no progress");
+      } else {
+        s.done_bytes += static_cast<uint32_t>(res);
+        if (s.done_bytes < s.chunk.io_bytes) {
+          if (s.done_bytes % device->logical_block_size()) {
+            if (err.ok())
+              err = make_error(EIO, "unaligned short transfer on " +
+                                        device->path());
+          } else {
+            requeue = true;
+          }
+        }
+      }
+      if (requeue && err.ok()) {
+        ++stats.requeues;
+        ++stats.requests;
+        requeue_list.push_back(i);
+      } else {
+        s.complete = res > 0 && s.done_bytes == s.chunk.io_bytes;
+        finished.push_back(i);
+        ++n;
+      }
+    }
+    io_uring_cq_advance(&ring, seen);
+    for (size_t i : requeue_list) {
+      Status q = queue(i, is_write);
+      if (!q.ok()) {
+        if (err.ok()) err = q;
+        finished.push_back(i);
+        ++n;
+      }
+    }
+    requeue_list.clear();
+    return n;
+  }
+
+  std::vector<size_t> requeue_list;
+};
+
+UringEngine::UringEngine(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+UringEngine::~UringEngine() = default;
+
+const EngineOptions& UringEngine::options() const { return impl_->options; }
+size_t UringEngine::bounce_pool_bytes() const {
+  return impl_->pool->total_bytes();
+}
+
+Result<std::unique_ptr<UringEngine>> UringEngine::create(
+    const BlockDevice& device, EngineOptions options) {
+  if (options.io_size_bytes < 4096 || options.io_size_bytes % 4096 ||
+      options.io_size_bytes > (64u << 20))
+    return make_error(EINVAL,
+                      "io_size must be a multiple of 4096 between 4 KiB and "
+                      "64 MiB, got " +
+                          std::to_string(options.io_size_bytes));
+  if (options.queue_depth < 1 || options.queue_depth > 1024)
+    return make_error(EINVAL, "queue_depth must be between 1 and 1024, got " +
+                                  std::to_string(options.queue_depth));
+  if (options.bounce_buffers < 1 || options.bounce_buffers > 1024)
+    return make_error(EINVAL,
+                      "bounce_buffers must be between 1 and 1024, got " +
+                          std::to_string(options.bounce_buffers));
+  auto impl = std::make_unique<Impl>();
+  impl->device = &device;
+  impl->options = options;
+  int r = io_uring_queue_init(options.queue_depth, &impl->ring, 0);
+  if (r < 0)
+    return make_error(r, "cannot set up io_uring with queue depth " +
+                             std::to_string(options.queue_depth) +
+                             " (is io_uring disabled by "
+                             "kernel.io_uring_disabled?)");
+  impl->ring_ready = true;
+  PCIM_ASSIGN_OR_RETURN(BouncePool pool,
+                        BouncePool::create(options.bounce_buffers,
+                                           options.io_size_bytes));
+  std::vector<iovec> iovs(pool.count());
+  for (unsigned i = 0; i < pool.count(); ++i)
+    iovs[i] = iovec{pool.buffer(i), pool.buffer_bytes()};
+  r = io_uring_register_buffers(&impl->ring, iovs.data(),
+                                static_cast<unsigned>(iovs.size()));
+  if (r == -ENOMEM || r == -EPERM)
+    return make_error(ENOMEM, memlock_hint(pool.total_bytes()));
+  if (r < 0) return make_error(r, "io_uring_register_buffers failed");
+  impl->pool = std::move(pool);
+  impl->slots.resize(options.queue_depth);
+  return std::unique_ptr<UringEngine>(new UringEngine(std::move(impl)));
+}
+
+Result<TransferStats> UringEngine::write(std::span<const DeviceExtent> extents,
+                                         uint64_t length_bytes,
+                                         WriteSource& source) {
+  Impl& m = *impl_;
+  const uint32_t lbs = m.device->logical_block_size();
+  const uint64_t aligned = (length_bytes + lbs - 1) / lbs * lbs;
+  PCIM_TRY(m.check_extents(extents, aligned));
+  TransferStats stats;
+  ChunkCursor cursor(extents, length_bytes, aligned, m.options.io_size_bytes);
+  Status err;
+  unsigned inflight = 0;
+  std::vector<size_t> finished;
+  while (true) {
+    while (err.ok() && !cursor.done() && inflight < m.options.queue_depth) {
+      int si = m.free_slot();
+      if (si < 0) break;
+      // Peek: a chunk needing a buffer waits until one is free.
+      ChunkCursor saved = cursor;
+      Chunk c = cursor.next();
+      std::byte* p = nullptr;
+      int buffer = -1;
+      if (c.data_bytes == c.io_bytes) {
+        const std::byte* d = source.direct(c.mirror_offset_bytes, c.io_bytes);
+        if (d && reinterpret_cast<uintptr_t>(d) % m.device->memory_alignment() == 0)
+          p = const_cast<std::byte*>(d);
+      }
+      if (!p) {
+        buffer = m.pool->acquire();
+        if (buffer < 0) {
+          cursor = saved;
+          break;
+        }
+        p = m.pool->buffer(static_cast<unsigned>(buffer));
+        source.fill(c.mirror_offset_bytes, p, c.data_bytes);
+        if (c.data_bytes < c.io_bytes)
+          std::memset(p + c.data_bytes, 0, c.io_bytes - c.data_bytes);
+        stats.bytes_bounced += c.data_bytes;
+      } else {
+        stats.bytes_direct += c.data_bytes;
+      }
+      source.observe(c.mirror_offset_bytes, p, c.data_bytes);
+      Slot& s = m.slots[static_cast<size_t>(si)];
+      s = Slot{c, p, buffer, 0, false, false, true};
+      ++stats.requests;
+      Status q = m.queue(static_cast<size_t>(si), true);
+      if (!q.ok()) {
+        err = q;
+        if (buffer >= 0) m.pool->release(static_cast<unsigned>(buffer));
+        s.in_use = false;
+        break;
+      }
+      ++inflight;
+    }
+    if (inflight == 0) break;
+    finished.clear();
+    inflight -= m.reap(true, err, stats, finished);
+    for (size_t i : finished) {
+      Slot& s = m.slots[i];
+      if (s.buffer >= 0) m.pool->release(static_cast<unsigned>(s.buffer));
+      s.in_use = false;
+    }
+  }
+  if (!err.ok()) return err.take_error();
+  return stats;
+}
+
+Result<TransferStats> UringEngine::read(std::span<const DeviceExtent> extents,
+                                        uint64_t length_bytes,
+                                        const ReadSink& sink) {
+  Impl& m = *impl_;
+  const uint32_t lbs = m.device->logical_block_size();
+  const uint64_t aligned = (length_bytes + lbs - 1) / lbs * lbs;
+  PCIM_TRY(m.check_extents(extents, aligned));
+  TransferStats stats;
+  ChunkCursor cursor(extents, length_bytes, aligned, m.options.io_size_bytes);
+  Status err;
+  unsigned inflight = 0;
+  std::deque<size_t> order;  // slots in mirror order
+  std::vector<size_t> finished;
+  while (true) {
+    while (err.ok() && !cursor.done() && inflight < m.options.queue_depth) {
+      int si = m.free_slot();
+      if (si < 0) break;
+      int buffer = m.pool->acquire();
+      if (buffer < 0) break;
+      Chunk c = cursor.next();
+      Slot& s = m.slots[static_cast<size_t>(si)];
+      s = Slot{c, m.pool->buffer(static_cast<unsigned>(buffer)), buffer, 0,
+               false, false, true};
+      ++stats.requests;
+      stats.bytes_bounced += c.data_bytes;
+      Status q = m.queue(static_cast<size_t>(si), false);
+      if (!q.ok()) {
+        err = q;
+        m.pool->release(static_cast<unsigned>(buffer));
+        s.in_use = false;
+        break;
+      }
+      order.push_back(static_cast<size_t>(si));
+      ++inflight;
+    }
+    if (inflight == 0) break;
+    finished.clear();
+    inflight -= m.reap(false, err, stats, finished);
+    for (size_t i : finished) m.slots[i].finished = true;
+    // Hand chunks to the sink in mirror order; a chunk that finished early
+    // keeps its buffer until every chunk before it has been consumed.
+    while (!order.empty() && m.slots[order.front()].finished) {
+      Slot& s = m.slots[order.front()];
+      if (err.ok() && s.complete) {
+        Status st =
+            sink(s.chunk.mirror_offset_bytes, s.data, s.chunk.data_bytes);
+        if (!st.ok()) err = st;
+      }
+      m.pool->release(static_cast<unsigned>(s.buffer));
+      s.in_use = false;
+      order.pop_front();
+    }
+  }
+  if (!err.ok()) return err.take_error();
+  return stats;
+}
+
+Status UringEngine::flush() {
+  Impl& m = *impl_;
+  io_uring_sqe* sqe = io_uring_get_sqe(&m.ring);
+  if (!sqe) return make_error(EBUSY, "io_uring submission queue full");
+  io_uring_prep_fsync(sqe, m.device->fd(), IORING_FSYNC_DATASYNC);
+  io_uring_sqe_set_data64(sqe, UINT64_MAX);
+  int r = io_uring_submit(&m.ring);
+  if (r < 0) return make_error(r, "io_uring submit on " + m.device->path());
+  while (true) {
+    io_uring_cqe* cqe = nullptr;
+    r = io_uring_wait_cqe(&m.ring, &cqe);
+    if (r == -EINTR) continue;
+    if (r < 0) return make_error(r, "io_uring wait on " + m.device->path());
+    int res = cqe->res;
+    io_uring_cqe_seen(&m.ring, cqe);
+    if (res < 0) return make_error(res, "flush of " + m.device->path() + " failed");
+    return {};
+  }
+}
+
+}  // namespace pcimirror

@@ -1,0 +1,113 @@
+// The io_uring engine: moves a linear "mirror image" between memory and a
+// list of device extents with O_DIRECT, in requests of io_size_bytes with up
+// to queue_depth in flight (see io_uring_enter(2), liburing's
+// io_uring-cp.c for the submit/complete shape).
+//
+// Writes take each chunk either straight from caller memory (zero-copy) or
+// through the registered bounce pool (IORING_OP_WRITE_FIXED). Reads always go
+// through the pool, so that callers can verify data before it reaches device
+// memory. Short transfers, -EAGAIN and -EINTR are requeued; any other error
+// fails the operation with its errno after all in-flight requests drained.
+//
+// Not thread-safe: one caller at a time (the mirror engine holds a lock).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <span>
+
+#include "io/block_device.h"
+#include "io/result.h"
+
+namespace pcimirror {
+
+/// One contiguous run of the device, in bytes. Both fields are multiples of
+/// the device's logical block size.
+struct DeviceExtent {
+  uint64_t offset_bytes = 0;
+  uint64_t length_bytes = 0;
+};
+
+struct EngineOptions {
+  /// Maximum bytes per request; a multiple of 4096. Default 1 MiB.
+  uint32_t io_size_bytes = 1u << 20;
+  /// Maximum requests in flight. Default 8.
+  unsigned queue_depth = 8;
+  /// Bounce buffers of io_size_bytes each, registered as fixed buffers.
+  unsigned bounce_buffers = 8;
+};
+
+/// Counters of one operation.
+struct TransferStats {
+  uint64_t bytes_direct = 0;   ///< bytes written straight from caller memory
+  uint64_t bytes_bounced = 0;  ///< bytes that went through bounce buffers
+  uint64_t requests = 0;       ///< SQEs submitted, requeues included
+  uint64_t requeues = 0;       ///< short transfers / EAGAIN / EINTR retried
+};
+
+/// Where a write's bytes come from. `mirror_offset_bytes` counts from the
+/// start of the mirror image; `length_bytes` is the valid data in the chunk
+/// (the engine zero-pads the chunk to the logical block size).
+class WriteSource {
+ public:
+  virtual ~WriteSource() = default;
+  /// Memory to write from directly, or nullptr to bounce this chunk. The
+  /// engine only asks for chunks whose length is block-aligned, and checks
+  /// the returned pointer's alignment itself.
+  virtual const std::byte* direct(uint64_t mirror_offset_bytes,
+                                  uint64_t length_bytes) = 0;
+  /// Copies the chunk into a bounce buffer.
+  virtual void fill(uint64_t mirror_offset_bytes, std::byte* dst,
+                    uint64_t length_bytes) = 0;
+  /// Called once per chunk, in order, with the exact bytes that will be
+  /// written (the source memory or the filled bounce buffer), before submit.
+  virtual void observe(uint64_t mirror_offset_bytes, const std::byte* data,
+                       uint64_t length_bytes) = 0;
+};
+
+/// Receives read data in mirror order. Returns an error to abort the read.
+using ReadSink = std::function<Status(uint64_t mirror_offset_bytes,
+                                      const std::byte* data,
+                                      uint64_t length_bytes)>;
+
+class UringEngine {
+ public:
+  /// Sets up a ring of queue_depth entries and a bounce pool registered as
+  /// fixed buffers. Errors: EINVAL (bad options), ENOMEM with a message
+  /// naming RLIMIT_MEMLOCK when the pool cannot be registered, ENOSYS when
+  /// the kernel lacks io_uring.
+  static Result<std::unique_ptr<UringEngine>> create(const BlockDevice& device,
+                                                     EngineOptions options);
+  ~UringEngine();
+  UringEngine(const UringEngine&) = delete;
+  UringEngine& operator=(const UringEngine&) = delete;
+
+  const EngineOptions& options() const;
+  /// Bytes held by the bounce pool.
+  size_t bounce_pool_bytes() const;
+
+  /// Writes `length_bytes` of mirror image over `extents` (whose total must
+  /// cover length_bytes rounded up to the logical block size). Errors: the
+  /// first failing request's errno (EIO, ENOSPC, ...), EINVAL for bad
+  /// extents.
+  Result<TransferStats> write(std::span<const DeviceExtent> extents,
+                              uint64_t length_bytes, WriteSource& source);
+
+  /// Reads `length_bytes` of mirror image from `extents` through the bounce
+  /// pool and hands each chunk to `sink` in mirror order.
+  Result<TransferStats> read(std::span<const DeviceExtent> extents,
+                             uint64_t length_bytes, const ReadSink& sink);
+
+  /// IORING_OP_FSYNC with IORING_FSYNC_DATASYNC: completed writes become
+  /// durable.
+  Status flush();
+
+ private:
+  struct Impl;
+  explicit UringEngine(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace pcimirror

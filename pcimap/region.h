@@ -1,0 +1,55 @@
+// A Region is a window of device memory mapped into this process: a PCI BAR
+// (PciBarRegion) or an emulated stand-in (FileRegion). This is the only
+// pcimap header that fs/ needs.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <string>
+
+namespace pcimirror {
+
+class Region {
+ public:
+  virtual ~Region() = default;
+
+  /// Human-readable identity for messages, e.g. "file:/dev/shm/ram" or
+  /// "pci:0000:03:00.0/bar2".
+  virtual const std::string& name() const = 0;
+  /// Mapped size in bytes.
+  virtual uint64_t size_bytes() const = 0;
+  /// Start of the mapping (page-aligned).
+  virtual std::byte* base() const = 0;
+  /// True when the kernel can pin the pages (get_user_pages), so O_DIRECT
+  /// and io_uring can use them directly. False for VM_IO|VM_PFNMAP mappings
+  /// of a BAR (sysfs resourceN), where O_DIRECT fails with EFAULT.
+  virtual bool pages_pinnable() const = 0;
+  /// True for write-combining mappings (prefetchable BARs).
+  virtual bool write_combining() const = 0;
+  /// Identity recorded at format time and checked at mount: PCI vendor and
+  /// device IDs, 0 for emulated regions.
+  virtual uint16_t pci_vendor_id() const { return 0; }
+  virtual uint16_t pci_device_id() const { return 0; }
+
+  /// Copies `length_bytes` at region offset `offset_bytes` into `dst`. The
+  /// caller checks bounds with contains(). MMIO-aware for BARs.
+  virtual void copy_from(uint64_t offset_bytes, void* dst,
+                         size_t length_bytes) const {
+    std::memcpy(dst, base() + offset_bytes, length_bytes);
+  }
+  /// Copies `length_bytes` from `src` into the region at `offset_bytes`.
+  virtual void copy_to(uint64_t offset_bytes, const void* src,
+                       size_t length_bytes) {
+    std::memcpy(base() + offset_bytes, src, length_bytes);
+  }
+
+  /// True when [offset_bytes, offset_bytes + length_bytes) lies inside the
+  /// region, without overflow.
+  bool contains(uint64_t offset_bytes, uint64_t length_bytes) const {
+    return offset_bytes <= size_bytes() &&
+           length_bytes <= size_bytes() - offset_bytes;
+  }
+};
+
+}  // namespace pcimirror

@@ -1,0 +1,100 @@
+#include "pcimap/region_factory.h"
+
+#include <algorithm>
+#include <array>
+
+#include "io/units.h"
+#include "pcimap/file_region.h"
+
+namespace pcimirror {
+namespace {
+constexpr std::array<const char*, 9> kKeys = {
+    "file", "memfd", "size", "pci", "vendor", "device", "index", "bar", "window"};
+}
+
+bool MemorySpec::is_memory_key(const std::string& key) {
+  return std::find(kKeys.begin(), kKeys.end(), key) != kKeys.end();
+}
+
+Result<MemorySpec> MemorySpec::parse(const std::string& text) {
+  MemorySpec spec;
+  size_t pos = 0;
+  while (pos <= text.size()) {
+    size_t comma = text.find(',', pos);
+    if (comma == std::string::npos) comma = text.size();
+    std::string item = text.substr(pos, comma - pos);
+    pos = comma + 1;
+    if (item.empty()) {
+      if (comma == text.size()) break;
+      continue;
+    }
+    size_t eq = item.find('=');
+    std::string key = item.substr(0, eq);
+    std::string value = eq == std::string::npos ? "" : item.substr(eq + 1);
+    if (!is_memory_key(key))
+      return make_error(EINVAL, "memory spec '" + text + "': unknown key '" +
+                                    key +
+                                    "'; known keys are file, memfd, size, "
+                                    "pci, vendor, device, index, bar, window");
+    if (spec.has(key))
+      return make_error(EINVAL,
+                        "memory spec '" + text + "': key '" + key + "' given twice");
+    if (value.empty())
+      return make_error(EINVAL,
+                        "memory spec '" + text + "': key '" + key + "' needs a value");
+    spec.kv_.emplace_back(key, value);
+  }
+  if (!spec.has("file") && !spec.has("memfd") && !spec.has("pci") &&
+      !spec.has("vendor"))
+    return make_error(EINVAL, "memory spec '" + text +
+                                  "' names no memory; give file=PATH,size=N "
+                                  "or pci=SLOT,bar=N");
+  return spec;
+}
+
+std::string MemorySpec::get(const std::string& key) const {
+  for (const auto& [k, v] : kv_)
+    if (k == key) return v;
+  return {};
+}
+bool MemorySpec::has(const std::string& key) const {
+  for (const auto& kv : kv_)
+    if (kv.first == key) return true;
+  return false;
+}
+void MemorySpec::set(const std::string& key, const std::string& value) {
+  for (auto& kv : kv_)
+    if (kv.first == key) {
+      kv.second = value;
+      return;
+    }
+  kv_.emplace_back(key, value);
+}
+std::string MemorySpec::to_string() const {
+  std::string s;
+  for (const auto& [k, v] : kv_) {
+    if (!s.empty()) s += ',';
+    s += k + '=' + v;
+  }
+  return s;
+}
+
+Result<std::unique_ptr<Region>> open_region(const MemorySpec& spec) {
+  uint64_t size = 0;
+  if (spec.has("size")) {
+    PCIM_ASSIGN_OR_RETURN(size, parse_size_bytes(spec.get("size"), "size="));
+  }
+  if (spec.has("file")) {
+    PCIM_ASSIGN_OR_RETURN(auto r, FileRegion::open_file(spec.get("file"), size));
+    return std::unique_ptr<Region>(std::move(r));
+  }
+  if (spec.has("memfd")) {
+    PCIM_ASSIGN_OR_RETURN(auto r, FileRegion::create_memfd(spec.get("memfd"), size));
+    return std::unique_ptr<Region>(std::move(r));
+  }
+  return make_error(ENOTSUP, "memory spec '" + spec.to_string() +
+                                 "': PCI BAR regions are not supported by "
+                                 "this build yet; use file=PATH,size=N");
+}
+
+}  // namespace pcimirror
