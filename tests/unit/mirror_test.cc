@@ -1,0 +1,352 @@
+// The mirror engine, the volume and SliceFs against a sparse file and an
+// emulated (memfd) region: no mount needed.
+#include "fs/mirror.h"
+
+#include <gtest/gtest.h>
+
+#include <cstring>
+
+#include "fs/crc32c.h"
+#include "fs/slice_fs.h"
+#include "fs/volume.h"
+#include "pcimap/file_region.h"
+#include "test_util.h"
+
+namespace pcimirror {
+namespace {
+
+using testing::fill_random;
+using testing::read_file;
+using testing::TempFile;
+using testing::write_file;
+
+class MirrorTest : public ::testing::Test {
+ protected:
+  static constexpr uint64_t kRegion = 16 << 20;
+  TempFile file{64 << 20};
+  std::unique_ptr<FileRegion> region = *FileRegion::create_memfd("t", kRegion);
+
+  std::vector<SliceSpec> slices = {
+      {"a", 0, 4 << 20},
+      {"b", 5 << 20, (2 << 20) + 17},  // unaligned length
+      {"c", (8 << 20) + 3, 1},         // one byte at an odd offset
+      {"d", (9 << 20) + 1, 10 * 512 + 17},
+  };
+
+  Volume format(uint32_t copies = 2) {
+    auto dev = *BlockDevice::open(file.path(), {});
+    FormatRequest req;
+    req.memory_spec = "memfd=t,size=16M";
+    req.region_bytes = kRegion;
+    req.slices = slices;
+    req.meta_slot_bytes = 1 << 20;
+    req.mirror_copies = copies;
+    auto plan = Volume::plan_format(dev, req);
+    EXPECT_TRUE(plan.ok()) << plan.error().what();
+    auto v = Volume::write_format(std::move(dev), plan->first, plan->second);
+    EXPECT_TRUE(v.ok()) << v.error().what();
+    return std::move(v).value();
+  }
+  // Loads the volume again through a second, shared read-only open, as
+  // `pcimirror status` does while the daemon holds the device.
+  static BlockDevice open_shared(const std::string& path) {
+    BlockDevice::OpenOptions o;
+    o.read_only = true;
+    o.exclusive = false;
+    return *BlockDevice::open(path, o);
+  }
+  Volume reload() { return *Volume::load(open_shared(file.path())); }
+  void randomize(uint64_t seed) {
+    fill_random(region->base(), kRegion, seed);
+  }
+  std::vector<uint8_t> window(const SliceSpec& s) const {
+    auto* p = reinterpret_cast<const uint8_t*>(region->base()) + s.offset_bytes;
+    return std::vector<uint8_t>(p, p + s.length_bytes);
+  }
+  // Reads a slice's committed mirror straight from the file at its extents.
+  std::vector<uint8_t> on_disk(const Volume& v, const std::string& name) {
+    for (const SliceEntry& e : v.table().slices) {
+      if (e.name != name) continue;
+      std::vector<uint8_t> out;
+      for (const Extent& x : e.committed()->extents) {
+        auto part = read_file(file.path(), x.start_sector * 512, x.sectors * 512);
+        out.insert(out.end(), part.begin(), part.end());
+      }
+      out.resize(e.length_bytes);
+      return out;
+    }
+    return {};
+  }
+};
+
+TEST_F(MirrorTest, SyncWritesExtentsCommitsAndRestoresExactly) {
+  Volume v = format();
+  randomize(1);
+  auto eng = *MirrorEngine::create(v, *region, {});
+  for (const auto& s : slices) {
+    auto r = eng->sync(s.name);
+    ASSERT_TRUE(r.ok()) << r.error().what();
+    EXPECT_EQ(r->generation, 1u);
+    EXPECT_EQ(r->crc32c, crc32c(window(s).data(), s.length_bytes));
+  }
+  Volume v2 = reload();
+  EXPECT_EQ(v2.table().generation, 1u + slices.size());
+  for (const auto& s : slices) EXPECT_EQ(on_disk(v2, s.name), window(s)) << s.name;
+
+  // Aligned slices go zero-copy; unaligned ones bounce.
+  auto path_of = [&](const std::string& n) {
+    for (auto& e : v2.table().slices) {
+      if (e.name == n) return e.committed()->path;
+    }
+    return MirrorPath::kNone;
+  };
+  EXPECT_EQ(path_of("a"), MirrorPath::kZeroCopy);
+  EXPECT_EQ(path_of("b"), MirrorPath::kMixed);
+  EXPECT_EQ(path_of("c"), MirrorPath::kBounce);
+  EXPECT_EQ(path_of("d"), MirrorPath::kBounce);
+
+  auto saved = std::vector<uint8_t>(
+      reinterpret_cast<uint8_t*>(region->base()),
+      reinterpret_cast<uint8_t*>(region->base()) + kRegion);
+  auto fresh = *FileRegion::create_memfd("fresh", kRegion);
+  auto eng2 = *MirrorEngine::create(v2, *fresh, {});
+  for (const auto& s : slices) {
+    auto r = eng2->restore(s.name);
+    ASSERT_TRUE(r.ok()) << r.error().what();
+    EXPECT_FALSE(r->fell_back);
+    EXPECT_EQ(std::memcmp(fresh->base() + s.offset_bytes,
+                          saved.data() + s.offset_bytes, s.length_bytes), 0)
+        << s.name;
+  }
+  // Bytes outside the slices stay zero: restore never writes beyond a window.
+  EXPECT_EQ(fresh->base()[(4 << 20) + 5], std::byte{0});
+  EXPECT_EQ(fresh->base()[(8 << 20) + 2], std::byte{0});
+  EXPECT_EQ(fresh->base()[(8 << 20) + 4], std::byte{0});
+}
+
+TEST_F(MirrorTest, BounceAlwaysGivesIdenticalBytesAndCrcs) {
+  randomize(2);
+  std::vector<std::vector<uint8_t>> disk[2];
+  std::vector<uint32_t> crcs[2];
+  for (int mode = 0; mode < 2; ++mode) {
+    Volume v = format();
+    MirrorOptions o;
+    o.bounce = mode ? BounceMode::kAlways : BounceMode::kAuto;
+    auto eng = *MirrorEngine::create(v, *region, o);
+    for (const auto& s : slices) {
+      auto r = eng->sync(s.name);
+      ASSERT_TRUE(r.ok());
+      if (mode) {
+        EXPECT_EQ(r->path, MirrorPath::kBounce);
+      }
+      crcs[mode].push_back(r->crc32c);
+    }
+    Volume v2 = reload();
+    for (const auto& s : slices) disk[mode].push_back(on_disk(v2, s.name));
+  }
+  EXPECT_EQ(disk[0], disk[1]);
+  EXPECT_EQ(crcs[0], crcs[1]);
+}
+
+TEST_F(MirrorTest, ABCopiesAlternateAndKeepThePreviousMirror) {
+  Volume v = format();
+  auto eng = *MirrorEngine::create(v, *region, {});
+  randomize(3);
+  auto first = window(slices[0]);
+  ASSERT_TRUE(eng->sync("a").ok());
+  randomize(4);
+  ASSERT_TRUE(eng->sync("a").ok());
+  Volume v2 = reload();
+  const SliceEntry& e = v2.table().slices[0];
+  EXPECT_EQ(e.generation(), 2u);
+  EXPECT_EQ(e.current_copy, 1u);
+  EXPECT_EQ(e.copies[0].generation, 1u);
+  // The previous copy still holds generation 1's bytes.
+  std::vector<uint8_t> old;
+  for (const Extent& x : e.copies[0].extents) {
+    auto part = read_file(file.path(), x.start_sector * 512, x.sectors * 512);
+    old.insert(old.end(), part.begin(), part.end());
+  }
+  old.resize(first.size());
+  EXPECT_EQ(old, first);
+  EXPECT_EQ(on_disk(v2, "a"), window(slices[0]));
+}
+
+TEST_F(MirrorTest, DamagedCurrentCopyFallsBackAndSaysSo) {
+  Volume v = format();
+  auto eng = *MirrorEngine::create(v, *region, {});
+  randomize(5);
+  auto gen1 = window(slices[0]);
+  ASSERT_TRUE(eng->sync("a").ok());
+  randomize(6);
+  ASSERT_TRUE(eng->sync("a").ok());
+  // Damage one byte in the middle of the current copy.
+  const SliceTable t = eng->table();
+  const Extent x = t.slices[0].committed()->extents[0];
+  uint8_t junk = 0x5a;
+  write_file(file.path(), x.start_sector * 512 + (3 << 20) + 7, &junk, 1);
+  EXPECT_EQ(eng->verify("a").error().code, EUCLEAN);
+  auto fresh = *FileRegion::create_memfd("fresh", kRegion);
+  Volume v2 = reload();
+  auto eng2 = *MirrorEngine::create(v2, *fresh, {});
+  auto r = eng2->restore("a");
+  ASSERT_TRUE(r.ok()) << r.error().what();
+  EXPECT_TRUE(r->fell_back);
+  EXPECT_EQ(r->generation, 1u);
+  EXPECT_NE(r->note.find("damaged"), std::string::npos);
+  EXPECT_EQ(std::memcmp(fresh->base(), gen1.data(), gen1.size()), 0);
+}
+
+TEST_F(MirrorTest, NoIntactCopyRefusesAndLeavesMemoryUntouched) {
+  Volume v = format(1);
+  auto eng = *MirrorEngine::create(v, *region, {});
+  randomize(7);
+  ASSERT_TRUE(eng->sync("b").ok());
+  const Extent x = eng->table().slices[1].committed()->extents[0];
+  uint8_t junk = 0xa5;
+  write_file(file.path(), x.start_sector * 512 + 100, &junk, 1);
+  auto fresh = *FileRegion::create_memfd("fresh", kRegion);
+  std::memset(fresh->base(), 0x11, kRegion);
+  Volume v2 = reload();
+  auto eng2 = *MirrorEngine::create(v2, *fresh, {});
+  auto r = eng2->restore("b");
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().code, EUCLEAN);
+  EXPECT_NE(r.error().message.find("'b'"), std::string::npos);
+  for (uint64_t i = 0; i < kRegion; i += 4093)
+    ASSERT_EQ(fresh->base()[i], std::byte{0x11});
+}
+
+TEST_F(MirrorTest, NeverMirroredSliceIsSkipped) {
+  Volume v = format();
+  auto eng = *MirrorEngine::create(v, *region, {});
+  auto r = eng->restore("a");
+  ASSERT_TRUE(r.ok());
+  EXPECT_TRUE(r->skipped);
+  EXPECT_EQ(eng->sync("nope").error().code, ENOENT);
+}
+
+TEST_F(MirrorTest, CorruptNewestSlotFallsBackToOlderWithWarning) {
+  Volume v = format();
+  auto eng = *MirrorEngine::create(v, *region, {});
+  randomize(8);
+  ASSERT_TRUE(eng->sync("a").ok());  // generation 2, slot 0
+  ASSERT_TRUE(eng->sync("b").ok());  // generation 3, slot 1
+  const Superblock sb = v.superblock();
+  uint8_t junk = 0xff;
+  write_file(file.path(), sb.meta_slot_sector[1] * 512 + 100, &junk, 1);
+  Volume v2 = reload();
+  EXPECT_EQ(v2.table().generation, 2u);
+  ASSERT_EQ(v2.warnings().size(), 1u);
+  EXPECT_NE(v2.warnings()[0].find("slot 1"), std::string::npos);
+  EXPECT_EQ(v2.table().slices[1].generation(), 0u);  // b's commit is gone
+  EXPECT_EQ(v2.table().slices[0].generation(), 1u);
+  // Both slots damaged: refuse, naming both.
+  write_file(file.path(), sb.meta_slot_sector[0] * 512 + 100, &junk, 1);
+  auto v3 = Volume::load(open_shared(file.path()));
+  ASSERT_FALSE(v3.ok());
+  EXPECT_NE(v3.error().message.find("both metadata slots"), std::string::npos);
+}
+
+TEST_F(MirrorTest, DamagedPrimarySuperblockUsesBackup) {
+  format();
+  uint8_t junk = 0xff;
+  write_file(file.path(), 60, &junk, 1);  // a byte of the label
+  Volume v = reload();
+  ASSERT_EQ(v.warnings().size(), 1u);
+  EXPECT_NE(v.warnings()[0].find("backup"), std::string::npos);
+  EXPECT_EQ(v.table().slices.size(), slices.size());
+}
+
+TEST_F(MirrorTest, PlanRefusesBadSlices) {
+  auto dev = *BlockDevice::open(file.path(), {});
+  FormatRequest req;
+  req.memory_spec = "memfd=t";
+  req.region_bytes = kRegion;
+  req.meta_slot_bytes = 1 << 20;
+  auto plan = [&](std::vector<SliceSpec> s) {
+    req.slices = std::move(s);
+    auto p = Volume::plan_format(dev, req);
+    return p.ok() ? std::string() : p.error().message;
+  };
+  EXPECT_NE(plan({{"a", 0, 8 << 20}, {"b", 4 << 20, 1 << 20}}).find("overlap"),
+            std::string::npos);
+  EXPECT_NE(plan({{"a", 15 << 20, 2 << 20}}).find("beyond the region"),
+            std::string::npos);
+  EXPECT_NE(plan({{"a", 0, 1}, {"a", 4096, 1}}).find("twice"), std::string::npos);
+  EXPECT_NE(plan({{"a/b", 0, 1}}).find("'/'"), std::string::npos);
+  EXPECT_NE(plan({{"a", 0, 0}}).find("length 0"), std::string::npos);
+  req.region_bytes = 1ull << 40;
+  EXPECT_NE(plan({{"a", 0, 1ull << 30}}).find("too small"), std::string::npos);
+}
+
+TEST_F(MirrorTest, SliceFsBoundsDirtyTrackingAndFixedSize) {
+  Volume v = format();
+  auto eng = *MirrorEngine::create(v, *region, {});
+  SliceFs fs(*eng, {});
+  auto ino = *fs.lookup("b");
+  EXPECT_EQ(fs.lookup("zz").error().code, ENOENT);
+  const uint64_t len = slices[1].length_bytes;
+  auto st = *fs.getattr(ino);
+  EXPECT_EQ(static_cast<uint64_t>(st.st_size), len);
+  EXPECT_EQ(st.st_blksize, 1 << 20);
+
+  std::vector<std::byte> buf(100, std::byte{7});
+  // A write straddling the end is cut; the next one gets ENOSPC.
+  EXPECT_EQ(*fs.write(ino, len - 10, 100, buf.data()), 10u);
+  EXPECT_EQ(fs.write(ino, len, 100, buf.data()).error().code, ENOSPC);
+  EXPECT_EQ(fs.write(ino, UINT64_MAX - 5, 100, buf.data()).error().code, ENOSPC);
+  // Neighbouring memory is untouched.
+  EXPECT_NE(region->base()[slices[1].offset_bytes + len], std::byte{7});
+  std::vector<std::byte> out(100);
+  EXPECT_EQ(*fs.read(ino, len - 10, 100, out.data()), 10u);
+  EXPECT_EQ(out[9], std::byte{7});
+  EXPECT_EQ(*fs.read(ino, len, 100, out.data()), 0u);
+  EXPECT_EQ(*fs.read(ino, UINT64_MAX, 100, out.data()), 0u);
+
+  // Truncation leaves the size unchanged; growing is refused.
+  struct stat attr {};
+  attr.st_size = 0;
+  EXPECT_EQ(static_cast<uint64_t>(fs.setattr(ino, attr, SliceFs::kSetSize)->st_size), len);
+  attr.st_size = static_cast<off_t>(len + 1);
+  EXPECT_EQ(fs.setattr(ino, attr, SliceFs::kSetSize).error().code, EFBIG);
+
+  // Dirty tracking: the write makes a mirror; a second flush does nothing.
+  ASSERT_TRUE(fs.sync_if_dirty(ino).ok());
+  EXPECT_EQ(eng->table().slices[1].generation(), 1u);
+  ASSERT_TRUE(fs.sync_if_dirty(ino).ok());
+  EXPECT_EQ(eng->table().slices[1].generation(), 1u);
+  ASSERT_TRUE(fs.sync(ino).ok());  // fsync always mirrors
+  EXPECT_EQ(eng->table().slices[1].generation(), 2u);
+
+  // chmod is committed at once.
+  attr.st_mode = 0600;
+  ASSERT_TRUE(fs.setattr(ino, attr, SliceFs::kSetMode).ok());
+  EXPECT_EQ(reload().table().slices[1].mode, 0600u);
+
+  auto sp = fs.statfs();
+  EXPECT_GT(sp.total_bytes, sp.free_bytes);
+  EXPECT_EQ(sp.files, slices.size());
+}
+
+TEST_F(MirrorTest, ReadOnlySliceFsRefusesWrites) {
+  Volume v = format();
+  auto eng = *MirrorEngine::create(v, *region, {});
+  SliceFs fs(*eng, {true});
+  auto ino = *fs.lookup("a");
+  std::byte b{1};
+  EXPECT_EQ(fs.write(ino, 0, 1, &b).error().code, EROFS);
+  EXPECT_EQ(fs.open(ino, O_RDWR).error().code, EROFS);
+  EXPECT_TRUE(fs.open(ino, O_RDONLY).ok());
+}
+
+TEST_F(MirrorTest, RegionTooSmallIsRefused) {
+  Volume v = format();
+  auto small = *FileRegion::create_memfd("small", 1 << 20);
+  auto r = MirrorEngine::create(v, *small, {});
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.error().message.find("too few for slice"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace pcimirror

@@ -1,0 +1,157 @@
+#include "io/uring_engine.h"
+
+#include <gtest/gtest.h>
+
+#include <cstring>
+#include <vector>
+
+#include "test_util.h"
+
+namespace pcimirror {
+namespace {
+
+using testing::fill_random;
+using testing::read_file;
+using testing::TempFile;
+
+// A source over a plain buffer: direct when allowed, else bounced.
+class BufferSource : public WriteSource {
+ public:
+  BufferSource(const std::byte* data, bool allow_direct)
+      : data_(data), allow_direct_(allow_direct) {}
+  const std::byte* direct(uint64_t off, uint64_t) override {
+    return allow_direct_ ? data_ + off : nullptr;
+  }
+  void fill(uint64_t off, std::byte* dst, uint64_t n) override {
+    std::memcpy(dst, data_ + off, n);
+  }
+  void observe(uint64_t off, const std::byte*, uint64_t n) override {
+    EXPECT_EQ(off, observed_);  // strictly in mirror order
+    observed_ += n;
+  }
+  uint64_t observed_ = 0;
+
+ private:
+  const std::byte* data_;
+  bool allow_direct_;
+};
+
+struct Case {
+  bool direct;
+  uint64_t length;
+  uint32_t io_size;
+  unsigned qd, buffers;
+};
+
+class EngineRoundTrip : public ::testing::TestWithParam<Case> {};
+
+TEST_P(EngineRoundTrip, WritesExtentsAndReadsBackInOrder) {
+  const Case c = GetParam();
+  TempFile file(64 << 20);
+  auto dev = BlockDevice::open(file.path(), {});
+  ASSERT_TRUE(dev.ok()) << dev.error().what();
+  EngineOptions o{c.io_size, c.qd, c.buffers};
+  auto eng = UringEngine::create(*dev, o);
+  ASSERT_TRUE(eng.ok()) << eng.error().what();
+
+  AlignedBuffer data(c.length + 4096, 4096);
+  fill_random(data.data(), c.length, c.length);
+  // Three fragments, out of address order.
+  const uint64_t aligned = (c.length + 4095) / 4096 * 4096;
+  const uint64_t a = std::max<uint64_t>(4096, aligned / 3 / 4096 * 4096);
+  std::vector<DeviceExtent> ext = {{40 << 20, a}, {8 << 20, 4096 * 3},
+                                   {20 << 20, aligned}};
+  BufferSource src(data.data(), c.direct);
+  auto st = (*eng)->write(ext, c.length, src);
+  ASSERT_TRUE(st.ok()) << st.error().what();
+  ASSERT_TRUE((*eng)->flush().ok());
+  EXPECT_EQ(src.observed_, c.length);
+  EXPECT_EQ(st->bytes_direct + st->bytes_bounced, c.length);
+  if (!c.direct) {
+    EXPECT_EQ(st->bytes_direct, 0u);
+  }
+
+  // The device holds the data at the extents, zero-padded.
+  std::vector<uint8_t> want(reinterpret_cast<uint8_t*>(data.data()),
+                            reinterpret_cast<uint8_t*>(data.data()) + c.length);
+  std::vector<uint8_t> got;
+  uint64_t left = aligned;
+  for (auto& e : ext) {
+    uint64_t n = std::min(left, e.length_bytes);
+    auto part = read_file(file.path(), e.offset_bytes, n);
+    got.insert(got.end(), part.begin(), part.end());
+    left -= n;
+    if (!left) break;
+  }
+  ASSERT_EQ(got.size(), aligned);
+  EXPECT_TRUE(std::equal(want.begin(), want.end(), got.begin()));
+  for (size_t i = c.length; i < aligned; ++i) ASSERT_EQ(got[i], 0) << i;
+
+  // And the engine reads it back in order.
+  std::vector<uint8_t> back;
+  auto rs = (*eng)->read(ext, c.length,
+                         [&](uint64_t off, const std::byte* d, uint64_t n) -> Status {
+                           EXPECT_EQ(off, back.size());
+                           auto* p = reinterpret_cast<const uint8_t*>(d);
+                           back.insert(back.end(), p, p + n);
+                           return {};
+                         });
+  ASSERT_TRUE(rs.ok()) << rs.error().what();
+  EXPECT_EQ(back, want);
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Shapes, EngineRoundTrip,
+    ::testing::Values(Case{true, 8 << 20, 1 << 20, 8, 8},
+                      Case{false, 8 << 20, 1 << 20, 8, 8},
+                      Case{true, (3 << 20) + 17, 256 << 10, 4, 2},
+                      Case{false, 1, 1 << 20, 8, 8},
+                      Case{false, 4096 * 5 + 4095, 8192, 16, 3},
+                      Case{true, 12 << 20, 64 << 10, 1, 1}));
+
+TEST(UringEngine, RejectsBadOptionsAndExtents) {
+  TempFile file(4 << 20);
+  auto dev = *BlockDevice::open(file.path(), {});
+  EXPECT_EQ(UringEngine::create(dev, {1000, 8, 8}).error().code, EINVAL);
+  EXPECT_EQ(UringEngine::create(dev, {1 << 20, 0, 8}).error().code, EINVAL);
+  auto eng = *UringEngine::create(dev, {});
+  AlignedBuffer data(8192, 4096);
+  BufferSource src(data.data(), true);
+  std::vector<DeviceExtent> too_short = {{0, 4096}};
+  EXPECT_EQ(eng->write(too_short, 8192, src).error().code, EINVAL);
+  std::vector<DeviceExtent> beyond = {{4 << 20, 8192}};
+  EXPECT_EQ(eng->write(beyond, 8192, src).error().code, EINVAL);
+  std::vector<DeviceExtent> unaligned = {{100, 8192}};
+  EXPECT_EQ(eng->write(unaligned, 8192, src).error().code, EINVAL);
+}
+
+TEST(UringEngine, SinkErrorAbortsRead) {
+  TempFile file(8 << 20);
+  auto dev = *BlockDevice::open(file.path(), {});
+  auto eng = *UringEngine::create(dev, {1 << 20, 4, 4});
+  std::vector<DeviceExtent> ext = {{0, 8 << 20}};
+  int calls = 0;
+  auto r = eng->read(ext, 8 << 20, [&](uint64_t, const std::byte*, uint64_t) -> Status {
+    if (++calls == 3) return make_error(EUCLEAN, "stop");
+    return {};
+  });
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().code, EUCLEAN);
+  EXPECT_EQ(calls, 3);
+}
+
+TEST(BlockDevice, ExclusiveOpenLocks) {
+  TempFile file(1 << 20);
+  auto a = BlockDevice::open(file.path(), {});
+  ASSERT_TRUE(a.ok());
+  auto b = BlockDevice::open(file.path(), {});
+  ASSERT_FALSE(b.ok());
+  EXPECT_EQ(b.error().code, EBUSY);
+  BlockDevice::OpenOptions shared;
+  shared.exclusive = false;
+  shared.read_only = true;
+  EXPECT_TRUE(BlockDevice::open(file.path(), shared).ok());
+}
+
+}  // namespace
+}  // namespace pcimirror
