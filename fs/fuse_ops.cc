@@ -238,7 +238,7 @@ Status serve_fuse(SliceFs& fs, const FuseMountOptions& opts,
   fuse_loop_cfg_set_idle_threads(cfg, opts.max_idle_threads);
   int r = fuse_session_loop_mt(se.get(), cfg);
   fuse_loop_cfg_destroy(cfg);
-  if (r < 0) return make_error(-r, "FUSE loop on " + opts.mountpoint + " failed");
+  if (r < 0) return sys_error(-r, "FUSE loop on " + opts.mountpoint + " failed");
   return {};
 }
 

@@ -17,15 +17,23 @@ namespace pcimirror {
 struct Error {
   int code = EIO;
   std::string message;
+  /// True when `code` came from the kernel (a syscall or a CQE): what() then
+  /// appends strerror(code). Validation errors carry their whole story in
+  /// `message`.
+  bool from_kernel = false;
 
-  /// "message: strerror(code)" unless the message already ends with it.
+  /// The message, with ": strerror(code)" for kernel errors.
   std::string what() const;
 };
 
-/// Builds an Error from a positive or negative errno and a message.
+/// A validation error: a positive or negative errno and a complete message.
 Error make_error(int err, std::string message);
 
-/// Builds an Error from the current `errno` (call right after a failed
+/// An error the kernel returned (syscall, io_uring CQE): positive or
+/// negative errno.
+Error sys_error(int err, std::string message);
+
+/// Builds a kernel error from the current `errno` (call right after a failed
 /// syscall).
 Error errno_error(std::string message);
 

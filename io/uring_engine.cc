@@ -138,7 +138,7 @@ struct UringEngine::Impl {
     }
     io_uring_sqe_set_data64(sqe, i);
     int r = io_uring_submit(&ring);
-    if (r < 0) return make_error(r, "io_uring submit on " + device->path());
+    if (r < 0) return sys_error(r, "io_uring submit on " + device->path());
     return {};
   }
 
@@ -151,7 +151,7 @@ struct UringEngine::Impl {
     int r = io_uring_wait_cqe(&ring, &cqe);
     if (r == -EINTR) return 0;
     if (r < 0) {
-      if (err.ok()) err = make_error(r, "io_uring wait on " + device->path());
+      if (err.ok()) err = sys_error(r, "io_uring wait on " + device->path());
       return 0;
     }
     unsigned n = 0;
@@ -167,7 +167,7 @@ struct UringEngine::Impl {
         requeue = true;
       } else if (res < 0) {
         if (err.ok())
-          err = make_error(res, std::string(is_write ? "write" : "read") +
+          err = sys_error(res, std::string(is_write ? "write" : "read") +
                                     " of " + std::to_string(s.chunk.io_bytes) +
                                     " bytes at byte " +
                                     std::to_string(s.chunk.device_offset_bytes) +
@@ -245,7 +245,7 @@ Result<std::unique_ptr<UringEngine>> UringEngine::create(
   impl->options = options;
   int r = io_uring_queue_init(options.queue_depth, &impl->ring, 0);
   if (r < 0)
-    return make_error(r, "cannot set up io_uring with queue depth " +
+    return sys_error(r, "cannot set up io_uring with queue depth " +
                              std::to_string(options.queue_depth) +
                              " (is io_uring disabled by "
                              "kernel.io_uring_disabled?)");
@@ -260,7 +260,7 @@ Result<std::unique_ptr<UringEngine>> UringEngine::create(
                                 static_cast<unsigned>(iovs.size()));
   if (r == -ENOMEM || r == -EPERM)
     return make_error(ENOMEM, memlock_hint(pool.total_bytes()));
-  if (r < 0) return make_error(r, "io_uring_register_buffers failed");
+  if (r < 0) return sys_error(r, "io_uring_register_buffers failed");
   impl->pool = std::move(pool);
   impl->slots.resize(options.queue_depth);
   return std::unique_ptr<UringEngine>(new UringEngine(std::move(impl)));
@@ -396,15 +396,15 @@ Status UringEngine::flush() {
   io_uring_prep_fsync(sqe, m.device->fd(), IORING_FSYNC_DATASYNC);
   io_uring_sqe_set_data64(sqe, UINT64_MAX);
   int r = io_uring_submit(&m.ring);
-  if (r < 0) return make_error(r, "io_uring submit on " + m.device->path());
+  if (r < 0) return sys_error(r, "io_uring submit on " + m.device->path());
   while (true) {
     io_uring_cqe* cqe = nullptr;
     r = io_uring_wait_cqe(&m.ring, &cqe);
     if (r == -EINTR) continue;
-    if (r < 0) return make_error(r, "io_uring wait on " + m.device->path());
+    if (r < 0) return sys_error(r, "io_uring wait on " + m.device->path());
     int res = cqe->res;
     io_uring_cqe_seen(&m.ring, cqe);
-    if (res < 0) return make_error(res, "flush of " + m.device->path() + " failed");
+    if (res < 0) return sys_error(res, "flush of " + m.device->path() + " failed");
     return {};
   }
 }
