@@ -153,7 +153,8 @@ int run_mount(const std::string& device_arg, const std::string& mountpoint_arg,
 
 void add_mount(CLI::App& app, int& rc) {
   struct Args {
-    std::string device, mountpoint, options;
+    std::string device, mountpoint;
+    std::vector<std::string> options;
     bool foreground = false;
   };
   auto a = std::make_shared<Args>();
@@ -167,7 +168,7 @@ void add_mount(CLI::App& app, int& rc) {
                 "ro,allow_other,default_permissions,debug");
   c->add_flag("-f,--foreground", a->foreground, "Stay in the foreground");
   c->callback([a, &rc] {
-    rc = run_mount(a->device, a->mountpoint, a->options, a->foreground);
+    rc = run_mount(a->device, a->mountpoint, join_options(a->options), a->foreground);
   });
 }
 

@@ -52,7 +52,8 @@ int run(const std::string& device, const std::string& memory,
 
 void add_restore(CLI::App& app, int& rc) {
   struct Args {
-    std::string device, memory, options;
+    std::string device, memory;
+    std::vector<std::string> options;
     std::vector<std::string> names;
   };
   auto a = std::make_shared<Args>();
@@ -65,7 +66,7 @@ void add_restore(CLI::App& app, int& rc) {
                 "format)");
   c->add_option("-o", a->options, "Engine options: bounce=,io_size=,...");
   c->add_option("names", a->names, "Slices to restore (default: all)");
-  c->callback([a, &rc] { rc = run(a->device, a->memory, a->options, a->names); });
+  c->callback([a, &rc] { rc = run(a->device, a->memory, join_options(a->options), a->names); });
 }
 
 }  // namespace pcimirror::cli

@@ -91,4 +91,14 @@ Result<MountOptions> parse_mount_options(const std::string& text) {
   return o;
 }
 
+std::string join_options(const std::vector<std::string>& parts) {
+  std::string out;
+  for (const auto& p : parts) {
+    if (p.empty()) continue;
+    if (!out.empty()) out += ',';
+    out += p;
+  }
+  return out;
+}
+
 }  // namespace pcimirror::cli

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <string>
+#include <vector>
 
 #include "fs/fuse_ops.h"
 #include "fs/mirror.h"
@@ -28,5 +29,8 @@ struct MountOptions {
 /// auto, user, users, nouser, _netdev, rw, x-*, comment=*) are accepted
 /// and ignored. EINVAL naming the option for an unknown key or bad value.
 Result<MountOptions> parse_mount_options(const std::string& text);
+
+/// Joins repeated -o arguments with commas, as mount(8) does.
+std::string join_options(const std::vector<std::string>& parts);
 
 }  // namespace pcimirror::cli

@@ -16,38 +16,38 @@ command -v fusermount3 >/dev/null || skip "no fusermount3 (apt-get install fuse3
 
 WORK=$(mktemp -d /tmp/pcimirror-e2e.XXXXXX)
 SHM=/dev/shm/pcimirror-e2e-$$
-LOOPS=()
-MOUNTS=()
 
+# Everything a test creates lives under $WORK (images, mount points) or
+# $SHM.*, so cleanup finds it there; helpers run in $(...) subshells and
+# cannot record it in variables.
 cleanup() {
-  local m l
-  for m in "${MOUNTS[@]}"; do
-    mountpoint -q "$m" 2>/dev/null && { fusermount3 -uz "$m" 2>/dev/null || umount -l "$m" 2>/dev/null || true; }
+  local m img l
+  for m in $(awk -v w="$WORK/" 'index($2, w) == 1 {print $2}' /proc/mounts); do
+    fusermount3 -uz "$m" 2>/dev/null || umount -l "$m" 2>/dev/null || true
   done
   # Let daemons release their devices before detaching.
   for _ in $(seq 50); do pgrep -f "pcimirror.*$WORK" >/dev/null || break; sleep 0.1; done
   pkill -9 -f "pcimirror.*$WORK" 2>/dev/null || true
-  for l in "${LOOPS[@]}"; do losetup -d "$l" 2>/dev/null || true; done
+  for img in "$WORK"/*.img; do
+    [[ -e $img ]] || continue
+    for l in $(losetup -j "$img" | cut -d: -f1); do losetup -d "$l" 2>/dev/null || true; done
+  done
   rm -rf "$WORK" "$SHM".*
 }
 trap cleanup EXIT
 
 # new_loop SIZE: a sparse image attached as a loop device; prints the device.
 new_loop() {
-  local img="$WORK/disk$((${#LOOPS[@]})).img"
+  local img
+  img=$(mktemp "$WORK/disk.XXXXXX.img")
   truncate -s "$1" "$img"
-  local dev
-  dev=$(losetup --find --show --direct-io=on "$img") || skip "losetup failed (no free loop device?)"
-  LOOPS+=("$dev")
-  echo "$dev"
+  losetup --find --show --direct-io=on "$img" || skip "losetup failed (no free loop device?)"
 }
 
-# new_mountpoint NAME
+# new_mountpoint NAME: prints a fresh directory under $WORK.
 new_mountpoint() {
-  local m="$WORK/$1"
-  mkdir -p "$m"
-  MOUNTS+=("$m")
-  echo "$m"
+  mkdir -p "$WORK/$1"
+  echo "$WORK/$1"
 }
 
 # wait_unmounted MOUNTPOINT DEVICE: the mount is gone and the daemon has

@@ -23,7 +23,7 @@ cmp "$WORK/a.bin" "$WORK/a.disk" || die "device lost the copied data"
 [[ $(slice_field "$DEV" b generation) == 0 ]] || die "b was never written"
 
 log "remount and restore after the crash"
-"$PCIMIRROR" mount "$DEV" "$MNT" -o "restore=on_mount,file=$SHM.fresh,size=64M"
+"$PCIMIRROR" mount "$DEV" "$MNT" -o restore=on_mount -o "file=$SHM.fresh,size=64M"
 cmp "$WORK/a.bin" "$MNT/a" || die "restore after SIGKILL differs"
 fusermount3 -u "$MNT"
 wait_released "$DEV"
