@@ -59,4 +59,17 @@ wait_released "$DEV"
 # Bytes of the fresh region outside every slice stay zero.
 [[ $(od -An -tx1 -j $((72 * 1048576)) -N 16 "$SHM.fresh" | tr -d ' \n') == 00000000000000000000000000000000 ]] \
   || die "restore wrote outside the slices"
+log "restore refuses a damaged mirror and leaves memory untouched"
+start=$(slice_field "$DEV" config 'extents[0].start_sector')
+printf '\xff\x00\xff' | dd of="$DEV" bs=1 seek=$((start * 512 + 12345)) conv=notrunc status=none
+sync
+head -c $((128 * 1048576)) /dev/zero | tr '\0' '\125' >"$SHM.marked"
+before=$(md5sum <"$SHM.marked")
+if out=$("$PCIMIRROR" restore "$DEV" --memory "file=$SHM.marked" config 2>&1); then
+  die "restore of a damaged mirror succeeded"
+fi
+grep -q "slice 'config'.*damaged" <<<"$out" || die "message: $out"
+[[ $(md5sum <"$SHM.marked") == "$before" ]] || die "refused restore changed device memory"
+"$PCIMIRROR" restore "$DEV" --memory "file=$SHM.marked" frames | grep -q "restored frames" \
+  || die "an intact slice did not restore"
 echo "PASS roundtrip"
