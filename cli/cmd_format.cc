@@ -93,6 +93,7 @@ int run(const FormatArgs& a) {
   req.region_bytes = (*region)->size_bytes();
   req.pci_vendor_id = (*region)->pci_vendor_id();
   req.pci_device_id = (*region)->pci_device_id();
+  req.pci_bar_bytes = (*region)->bar_bytes();
 
   BlockDevice::OpenOptions oo;
   oo.read_only = a.dry_run;

@@ -68,6 +68,7 @@ int run(const std::string& target, bool json) {
       s["extents"] = extents_json(c);
       s["current_copy"] = e.current_copy;
       s["path"] = to_string(c ? c->path : MirrorPath::kNone);
+      s["bytes_moved"] = c ? e.length_bytes : 0;
       s["last_sync_ns"] = c ? c->sync_time_ns : 0;
       s["sync_duration_ns"] = c ? c->sync_duration_ns : 0;
       s["sync_mb_per_s"] = c ? mb_per_s(e.length_bytes, c->sync_duration_ns) : 0.0;

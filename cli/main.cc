@@ -14,7 +14,7 @@ namespace {
 bool is_mount_helper_form(int argc, char** argv) {
   if (argc < 3) return false;
   static const char* subcommands[] = {"format", "mount", "status", "sync",
-                                      "restore", "demo", "help"};
+                                      "restore", "demo", "devices", "help"};
   for (const char* s : subcommands)
     if (std::strcmp(argv[1], s) == 0) return false;
   return argv[1][0] != '-';
@@ -56,6 +56,7 @@ int main(int argc, char** argv) {
   add_sync(app, rc);
   add_restore(app, rc);
   add_demo(app, rc);
+  add_devices(app, rc);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -78,6 +78,8 @@ Result<MountOptions> parse_mount_options(const std::string& text) {
       o.allow_other = true;
     } else if (key == "default_permissions" && value.empty()) {
       o.default_permissions = true;
+    } else if (key == "ignore_device_id" && value.empty()) {
+      o.mirror.ignore_device_id = true;
     } else if (key == "debug" && value.empty()) {
       o.debug = true;
     } else if (is_generic_fstab_option(key)) {

@@ -196,6 +196,7 @@ std::vector<uint8_t> encode_superblock(const Superblock& sb) {
   w.u32(sb.mirror_copies);
   w.u32(0);
   w.fixed_string(sb.memory_spec, kMemorySpecBytes);
+  w.u64(sb.pci_bar_bytes);
   w.zeros(kSuperblockBytes - w.size());
   w.put_u32_at(kSuperCrcOffset, crc32c(out.data(), kSuperCrcOffset));
   return out;
@@ -245,6 +246,7 @@ Result<Superblock> decode_superblock(std::span<const uint8_t> bytes) {
   sb.mirror_copies = r.u32();
   r.u32();
   sb.memory_spec = r.fixed_string(kMemorySpecBytes);
+  sb.pci_bar_bytes = r.u64();
   if (!r.ok()) return corrupt("superblock truncated");
 
   // Layout consistency (§3 "valid").

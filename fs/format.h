@@ -86,6 +86,7 @@ struct Superblock {
   uint64_t backup_superblock_sector = 0;
   uint64_t region_bytes = 0;
   uint16_t pci_vendor_id = 0, pci_device_id = 0;
+  uint64_t pci_bar_bytes = 0;  ///< whole BAR at format, 0 when emulated
   uint32_t crc_chunk_bytes = kCrcChunkBytes;
   int64_t format_time_ns = 0;
   uint32_t mirror_copies = 2;

@@ -1,6 +1,7 @@
 #include "fs/mirror.h"
 
 #include <chrono>
+#include <cstdio>
 #include <functional>
 
 #include "fs/crc32c.h"
@@ -124,9 +125,35 @@ MirrorEngine::MirrorEngine(Volume& volume, Region& region,
       engine_(std::move(engine)) {}
 MirrorEngine::~MirrorEngine() = default;
 
+Status check_region_identity(const Superblock& sb, const Region& region,
+                             bool ignore_device_id) {
+  if (ignore_device_id || region.pci_vendor_id() == 0 || sb.pci_vendor_id == 0)
+    return {};
+  char want[16], have[16];
+  std::snprintf(want, sizeof want, "%04x:%04x", sb.pci_vendor_id, sb.pci_device_id);
+  std::snprintf(have, sizeof have, "%04x:%04x", region.pci_vendor_id(),
+                region.pci_device_id());
+  if (region.pci_vendor_id() != sb.pci_vendor_id ||
+      region.pci_device_id() != sb.pci_device_id)
+    return make_error(EINVAL, "memory " + region.name() + " is PCI device " +
+                                  have + ", but the volume was formatted for " +
+                                  want +
+                                  "; check the pci= or vendor=/device= "
+                                  "option, or mount with ignore_device_id");
+  if (region.bar_bytes() < sb.pci_bar_bytes)
+    return make_error(EINVAL, "memory " + region.name() + " has a BAR of " +
+                                  std::to_string(region.bar_bytes()) +
+                                  " bytes, smaller than the " +
+                                  std::to_string(sb.pci_bar_bytes) +
+                                  " recorded at format; mount with "
+                                  "ignore_device_id to accept it");
+  return {};
+}
+
 Result<std::unique_ptr<MirrorEngine>> MirrorEngine::create(
     Volume& volume, Region& region, MirrorOptions options) {
   const Superblock& sb = volume.superblock();
+  PCIM_TRY(check_region_identity(sb, region, options.ignore_device_id));
   for (const SliceEntry& e : volume.table().slices)
     if (!region.contains(e.offset_bytes, e.length_bytes))
       return make_error(EINVAL, "memory region " + region.name() + " holds " +

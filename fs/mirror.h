@@ -29,7 +29,17 @@ const char* to_string(BounceMode m);
 struct MirrorOptions {
   EngineOptions engine;
   BounceMode bounce = BounceMode::kAuto;
+  /// Accept a PCI device other than the one recorded at format, or a
+  /// smaller BAR (mount option ignore_device_id).
+  bool ignore_device_id = false;
 };
+
+/// Checks that `region` is the memory the volume was formatted for: the same
+/// PCI vendor and device ID and a BAR at least as large as at format.
+/// Emulated regions (file=, memfd=) are always accepted, so a BAR's mirrors
+/// can be restored into a file. EINVAL naming both devices and the override.
+Status check_region_identity(const Superblock& sb, const Region& region,
+                             bool ignore_device_id);
 
 /// What one sync did.
 struct SyncReport {

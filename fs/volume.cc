@@ -76,6 +76,7 @@ Result<std::pair<Superblock, SliceTable>> Volume::plan_format(
   sb.region_bytes = req.region_bytes;
   sb.pci_vendor_id = req.pci_vendor_id;
   sb.pci_device_id = req.pci_device_id;
+  sb.pci_bar_bytes = req.pci_bar_bytes;
   sb.memory_spec = req.memory_spec;
   sb.mirror_copies = req.mirror_copies;
   sb.format_time_ns = now_ns();

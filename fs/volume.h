@@ -23,6 +23,7 @@ struct FormatRequest {
   std::string memory_spec;   ///< recorded verbatim (§3)
   uint64_t region_bytes = 0; ///< size of the region at format
   uint16_t pci_vendor_id = 0, pci_device_id = 0;
+  uint64_t pci_bar_bytes = 0;
   std::vector<SliceSpec> slices;
   std::string label;
   uint64_t meta_slot_bytes = kDefaultMetaSlotBytes;

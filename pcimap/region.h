@@ -31,6 +31,8 @@ class Region {
   /// device IDs, 0 for emulated regions.
   virtual uint16_t pci_vendor_id() const { return 0; }
   virtual uint16_t pci_device_id() const { return 0; }
+  /// Size of the whole BAR behind the region, 0 for emulated regions.
+  virtual uint64_t bar_bytes() const { return 0; }
 
   /// Copies `length_bytes` at region offset `offset_bytes` into `dst`. The
   /// caller checks bounds with contains(). MMIO-aware for BARs.

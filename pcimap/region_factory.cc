@@ -5,6 +5,7 @@
 
 #include "io/units.h"
 #include "pcimap/file_region.h"
+#include "pcimap/pci_bar_region.h"
 
 namespace pcimirror {
 namespace {
@@ -44,8 +45,13 @@ Result<MemorySpec> MemorySpec::parse(const std::string& text) {
                         "memory spec '" + text + "': key '" + key + "' needs a value");
     spec.kv_.emplace_back(key, value);
   }
-  if (!spec.has("file") && !spec.has("memfd") && !spec.has("pci") &&
-      !spec.has("vendor"))
+  const int sources = spec.has("file") + spec.has("memfd") + spec.has("pci") +
+                      spec.has("vendor");
+  if (sources > 1)
+    return make_error(EINVAL, "memory spec '" + text +
+                                  "' names more than one source; give one of "
+                                  "file=, memfd=, pci= or vendor=");
+  if (sources == 0)
     return make_error(EINVAL, "memory spec '" + text +
                                   "' names no memory; give file=PATH,size=N "
                                   "or pci=SLOT,bar=N");
@@ -92,9 +98,13 @@ Result<std::unique_ptr<Region>> open_region(const MemorySpec& spec) {
     PCIM_ASSIGN_OR_RETURN(auto r, FileRegion::create_memfd(spec.get("memfd"), size));
     return std::unique_ptr<Region>(std::move(r));
   }
-  return make_error(ENOTSUP, "memory spec '" + spec.to_string() +
-                                 "': PCI BAR regions are not supported by "
-                                 "this build yet; use file=PATH,size=N");
+  if (spec.has("size"))
+    return make_error(EINVAL, "memory spec '" + spec.to_string() +
+                                  "': size= applies to file= and memfd=; a "
+                                  "BAR's size comes from the device (narrow "
+                                  "it with window=OFFSET:LENGTH)");
+  PCIM_ASSIGN_OR_RETURN(auto r, PciBarRegion::open(spec));
+  return std::unique_ptr<Region>(std::move(r));
 }
 
 }  // namespace pcimirror

@@ -15,7 +15,7 @@ pkgs=(
   libblkid-dev
   libsystemd-dev
   libgtest-dev libgmock-dev libbenchmark-dev
-  util-linux fio xxd jq psmisc
+  util-linux fio xxd jq psmisc pci.ids
 )
 
 missing=()
