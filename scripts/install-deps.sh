@@ -16,6 +16,7 @@ pkgs=(
   libsystemd-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   util-linux fio xxd jq psmisc pci.ids
+  qemu-system-x86 busybox-static cpio kmod
 )
 
 missing=()
