@@ -72,17 +72,20 @@ bool parse_slot(const std::string& s, pci_slot_match& m) {
 std::string describe_map_error(int err, const std::string& slot, unsigned bar,
                                const std::string& driver) {
   std::string what = "cannot map BAR " + std::to_string(bar) + " of PCI device " + slot;
+  // A region a driver claimed exclusively under CONFIG_IO_STRICT_DEVMEM:
+  // pci_mmap_resource() (drivers/pci/pci-sysfs.c) answers -EINVAL for it,
+  // other paths -EBUSY.
+  if (err == EBUSY || (err == EINVAL && !driver.empty()))
+    return what + ": the region is held exclusively by " +
+           (driver.empty() ? std::string("a kernel driver") : "driver " + driver) +
+           " (CONFIG_IO_STRICT_DEVMEM); unbind it first: echo " + slot +
+           " > /sys/bus/pci/devices/" + slot + "/driver/unbind";
   switch (err) {
     case EPERM:
     case EACCES:
       return what + ": permission denied; run as root, and check kernel "
                     "lockdown (/sys/kernel/security/lockdown), which forbids "
                     "mapping PCI BARs from user space";
-    case EBUSY:
-      return what + ": the region is held exclusively by " +
-             (driver.empty() ? std::string("a kernel driver") : "driver " + driver) +
-             " (CONFIG_IO_STRICT_DEVMEM); unbind it first: echo " + slot +
-             " > /sys/bus/pci/devices/" + slot + "/driver/unbind";
     case ENOENT:
       return what + ": its sysfs resource file is missing";
     default:
@@ -199,9 +202,14 @@ Result<std::unique_ptr<PciBarRegion>> PciBarRegion::open(const MemorySpec& spec)
   void* addr = nullptr;
   unsigned flags = PCI_DEV_MAP_FLAG_WRITABLE | (wc ? PCI_DEV_MAP_FLAG_WRITE_COMBINE : 0);
   int err = pci_device_map_range(dev, r.base_addr + off, len, flags, &addr);
-  if (err != 0)
-    return sys_error(err, describe_map_error(err, slot, static_cast<unsigned>(bar),
-                                             driver_of(slot)));
+  if (err != 0) {
+    // The described cases carry their whole story; others add strerror.
+    const std::string generic = "cannot map BAR " + std::to_string(bar) +
+                                " of PCI device " + slot;
+    std::string msg = describe_map_error(err, slot, static_cast<unsigned>(bar),
+                                         driver_of(slot));
+    return msg == generic ? sys_error(err, msg) : make_error(err, msg);
+  }
   auto region = std::unique_ptr<PciBarRegion>(new PciBarRegion());
   region->system_ = std::move(sys);
   region->device_ = dev;

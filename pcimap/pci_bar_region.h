@@ -47,7 +47,8 @@ class PciBarRegion final : public Region {
   /// Errors, each naming the device and the remedy: ENODEV (no such
   /// device), EINVAL (BAR index out of range, I/O BAR, unimplemented BAR,
   /// window outside the BAR), EPERM/EACCES (not root, kernel lockdown),
-  /// EBUSY (a driver holds the region under CONFIG_IO_STRICT_DEVMEM).
+  /// EBUSY or EINVAL (a driver holds the region under
+  /// CONFIG_IO_STRICT_DEVMEM; the kernel's sysfs mmap answers EINVAL).
   static Result<std::unique_ptr<PciBarRegion>> open(const MemorySpec& spec);
   ~PciBarRegion() override;
 

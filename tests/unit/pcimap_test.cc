@@ -40,6 +40,8 @@ TEST(PciBar, MapErrorsNameDeviceAndRemedy) {
   EXPECT_NE(busy.find("driver nvidia"), std::string::npos);
   EXPECT_NE(busy.find("/sys/bus/pci/devices/0000:03:00.0/driver/unbind"),
             std::string::npos);
+  auto inval = describe_map_error(EINVAL, "0000:00:04.0", 4, "virtio-pci");
+  EXPECT_NE(inval.find("driver virtio-pci"), std::string::npos);
   auto perm = describe_map_error(EPERM, "0000:03:00.0", 2, "");
   EXPECT_NE(perm.find("root"), std::string::npos);
   EXPECT_NE(perm.find("lockdown"), std::string::npos);

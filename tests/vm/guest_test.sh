@@ -30,6 +30,22 @@ out=$($P mount /dev/vda /mnt -o bounce=never 2>&1) && fail "bounce=never accepte
 echo "$out"
 echo "$out" | grep -q "cannot be pinned" || fail "bounce=never message: $out"
 
+step "a BAR held by a driver is refused with the unbind remedy"
+BLK=
+for d in /sys/bus/pci/devices/*; do
+  if [ "$(cat $d/vendor)" = 0x1af4 ] && [ -e $d/driver ] && [ -e $d/resource4 ]; then BLK=$(basename $d); fi
+done
+[ -n "$BLK" ] || fail "no driver-bound virtio device with BAR 4"
+out=$($P restore /dev/vda --memory pci=$BLK,bar=4 2>&1) && fail "mapping a driver-held BAR succeeded"
+echo "$out"
+echo "$out" | grep -q "driver virtio-pci" || fail "message does not name the driver: $out"
+echo "$out" | grep -q "unbind" || fail "message does not say to unbind: $out"
+
+step "a window too small for the slices is refused"
+out=$($P mount /dev/vda /mnt -o pci=$SLOT,bar=2,window=0:4M 2>&1) && fail "small window accepted"
+echo "$out"
+echo "$out" | grep -q "too few for slice" || fail "window message: $out"
+
 step "mount and write the patterns with dd"
 $P mount /dev/vda /mnt || fail "mount"
 dd if=/data/frames.bin of=/mnt/frames bs=1M 2>/dev/null || fail "dd frames"
