@@ -17,6 +17,7 @@ void add_sync(CLI::App& app, int& rc);
 void add_restore(CLI::App& app, int& rc);
 void add_demo(CLI::App& app, int& rc);
 void add_devices(CLI::App& app, int& rc);
+void add_fsck(CLI::App& app, int& rc);
 
 /// The mount.fuse3 form: `pcimirror SOURCE MOUNTPOINT -o OPTIONS`.
 int run_mount(const std::string& device, const std::string& mountpoint,

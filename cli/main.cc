@@ -14,7 +14,7 @@ namespace {
 bool is_mount_helper_form(int argc, char** argv) {
   if (argc < 3) return false;
   static const char* subcommands[] = {"format", "mount", "status", "sync",
-                                      "restore", "demo", "devices", "help"};
+                                      "restore", "demo", "devices", "fsck", "help"};
   for (const char* s : subcommands)
     if (std::strcmp(argv[1], s) == 0) return false;
   return argv[1][0] != '-';
@@ -57,6 +57,7 @@ int main(int argc, char** argv) {
   add_restore(app, rc);
   add_demo(app, rc);
   add_devices(app, rc);
+  add_fsck(app, rc);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -253,8 +253,9 @@ Result<SyncReport> MirrorEngine::sync(
   return report;
 }
 
-Status MirrorEngine::verify_copy(const SliceEntry& e, const MirrorCopy& c) {
-  const uint32_t chunk_bytes = volume_.superblock().crc_chunk_bytes;
+Status verify_mirror(UringEngine& engine, const Superblock& sb,
+                     const SliceEntry& e, const MirrorCopy& c) {
+  const uint32_t chunk_bytes = sb.crc_chunk_bytes;
   CrcAccumulator crc(e.length_bytes, chunk_bytes);
   size_t checked = 0;
   auto sink = [&](uint64_t, const std::byte* data, uint64_t n) -> Status {
@@ -266,7 +267,7 @@ Status MirrorEngine::verify_copy(const SliceEntry& e, const MirrorCopy& c) {
                                        " fails its CRC32C");
     return {};
   };
-  auto stats = engine_->read(device_extents(c), e.length_bytes, sink);
+  auto stats = engine.read(device_extents(c), e.length_bytes, sink);
   if (!stats.ok()) return stats.take_error();
   crc.finish();
   for (; checked < crc.chunks().size(); ++checked)
@@ -311,7 +312,7 @@ Status MirrorEngine::verify(const std::string& name) {
   if (!e) return make_error(ENOENT, "no slice named '" + name + "'");
   const MirrorCopy* c = e->committed();
   if (!c) return {};
-  Status s = verify_copy(*e, *c);
+  Status s = verify_mirror(*engine_, volume_.superblock(), *e, *c);
   if (!s.ok()) {
     Error err = s.take_error();
     err.message = "mirror of slice '" + name + "' generation " +
@@ -334,13 +335,13 @@ Result<RestoreReport> MirrorEngine::restore(const std::string& name) {
     return r;
   }
   const uint64_t t0 = mono_ns();
-  Status v = verify_copy(*e, *c);
+  Status v = verify_mirror(*engine_, volume_.superblock(), *e, *c);
   if (!v.ok()) {
     const MirrorCopy* other = nullptr;
     if (e->copies.size() == 2 && e->copies[1 - e->current_copy].generation)
       other = &e->copies[1 - e->current_copy];
     std::string why = v.error().message;
-    if (other && verify_copy(*e, *other).ok()) {
+    if (other && verify_mirror(*engine_, volume_.superblock(), *e, *other).ok()) {
       r.fell_back = true;
       r.note = "current mirror (generation " + std::to_string(c->generation) +
                ") is damaged (" + why + "); restored the previous mirror, "

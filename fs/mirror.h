@@ -65,6 +65,12 @@ struct RestoreReport {
   std::string note;
 };
 
+/// Reads copy `copy` of slice `e` through `engine` and checks every chunk
+/// CRC32C and the whole CRC32C (docs/FORMAT.md §5). EUCLEAN naming the
+/// first bad chunk; the read's errno on I/O failure. Touches no region.
+Status verify_mirror(UringEngine& engine, const Superblock& sb,
+                     const SliceEntry& e, const MirrorCopy& copy);
+
 class MirrorEngine {
  public:
   /// Checks the region against the volume (size, PCI identity) and the bounce
@@ -108,7 +114,6 @@ class MirrorEngine {
  private:
   MirrorEngine(Volume& volume, Region& region, MirrorOptions options,
                std::unique_ptr<UringEngine> engine);
-  Status verify_copy(const SliceEntry& e, const MirrorCopy& c);
   Status restore_copy(const SliceEntry& e, const MirrorCopy& c);
 
   Volume& volume_;

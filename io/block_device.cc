@@ -93,6 +93,10 @@ Status BlockDevice::pread_all(void* buffer, uint64_t length_bytes,
   auto* p = static_cast<std::byte*>(buffer);
   while (length_bytes > 0) {
     ssize_t n = ::pread(fd(), p, length_bytes, static_cast<off_t>(offset_bytes));
+    if (observer_)
+      n = static_cast<ssize_t>(observer_->on_read(
+          offset_bytes, length_bytes, n < 0 ? -errno : n));
+    if (n < 0) errno = static_cast<int>(-n);
     if (n < 0 && errno == EINTR) continue;
     if (n < 0) return errno_error("read from " + path_ + " failed");
     if (n == 0) return make_error(EIO, "unexpected end of " + path_);
@@ -110,6 +114,10 @@ Status BlockDevice::pwrite_all(const void* buffer, uint64_t length_bytes,
   while (length_bytes > 0) {
     ssize_t n =
         ::pwrite(fd(), p, length_bytes, static_cast<off_t>(offset_bytes));
+    if (observer_)
+      n = static_cast<ssize_t>(observer_->on_write(
+          offset_bytes, p, length_bytes, n < 0 ? -errno : n));
+    if (n < 0) errno = static_cast<int>(-n);
     if (n < 0 && errno == EINTR) continue;
     if (n < 0) return errno_error("write to " + path_ + " failed");
     if (n == 0) return make_error(EIO, "write to " + path_ + " made no progress");
@@ -121,7 +129,9 @@ Status BlockDevice::pwrite_all(const void* buffer, uint64_t length_bytes,
 }
 
 Status BlockDevice::flush() const {
-  if (::fdatasync(fd()) != 0) return errno_error("flush of " + path_ + " failed");
+  int r = ::fdatasync(fd()) != 0 ? -errno : 0;
+  if (observer_) r = observer_->on_flush(r);
+  if (r != 0) return sys_error(r, "flush of " + path_ + " failed");
   return {};
 }
 

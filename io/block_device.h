@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <string>
 
+#include "io/io_observer.h"
 #include "io/result.h"
 #include "io/unique_fd.h"
 
@@ -60,6 +61,12 @@ class BlockDevice {
   /// fdatasync(2): makes completed writes durable (issues a cache flush).
   Status flush() const;
 
+  /// Test hook: every completed write, read and flush of this device, here
+  /// and in the io_uring engine, goes through `observer` (nullptr: none).
+  /// The observer must outlive its use.
+  void set_observer(IoObserver* observer) { observer_ = observer; }
+  IoObserver* observer() const { return observer_; }
+
  private:
   BlockDevice() = default;
   std::string path_;
@@ -68,6 +75,7 @@ class BlockDevice {
   bool read_only_ = false;
   uint64_t size_bytes_ = 0;
   uint32_t logical_block_size_ = 4096;
+  IoObserver* observer_ = nullptr;
 };
 
 /// An aligned, zero-filled heap buffer for O_DIRECT I/O (metadata, tests).

@@ -162,6 +162,13 @@ struct UringEngine::Impl {
       size_t i = static_cast<size_t>(io_uring_cqe_get_data64(cqe));
       int res = cqe->res;
       Slot& s = slots[i];
+      if (IoObserver* obs = device->observer()) {
+        const uint64_t off = s.chunk.device_offset_bytes + s.done_bytes;
+        const uint64_t len = s.chunk.io_bytes - s.done_bytes;
+        res = static_cast<int>(
+            is_write ? obs->on_write(off, s.data + s.done_bytes, len, res)
+                     : obs->on_read(off, len, res));
+      }
       bool requeue = false;
       if (res == -EAGAIN || res == -EINTR) {
         requeue = true;
@@ -404,6 +411,7 @@ Status UringEngine::flush() {
     if (r < 0) return sys_error(r, "io_uring wait on " + m.device->path());
     int res = cqe->res;
     io_uring_cqe_seen(&m.ring, cqe);
+    if (IoObserver* obs = m.device->observer()) res = obs->on_flush(res);
     if (res < 0) return sys_error(res, "flush of " + m.device->path() + " failed");
     return {};
   }

@@ -1,0 +1,50 @@
+// Checking and repairing a volume: what `pcimirror fsck` runs, and what the
+// crash tests run on every crash state. docs/FORMAT.md §8 lists the damage
+// it knows. It repairs only when asked.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "fs/mirror.h"
+#include "io/block_device.h"
+#include "io/result.h"
+
+namespace pcimirror {
+
+struct FsckFinding {
+  enum Severity { kInfo, kWarning, kError };
+  Severity severity = kInfo;
+  std::string message;
+  bool repaired = false;
+};
+
+struct FsckOptions {
+  bool verify = false;  ///< read every mirror and check its CRC32Cs
+  bool repair = false;  ///< fix what can be fixed (needs a writable device)
+  EngineOptions engine;
+};
+
+struct FsckReport {
+  std::vector<FsckFinding> findings;
+  uint64_t generation = 0;
+  size_t slices = 0;
+  uint64_t verified_bytes = 0;
+
+  /// fsck(8) exit code: 0 clean, 1 errors corrected, 4 errors left
+  /// uncorrected. (8, operational error, is the caller's for a failed run.)
+  int exit_code() const;
+  /// True when any error was left uncorrected.
+  bool has_errors() const { return exit_code() == 4; }
+};
+
+/// Checks the volume on `device`: both superblocks, both metadata slots,
+/// the invariants of §6, and with `verify` every committed mirror (and the
+/// previous copy, as information). With `repair`: rewrites a damaged
+/// superblock from the good one, rewrites a stale or damaged metadata slot
+/// (by committing the current table again), and makes an intact previous
+/// copy current when the current copy fails its CRC. Errors of the run
+/// itself (not a pcimirror volume, I/O failure): EINVAL, the errno.
+Result<FsckReport> run_fsck(BlockDevice device, const FsckOptions& options);
+
+}  // namespace pcimirror

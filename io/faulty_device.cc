@@ -1,0 +1,25 @@
+#include "io/faulty_device.h"
+
+#include <cerrno>
+
+namespace pcimirror {
+
+int64_t FaultyDevice::on_write(uint64_t, const std::byte*,
+                               uint64_t length_bytes, int64_t result) {
+  if (!hit() || result < 0) return result;
+  if (fault_ == Fault::kShortWrite && length_bytes >= 1024)
+    return static_cast<int64_t>(length_bytes / 2 / 512 * 512);
+  return fault_ == Fault::kNone ? result : -EIO;
+}
+
+int64_t FaultyDevice::on_read(uint64_t, uint64_t, int64_t result) {
+  if (!hit() || result < 0) return result;
+  return fault_ == Fault::kEio ? -EIO : result;
+}
+
+int FaultyDevice::on_flush(int result) {
+  if (!hit() || result < 0) return result;
+  return fault_ == Fault::kEio ? -EIO : result;
+}
+
+}  // namespace pcimirror
