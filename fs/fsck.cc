@@ -53,9 +53,9 @@ Result<FsckReport> run_fsck(BlockDevice device, const FsckOptions& opt) {
   auto primary = decode_superblock(pbytes);
   auto backup = decode_superblock(bbytes);
   if (!primary.ok() && !backup.ok()) {
-    if (primary.error().message.find("bad magic") != std::string::npos &&
-        backup.error().message.find("bad magic") != std::string::npos)
-      return make_error(EINVAL, path + " holds no pcimirror volume");
+    if (backup.error().message.find("bad magic") != std::string::npos)
+      return make_error(EINVAL, path + " holds no pcimirror volume (or an "
+                                       "interrupted format)");
     add(F::kError, "both superblocks are damaged (primary: " +
                        primary.error().message + "; backup: " +
                        backup.error().message + ")");
@@ -76,7 +76,10 @@ Result<FsckReport> run_fsck(BlockDevice device, const FsckOptions& opt) {
       repaired = true;
       what += "; rewrote it from the " + std::string(fix_primary ? "backup" : "primary");
     }
-    add(F::kError, what, repaired);
+    // The primary is what mount trusts: its damage is an error. A bad
+    // backup next to a good primary is what an interrupted format's last
+    // step leaves, and harmless until the primary fails too: a warning.
+    add(fix_primary ? F::kError : F::kWarning, what, repaired);
   }
 
   // 2. Metadata slots (§4).

@@ -336,6 +336,12 @@ Result<RestoreReport> MirrorEngine::restore(const std::string& name) {
   }
   const uint64_t t0 = mono_ns();
   Status v = verify_mirror(*engine_, volume_.superblock(), *e, *c);
+  if (!v.ok() && v.error().code != EUCLEAN) {
+    // An I/O error is not damage: report it, touch nothing.
+    Error err = v.take_error();
+    err.message = "restore of slice '" + name + "' failed: " + err.message;
+    return err;
+  }
   if (!v.ok()) {
     const MirrorCopy* other = nullptr;
     if (e->copies.size() == 2 && e->copies[1 - e->current_copy].generation)

@@ -144,16 +144,24 @@ Result<Volume> Volume::write_format(BlockDevice device, Superblock sb,
                                     SliceTable table) {
   Volume v(std::move(device));
   v.sb_ = sb;
-  // Invalidate any old slot headers, then slot 0 with generation 1 (slot
-  // index = generation mod 2, so generation 1 lives in slot 1).
+  // docs/FORMAT.md §7 "format writes". Each step is flushed before the next,
+  // so a crash leaves either no volume or a complete one.
+  // 1. Invalidate any old volume: both superblocks.
   std::vector<uint8_t> zeros(kBlockBytes, 0);
+  PCIM_TRY(write_bytes(v.device_, 0, zeros));
+  PCIM_TRY(write_bytes(v.device_, sb.backup_superblock_sector * kSectorBytes, zeros));
+  PCIM_TRY(v.device_.flush());
+  // 2. Both slot headers, then the table with generation 1 (slot 1).
   for (int i = 0; i < 2; ++i)
     PCIM_TRY(write_bytes(v.device_, sb.meta_slot_sector[i] * kSectorBytes, zeros));
   PCIM_TRY(v.write_slot(table));
-  auto sbytes = encode_superblock(sb);
-  PCIM_TRY(write_bytes(v.device_, sb.backup_superblock_sector * kSectorBytes, sbytes));
   PCIM_TRY(v.device_.flush());
+  // 3. The primary superblock: from here on the device is a volume.
+  auto sbytes = encode_superblock(sb);
   PCIM_TRY(write_bytes(v.device_, 0, sbytes));
+  PCIM_TRY(v.device_.flush());
+  // 4. The backup superblock.
+  PCIM_TRY(write_bytes(v.device_, sb.backup_superblock_sector * kSectorBytes, sbytes));
   PCIM_TRY(v.device_.flush());
   v.table_ = std::move(table);
   return v;
@@ -180,11 +188,13 @@ Result<Volume> Volume::load(BlockDevice device) {
         backup_bytes.ok() ? decode_superblock(*backup_bytes)
                           : Result<Superblock>(backup_bytes.error());
     if (!backup.ok()) {
-      if (sb.error().message.find("bad magic") != std::string::npos &&
-          backup.error().message.find("bad magic") != std::string::npos)
+      // Format writes the backup last: without one, any primary is at most
+      // an interrupted format's.
+      if (backup.error().message.find("bad magic") != std::string::npos)
         return make_error(EINVAL, dev.path() +
-                                      " holds no pcimirror volume; run "
-                                      "'pcimirror format' first");
+                                      " holds no pcimirror volume (or an "
+                                      "interrupted format); run 'pcimirror "
+                                      "format' first");
       return make_error(EUCLEAN, "both superblocks of " + dev.path() +
                                      " are damaged (primary: " +
                                      sb.error().message + "; backup: " +
