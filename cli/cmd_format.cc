@@ -5,6 +5,7 @@
 #include "cli/commands.h"
 #include "cli/common.h"
 #include "fs/allocator.h"
+#include "io/signature_probe.h"
 #include "io/units.h"
 
 namespace pcimirror::cli {
@@ -101,6 +102,12 @@ int run(const FormatArgs& a) {
   auto dev = BlockDevice::open(a.device, oo);
   if (!dev.ok()) return fail(dev.error());
   if (!a.force) {
+    auto sig = probe_signature(a.device);
+    if (!sig.ok()) return fail(sig.error());
+    if (*sig)
+      return fail("device " + a.device + " holds " + **sig +
+                  "; formatting would destroy it. Check the device name, or "
+                  "give --force to overwrite it");
     BlockDevice::OpenOptions ro;
     ro.read_only = true;
     ro.exclusive = false;
@@ -119,6 +126,11 @@ int run(const FormatArgs& a) {
   if (a.dry_run) {
     std::cout << "dry run: nothing written to " << a.device << "\n";
     return kOk;
+  }
+  if (a.force) {
+    auto wiped = wipe_signatures(a.device);
+    if (!wiped.ok()) return fail(wiped.error());
+    if (*wiped) std::cout << "wiped " << *wiped << " old signature(s) from " << a.device << "\n";
   }
   auto vol = Volume::write_format(std::move(dev).value(), plan->first,
                                   plan->second);

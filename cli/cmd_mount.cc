@@ -5,6 +5,7 @@
 // error) through a pipe, so the parent exits 0 only once the mount is live
 // and start-up errors still reach the terminal.
 #include <fcntl.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -61,6 +62,12 @@ int serve(const std::string& device, const std::string& mountpoint,
           const MountOptions& mo, StartupChannel& ch) {
   auto vol = open_volume(device, true);
   if (!vol.ok()) return ch.error(vol.error());
+  if (!mo.uuid.empty() && strcasecmp(mo.uuid.c_str(),
+                                     vol->superblock().uuid_string().c_str()) != 0)
+    return ch.error("device " + device + " holds volume " +
+                    vol->superblock().uuid_string() + ", not " + mo.uuid +
+                    " given by uuid=; check the device name (pcimirror status " +
+                    device + ")");
   auto spec = effective_memory_spec(vol->superblock(), mo.memory_override);
   if (!spec.ok()) return ch.error(spec.error());
   auto region = open_region(*spec);
@@ -79,6 +86,9 @@ int serve(const std::string& device, const std::string& mountpoint,
   }
   SliceFsOptions fo;
   fo.read_only = mo.read_only || vol->read_only();
+  fo.uid = mo.uid;
+  fo.gid = mo.gid;
+  fo.umask = mo.umask;
   SliceFs fs(**engine, fo);
   FuseMountOptions fm;
   fm.mountpoint = mountpoint;

@@ -78,6 +78,27 @@ Result<MountOptions> parse_mount_options(const std::string& text) {
       o.allow_other = true;
     } else if (key == "default_permissions" && value.empty()) {
       o.default_permissions = true;
+    } else if (key == "uuid") {
+      if (value.size() != 36)
+        return make_error(EINVAL, "-o uuid=" + value +
+                                      ": give the volume's UUID as `pcimirror "
+                                      "status` prints it (36 characters)");
+      o.uuid = value;
+    } else if (key == "uid" || key == "gid") {
+      PCIM_ASSIGN_OR_RETURN(uint64_t v, bounded(key, value, 0, 0xfffffffe, false));
+      (key == "uid" ? o.uid : o.gid) = static_cast<uint32_t>(v);
+    } else if (key == "umask") {
+      uint64_t v = 0;
+      for (char ch : value) {
+        if (ch < '0' || ch > '7' || v > 0777)
+          return make_error(EINVAL, "-o umask=" + value +
+                                        ": give an octal mask from 000 to 777");
+        v = v * 8 + static_cast<uint64_t>(ch - '0');
+      }
+      if (value.empty() || v > 0777)
+        return make_error(EINVAL, "-o umask=" + value +
+                                      ": give an octal mask from 000 to 777");
+      o.umask = static_cast<uint32_t>(v);
     } else if (key == "ignore_device_id" && value.empty()) {
       o.mirror.ignore_device_id = true;
     } else if (key == "debug" && value.empty()) {
@@ -90,6 +111,10 @@ Result<MountOptions> parse_mount_options(const std::string& text) {
     }
   }
   if (has_memory) o.memory_override = memory.to_string();
+  if (o.allow_other && !o.default_permissions)
+    return make_error(EINVAL, "-o allow_other needs default_permissions too, "
+                              "so that the kernel checks other users' access "
+                              "to device memory; add default_permissions");
   return o;
 }
 

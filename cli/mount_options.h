@@ -3,6 +3,7 @@
 // the memory spec recorded at format time.
 #pragma once
 
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -23,11 +24,15 @@ struct MountOptions {
   bool default_permissions = false;
   bool debug = false;
   uint32_t max_write_bytes = 1u << 20;
+  std::string uuid;  ///< refuse a volume with another UUID
+  std::optional<uint32_t> uid, gid, umask;  ///< owner and mode of slice files
 };
 
 /// Parses "k=v,flag,...". Generic fstab options (defaults, nofail, noauto,
 /// auto, user, users, nouser, _netdev, rw, x-*, comment=*) are accepted
-/// and ignored. EINVAL naming the option for an unknown key or bad value.
+/// and ignored. EINVAL naming the option for an unknown key or bad value,
+/// and for allow_other without default_permissions (other users must get
+/// the kernel's permission checks).
 Result<MountOptions> parse_mount_options(const std::string& text);
 
 /// Joins repeated -o arguments with commas, as mount(8) does.

@@ -68,10 +68,10 @@ Result<struct stat> SliceFs::getattr(uint64_t ino) const {
   if (!s) return make_error(ENOENT, "no such inode");
   std::shared_lock lock(meta_mu_);
   const SliceEntry& e = s->entry;
-  st.st_mode = S_IFREG | (e.mode & 07777);
+  st.st_mode = S_IFREG | (options_.umask ? (0666 & ~*options_.umask) : (e.mode & 07777));
   st.st_nlink = 1;
-  st.st_uid = e.uid;
-  st.st_gid = e.gid;
+  st.st_uid = options_.uid.value_or(e.uid);
+  st.st_gid = options_.gid.value_or(e.gid);
   st.st_size = static_cast<off_t>(e.length_bytes);
   st.st_blocks = static_cast<blkcnt_t>((e.length_bytes + 511) / 512);
   st.st_atim = to_timespec(e.atime_ns);
@@ -166,6 +166,8 @@ Result<struct stat> SliceFs::setattr(uint64_t ino, const struct stat& attr,
       static_cast<uint64_t>(attr.st_size) > s->entry.length_bytes)
     return make_error(EFBIG, "slice '" + s->entry.name + "' has a fixed size");
   const bool meta = to_set & (kSetMode | kSetUid | kSetGid);
+  if (meta && (options_.uid || options_.gid || options_.umask))
+    return make_error(EPERM, "owner and mode are set by mount options");
   {
     std::unique_lock lock(meta_mu_);
     SliceEntry& e = s->entry;

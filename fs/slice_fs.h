@@ -10,6 +10,7 @@
 #include <atomic>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <shared_mutex>
 #include <string>
 #include <vector>
@@ -25,6 +26,10 @@ constexpr uint32_t kPreferredIoBytes = 1u << 20;
 
 struct SliceFsOptions {
   bool read_only = false;
+  /// Owner and mode shown for every slice file instead of the recorded ones
+  /// (mount options uid=, gid=, umask=: mode = 0666 & ~umask). While any is
+  /// set, chmod and chown fail with EPERM.
+  std::optional<uint32_t> uid, gid, umask;
 };
 
 class SliceFs {
