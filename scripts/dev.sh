@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # The one entry point behind the README's two commands and CI:
 #   scripts/dev.sh demo   install dependencies, build, run `pcimirror demo`
-#   scripts/dev.sh test   install dependencies, build, run every test
-# Run as root on Debian 12. Dependencies come from scripts/install-deps.sh.
+#   scripts/dev.sh test   install dependencies, build, run every test, then
+#                         the sanitizer builds: ASan+UBSan over the unit,
+#                         crash, e2e and bad-input tests, and TSan over the
+#                         multi-threaded engine tests
+# Run as root on Debian 12. PCIMIRROR_QUICK=1 skips the sanitizer builds.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 what=${1:-}
@@ -13,17 +16,46 @@ esac
 
 bash scripts/install-deps.sh
 BUILD=${BUILD_DIR:-build}
-cmake -S . -B "$BUILD" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DPCIMIRROR_WERROR=ON >/dev/null
-cmake --build "$BUILD" -j"$(nproc)"
+JOBS=$(nproc)
+configure() {  # configure DIR [CMAKE ARGS...]
+  local dir=$1; shift
+  cmake -S . -B "$dir" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DPCIMIRROR_WERROR=ON "$@" >/dev/null
+}
+configure "$BUILD"
+cmake --build "$BUILD" -j"$JOBS"
 
-case "$what" in
-  demo)
-    exec "$BUILD/pcimirror" demo
-    ;;
-  test)
-    cd "$BUILD"
-    # Unit tests in parallel; tests that mount, attach loop devices or boot
-    # a VM run one at a time (RUN_SERIAL).
-    exec ctest --output-on-failure -j"$(nproc)" --timeout 900
-    ;;
-esac
+if [[ $what == demo ]]; then
+  exec "$BUILD/pcimirror" demo
+fi
+
+started=$(date +%s)
+stage() { echo; echo "=== $* ($(($(date +%s) - started)) s)"; }
+
+stage "tests: unit, fuzz corpus, e2e, crash, badinput, vm"
+(cd "$BUILD" && ctest --output-on-failure -j"$JOBS" --timeout 900)
+[[ ${PCIMIRROR_QUICK:-0} == 1 ]] && exit 0
+
+stage "ASan + UBSan: unit, crash, e2e, badinput"
+configure build-asan -DPCIMIRROR_SANITIZE=address,undefined -DPCIMIRROR_BUILD_BENCH=OFF
+cmake --build build-asan -j"$JOBS"
+logs=$PWD/build-asan/sanitizer-logs
+rm -rf "$logs" && mkdir -p "$logs"
+# log_path: the FUSE daemon detaches from the terminal, so reports go to
+# files, and any file fails the stage.
+rc=0
+(cd build-asan && ASAN_OPTIONS=detect_leaks=1:log_path=$logs/asan \
+  UBSAN_OPTIONS=print_stacktrace=1:log_path=$logs/ubsan \
+  ctest --output-on-failure -j"$JOBS" --timeout 900 -L "unit|crash|e2e|badinput") || rc=$?
+if compgen -G "$logs/*" >/dev/null; then
+  cat "$logs"/*
+  echo "sanitizer reports above" >&2
+  exit 1
+fi
+((rc == 0)) || exit "$rc"
+
+stage "TSan: the multi-threaded engine tests"
+configure build-tsan -DPCIMIRROR_SANITIZE=thread -DPCIMIRROR_BUILD_BENCH=OFF
+cmake --build build-tsan -j"$JOBS" --target concurrency_test mirror_test crash_replay_test
+(cd build-tsan && TSAN_OPTIONS="halt_on_error=1 suppressions=$PWD/tests/tsan.supp" PCIMIRROR_CRASH_STATES=2000 \
+  ctest --output-on-failure -j"$JOBS" -R "^(Concurrency|MirrorTest|CrashReplay)\.")
+stage "all tests passed"

@@ -17,6 +17,7 @@ pkgs=(
   libgtest-dev libgmock-dev libbenchmark-dev
   util-linux fio xxd jq psmisc pci.ids
   qemu-system-x86 busybox-static cpio kmod
+  clang libclang-rt-14-dev
 )
 
 missing=()
