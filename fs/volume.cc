@@ -63,7 +63,7 @@ Result<std::pair<Superblock, SliceTable>> Volume::plan_format(
                                   std::to_string(kMemorySpecBytes - 1) +
                                   " bytes");
   if (req.label.size() > kLabelBytes)
-    return make_error(EINVAL, "label is longer than 64 bytes");
+    return make_error(EINVAL, "--label is longer than 64 bytes; shorten it");
   if (req.mirror_copies != 1 && req.mirror_copies != 2)
     return make_error(EINVAL, "--slots must be 1 or 2");
   if (req.slices.empty())
@@ -87,17 +87,21 @@ Result<std::pair<Superblock, SliceTable>> Volume::plan_format(
   for (const SliceSpec& s : req.slices) {
     PCIM_TRY(validate_name(s.name));
     if (s.length_bytes == 0)
-      return make_error(EINVAL, "slice '" + s.name + "' has length 0");
+      return make_error(EINVAL, "slice '" + s.name +
+                                    "' has length 0; give a LENGTH of at least 1 byte");
     if (s.offset_bytes > req.region_bytes ||
         s.length_bytes > req.region_bytes - s.offset_bytes)
       return make_error(EINVAL, "slice '" + s.name + "' [" +
                                     std::to_string(s.offset_bytes) + ", +" +
                                     std::to_string(s.length_bytes) +
                                     ") lies beyond the region of " +
-                                    std::to_string(req.region_bytes) + " bytes");
+                                    std::to_string(req.region_bytes) +
+                                    " bytes; check OFFSET and LENGTH, or the "
+                                    "memory spec's size");
     for (const SliceEntry& e : table.slices)
       if (e.name == s.name)
-        return make_error(EINVAL, "slice name '" + s.name + "' given twice");
+        return make_error(EINVAL, "slice name '" + s.name +
+                                      "' given twice; slice names must be unique");
     windows.emplace_back(s.offset_bytes, &s);
     SliceEntry e;
     e.name = s.name;
@@ -116,7 +120,8 @@ Result<std::pair<Superblock, SliceTable>> Volume::plan_format(
     const SliceSpec& b = *windows[i].second;
     if (b.offset_bytes < a.offset_bytes + a.length_bytes)
       return make_error(EINVAL, "slices '" + a.name + "' and '" + b.name +
-                                    "' overlap in the region");
+                                    "' overlap in the region; give them "
+                                    "disjoint OFFSET:LENGTH windows");
   }
   PCIM_ASSIGN_OR_RETURN(Allocator alloc, Allocator::from_table(sb, table));
   for (SliceEntry& e : table.slices) {
