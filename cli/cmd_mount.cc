@@ -8,6 +8,7 @@
 #include <strings.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <systemd/sd-daemon.h>
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
@@ -17,6 +18,7 @@
 #include "cli/commands.h"
 #include "cli/common.h"
 #include "cli/mount_options.h"
+#include "cli/settings.h"
 #include "fs/fuse_ops.h"
 #include "fs/slice_fs.h"
 #include "io/log.h"
@@ -89,6 +91,9 @@ int serve(const std::string& device, const std::string& mountpoint,
   fo.uid = mo.uid;
   fo.gid = mo.gid;
   fo.umask = mo.umask;
+  fo.mirror_on_close = mo.mirror_on_close;
+  fo.interval_ms = mo.interval_ms;
+  fo.host_only_writes = mo.host_only_writes;
   SliceFs fs(**engine, fo);
   FuseMountOptions fm;
   fm.mountpoint = mountpoint;
@@ -105,6 +110,13 @@ int serve(const std::string& device, const std::string& mountpoint,
              " slices of " + device + " at " + mountpoint + " (memory " +
              (*region)->name() + ")");
     ch.ready();
+    fs.start_background();
+    // systemd Type=notify (sd_notify(3)); a no-op without NOTIFY_SOCKET.
+    sd_notifyf(0, "READY=1\nSTATUS=serving %zu slices of %s at %s",
+               vol->table().slices.size(), device.c_str(), mountpoint.c_str());
+  }, [&] {
+    sd_notify(0, "STOPPING=1\nSTATUS=mirroring dirty slices and unmounting");
+    fs.stop_background();
   });
   if (!s.ok()) return mounted ? (log_error(s.error().what()), kFailure)
                               : ch.error(s.error());
@@ -161,7 +173,7 @@ int run_mount(const std::string& device_arg, const std::string& mountpoint_arg,
   return serve(device, mountpoint, *mo, ch);
 }
 
-void add_mount(CLI::App& app, int& rc) {
+void add_mount(CLI::App& app, int& rc, Settings& settings) {
   struct Args {
     std::string device, mountpoint;
     std::vector<std::string> options;
@@ -170,15 +182,27 @@ void add_mount(CLI::App& app, int& rc) {
   auto a = std::make_shared<Args>();
   CLI::App* c = app.add_subcommand(
       "mount", "Serve the slices of a volume as files at a mount point");
-  c->add_option("device", a->device, "Block device or image file")->required();
-  c->add_option("mountpoint", a->mountpoint, "Directory to mount on")->required();
+  c->fallthrough();  // settings (--bounce, --config, ...) belong to the app
+  c->add_option("device", a->device,
+                "Block device or image file (or source= in the config)");
+  c->add_option("mountpoint", a->mountpoint,
+                "Directory to mount on (or mountpoint= in the config)");
   c->add_option("-o", a->options,
                 "Mount options: file=,size=,bounce=auto|always|never,"
                 "queue_depth=,io_size=,bounce_buffers=,restore=never|on_mount,"
                 "ro,allow_other,default_permissions,debug");
   c->add_flag("-f,--foreground", a->foreground, "Stay in the foreground");
-  c->callback([a, &rc] {
-    rc = run_mount(a->device, a->mountpoint, join_options(a->options), a->foreground);
+  c->callback([a, &rc, &settings] {
+    const std::string dev = a->device.empty() ? settings.source : a->device;
+    const std::string mnt = a->mountpoint.empty() ? settings.mountpoint : a->mountpoint;
+    if (dev.empty() || mnt.empty()) {
+      rc = fail("give DEVICE and MOUNTPOINT, or --config NAME whose file sets "
+                "source= and mountpoint=");
+      return;
+    }
+    std::vector<std::string> opts = {settings.to_options()};
+    opts.insert(opts.end(), a->options.begin(), a->options.end());
+    rc = run_mount(dev, mnt, join_options(opts), a->foreground);
   });
 }
 

@@ -7,6 +7,7 @@
 #include "cli/commands.h"
 #include "cli/common.h"
 #include "cli/mount_options.h"
+#include "cli/settings.h"
 #include "io/units.h"
 
 namespace pcimirror::cli {
@@ -50,7 +51,7 @@ int run(const std::string& device, const std::string& memory,
 
 }  // namespace
 
-void add_restore(CLI::App& app, int& rc) {
+void add_restore(CLI::App& app, int& rc, Settings& settings) {
   struct Args {
     std::string device, memory;
     std::vector<std::string> options;
@@ -60,13 +61,23 @@ void add_restore(CLI::App& app, int& rc) {
   CLI::App* c = app.add_subcommand(
       "restore",
       "Write the committed mirrors back into device memory (verified first)");
-  c->add_option("device", a->device, "Block device or image file")->required();
+  c->fallthrough();
+  c->add_option("device", a->device, "Block device or image file (or source= in the config)");
   c->add_option("--memory", a->memory,
                 "Memory spec to restore into (default: the one recorded at "
                 "format)");
   c->add_option("-o", a->options, "Engine options: bounce=,io_size=,...");
   c->add_option("names", a->names, "Slices to restore (default: all)");
-  c->callback([a, &rc] { rc = run(a->device, a->memory, join_options(a->options), a->names); });
+  c->callback([a, &rc, &settings] {
+    const std::string dev = a->device.empty() ? settings.source : a->device;
+    if (dev.empty()) {
+      rc = fail("give DEVICE, or --config NAME whose file sets source=");
+      return;
+    }
+    std::vector<std::string> opts = {settings.to_options()};
+    opts.insert(opts.end(), a->options.begin(), a->options.end());
+    rc = run(dev, a->memory, join_options(opts), a->names);
+  });
 }
 
 }  // namespace pcimirror::cli

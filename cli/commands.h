@@ -11,10 +11,11 @@ class App;
 namespace pcimirror::cli {
 
 void add_format(CLI::App& app, int& rc);
-void add_mount(CLI::App& app, int& rc);
+struct Settings;
+void add_mount(CLI::App& app, int& rc, Settings& settings);
 void add_status(CLI::App& app, int& rc);
 void add_sync(CLI::App& app, int& rc);
-void add_restore(CLI::App& app, int& rc);
+void add_restore(CLI::App& app, int& rc, Settings& settings);
 void add_demo(CLI::App& app, int& rc);
 void add_devices(CLI::App& app, int& rc);
 void add_fsck(CLI::App& app, int& rc);

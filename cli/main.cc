@@ -5,6 +5,7 @@
 
 #include "cli/commands.h"
 #include "cli/common.h"
+#include "cli/settings.h"
 #include "io/log.h"
 
 namespace {
@@ -51,15 +52,21 @@ int main(int argc, char** argv) {
   // Commands report results themselves; the daemon (mount) raises this.
   pcimirror::set_log_level(pcimirror::LogLevel::kWarning);
   add_format(app, rc);
-  add_mount(app, rc);
+  Settings settings;
+  add_settings(app, settings);
+  add_mount(app, rc, settings);
   add_status(app, rc);
   add_sync(app, rc);
-  add_restore(app, rc);
+  add_restore(app, rc, settings);
   add_demo(app, rc);
   add_devices(app, rc);
   add_fsck(app, rc);
+  // --config NAME means /etc/pcimirror/NAME.conf.
+  std::vector<std::string> args = resolve_config_arg(argc, argv);
+  std::vector<char*> ptrs;
+  for (auto& a : args) ptrs.push_back(a.data());
   try {
-    app.parse(argc, argv);
+    app.parse(static_cast<int>(ptrs.size()), ptrs.data());
   } catch (const CLI::ParseError& e) {
     return app.exit(e);
   } catch (const std::exception& e) {

@@ -99,6 +99,14 @@ Result<MountOptions> parse_mount_options(const std::string& text) {
         return make_error(EINVAL, "-o umask=" + value +
                                       ": give an octal mask from 000 to 777");
       o.umask = static_cast<uint32_t>(v);
+    } else if (key == "mirror_on_close") {
+      PCIM_ASSIGN_OR_RETURN(o.mirror_on_close, parse_mirror_on_close(value));
+    } else if (key == "interval") {
+      PCIM_ASSIGN_OR_RETURN(o.interval_ms, parse_duration_ms(value, "-o interval"));
+      if (o.interval_ms != 0 && o.interval_ms < 100)
+        return make_error(EINVAL, "-o interval=" + value + ": use at least 100ms, or 0 for never");
+    } else if (key == "host_only_writes" && value.empty()) {
+      o.host_only_writes = true;
     } else if (key == "ignore_device_id" && value.empty()) {
       o.mirror.ignore_device_id = true;
     } else if (key == "debug" && value.empty()) {

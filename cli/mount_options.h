@@ -9,6 +9,7 @@
 
 #include "fs/fuse_ops.h"
 #include "fs/mirror.h"
+#include "fs/slice_fs.h"
 #include "io/result.h"
 
 namespace pcimirror::cli {
@@ -25,6 +26,9 @@ struct MountOptions {
   bool debug = false;
   uint32_t max_write_bytes = 1u << 20;
   std::string uuid;  ///< refuse a volume with another UUID
+  MirrorOnClose mirror_on_close = MirrorOnClose::kSync;
+  uint64_t interval_ms = 0;
+  bool host_only_writes = false;
   std::optional<uint32_t> uid, gid, umask;  ///< owner and mode of slice files
 };
 

@@ -85,6 +85,27 @@ void Allocator::release(std::span<const Extent> extents) {
   for (const Extent& x : extents) insert_free(x.start_sector, x.sectors);
 }
 
+void Allocator::reserve(std::span<const Extent> extents) {
+  for (const Extent& x : extents) {
+    const uint64_t lo = x.start_sector, hi = x.end_sector();
+    // Free extents overlapping [lo, hi): the one starting before lo, if it
+    // reaches past lo, and every one starting in [lo, hi).
+    std::vector<std::pair<uint64_t, uint64_t>> hit;
+    auto it = free_.lower_bound(lo);
+    if (it != free_.begin()) {
+      auto prev = std::prev(it);
+      if (prev->first + prev->second > lo) hit.push_back(*prev);
+    }
+    for (; it != free_.end() && it->first < hi; ++it) hit.push_back(*it);
+    for (const auto& [s, n] : hit) {
+      free_.erase(s);
+      free_sectors_ -= n;
+      if (s < lo) insert_free(s, lo - s);
+      if (s + n > hi) insert_free(hi, s + n - hi);
+    }
+  }
+}
+
 std::vector<Extent> Allocator::free_extents() const {
   std::vector<Extent> out;
   for (const auto& [s, n] : free_) out.push_back({s, n});

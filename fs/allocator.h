@@ -27,6 +27,11 @@ class Allocator {
   Result<std::vector<Extent>> allocate(uint64_t sectors);
   /// Returns extents to the free map, merging neighbours.
   void release(std::span<const Extent> extents);
+  /// Takes every free sector inside `extents` out of the free map (extents
+  /// may overlap used space): used to keep the extents that the previous
+  /// metadata slot still references from being reused (deferred frees,
+  /// docs/FORMAT.md §6).
+  void reserve(std::span<const Extent> extents);
 
   uint64_t free_sectors() const { return free_sectors_; }
   uint64_t total_sectors() const { return total_sectors_; }

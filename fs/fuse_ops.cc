@@ -7,6 +7,7 @@
 
 #include <fuse_lowlevel.h>
 
+#include <linux/fs.h>
 #include <cstring>
 #include <memory>
 #include <new>
@@ -97,15 +98,12 @@ void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
   fuse_reply_buf(req, buf.data(), used);
 }
 
+void reply_open(fuse_req_t req, fuse_file_info* fi, const fuse_entry_param* e);
+
 void op_open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   Status s = fs_of(req).open(ino, fi->flags);
   if (!s.ok()) return (void)fuse_reply_err(req, s.error().code);
-  auto* h = new (std::nothrow) Handle();
-  if (!h) return (void)fuse_reply_err(req, ENOMEM);
-  fi->fh = reinterpret_cast<uint64_t>(h);
-  fi->direct_io = 1;  // device memory changes behind our back: no page cache
-  fi->keep_cache = 0;
-  if (fuse_reply_open(req, fi) == -ENOENT) delete h;  // interrupted open
+  reply_open(req, fi, nullptr);
 }
 
 void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
@@ -126,16 +124,74 @@ void op_write(fuse_req_t req, fuse_ino_t ino, const char* data, size_t size,
   fuse_reply_write(req, *n);
 }
 
-// close(2) of a descriptor that wrote: mirror before close returns, so cp
-// and dd report failures. Errors reach the caller as EIO.
+// close(2): commits a new slice, and mirrors a written one per
+// mirror_on_close before close returns, so cp and dd report failures.
+// Errors reach the caller as EIO.
 void op_flush(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   auto* h = reinterpret_cast<Handle*>(fi->fh);
-  if (h && h->wrote) {
-    Status s = fs_of(req).sync_if_dirty(ino);
-    if (!s.ok()) return (void)fuse_reply_err(req, EIO);
-    h->wrote = false;
-  }
+  Status s = fs_of(req).close(ino, h && h->wrote);
+  if (!s.ok()) return (void)fuse_reply_err(req, EIO);
+  if (h) h->wrote = false;
   fuse_reply_err(req, 0);
+}
+
+void reply_open(fuse_req_t req, fuse_file_info* fi, const fuse_entry_param* e) {
+  auto* h = new (std::nothrow) Handle();
+  if (!h) return (void)fuse_reply_err(req, ENOMEM);
+  fi->fh = reinterpret_cast<uint64_t>(h);
+  fi->direct_io = 1;  // device memory changes behind our back: no page cache
+  fi->keep_cache = 0;
+  int r = e ? fuse_reply_create(req, e, fi) : fuse_reply_open(req, fi);
+  if (r == -ENOENT) delete h;  // interrupted
+}
+
+void op_create(fuse_req_t req, fuse_ino_t parent, const char* name,
+               mode_t mode, fuse_file_info* fi) {
+  if (parent != kRootIno) return (void)fuse_reply_err(req, ENOTDIR);
+  SliceFs& fs = fs_of(req);
+  const fuse_ctx* ctx = fuse_req_ctx(req);
+  auto ino = fs.create(name, mode, ctx->uid, ctx->gid);
+  if (!ino.ok()) return (void)fuse_reply_err(req, ino.error().code);
+  auto st = fs.getattr(*ino);
+  if (!st.ok()) return (void)fuse_reply_err(req, st.error().code);
+  fuse_entry_param e{};
+  e.ino = *ino;
+  e.attr = *st;
+  e.attr_timeout = kAttrTimeout;
+  e.entry_timeout = kAttrTimeout;
+  reply_open(req, fi, &e);
+}
+
+void op_unlink(fuse_req_t req, fuse_ino_t parent, const char* name) {
+  if (parent != kRootIno) return (void)fuse_reply_err(req, ENOTDIR);
+  Status s = fs_of(req).unlink(name);
+  fuse_reply_err(req, s.ok() ? 0 : s.error().code);
+}
+
+void op_rename(fuse_req_t req, fuse_ino_t parent, const char* name,
+               fuse_ino_t newparent, const char* newname, unsigned int flags) {
+  if (parent != kRootIno || newparent != kRootIno)
+    return (void)fuse_reply_err(req, ENOTDIR);
+  if (flags & RENAME_EXCHANGE) return (void)fuse_reply_err(req, EINVAL);
+  Status s = fs_of(req).rename(name, newname, flags & RENAME_NOREPLACE);
+  fuse_reply_err(req, s.ok() ? 0 : s.error().code);
+}
+
+void op_getxattr(fuse_req_t req, fuse_ino_t ino, const char* name, size_t size) {
+  auto v = fs_of(req).getxattr(ino, name);
+  if (!v.ok()) return (void)fuse_reply_err(req, v.error().code);
+  if (size == 0) return (void)fuse_reply_xattr(req, v->size());
+  if (size < v->size()) return (void)fuse_reply_err(req, ERANGE);
+  fuse_reply_buf(req, v->data(), v->size());
+}
+
+void op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size) {
+  if (ino == kRootIno) return (void)fuse_reply_xattr(req, 0);
+  std::string names;
+  for (const char* n : kXattrNames) names.append(n).push_back('\0');
+  if (size == 0) return (void)fuse_reply_xattr(req, names.size());
+  if (size < names.size()) return (void)fuse_reply_err(req, ERANGE);
+  fuse_reply_buf(req, names.data(), names.size());
 }
 
 void op_fsync(fuse_req_t req, fuse_ino_t ino, int, fuse_file_info* fi) {
@@ -173,6 +229,11 @@ fuse_lowlevel_ops make_ops() {
   ops.setattr = op_setattr;
   ops.readdir = op_readdir;
   ops.open = op_open;
+  ops.create = op_create;
+  ops.unlink = op_unlink;
+  ops.rename = op_rename;
+  ops.getxattr = op_getxattr;
+  ops.listxattr = op_listxattr;
   ops.read = op_read;
   ops.write = op_write;
   ops.flush = op_flush;
@@ -207,7 +268,8 @@ class FuseSession {
 }  // namespace
 
 Status serve_fuse(SliceFs& fs, const FuseMountOptions& opts,
-                  const std::function<void()>& on_mounted) {
+                  const std::function<void()>& on_mounted,
+                  const std::function<void()>& on_stopping) {
   std::vector<std::string> words = {
       "pcimirror", "-o",
       "fsname=" + opts.fsname + ",subtype=pcimirror,nosuid,nodev,noexec" +
@@ -238,6 +300,10 @@ Status serve_fuse(SliceFs& fs, const FuseMountOptions& opts,
   fuse_loop_cfg_set_idle_threads(cfg, opts.max_idle_threads);
   int r = fuse_session_loop_mt(se.get(), cfg);
   fuse_loop_cfg_destroy(cfg);
+  if (on_stopping) on_stopping();
+  // A final mirror of every dirty slice while the mount still exists (a
+  // signal ended the loop) or just after (umount did).
+  fs.sync_all_dirty();
   if (r < 0) return sys_error(-r, "FUSE loop on " + opts.mountpoint + " failed");
   return {};
 }

@@ -24,10 +24,11 @@ struct FuseMountOptions {
 
 /// Mounts `fs` at opts.mountpoint (nosuid,nodev,noexec), calls `on_mounted`
 /// once the mount is live, and serves requests on the multi-threaded loop
-/// until unmounted (umount, fusermount3 -u) or SIGINT/SIGTERM/SIGHUP. Dirty
-/// slices are mirrored before it returns. Errors: the mount's errno with a
-/// message naming the mount point.
+/// until unmounted (umount, fusermount3 -u) or SIGINT/SIGTERM/SIGHUP; then
+/// calls `on_stopping`, mirrors every dirty slice and unmounts. Errors: the
+/// mount's errno with a message naming the mount point.
 Status serve_fuse(SliceFs& fs, const FuseMountOptions& opts,
-                  const std::function<void()>& on_mounted);
+                  const std::function<void()>& on_mounted,
+                  const std::function<void()>& on_stopping = {});
 
 }  // namespace pcimirror

@@ -5,6 +5,7 @@
 #include <functional>
 
 #include "fs/crc32c.h"
+#include "fs/slice_table.h"
 #include "io/log.h"
 #include "io/units.h"
 
@@ -65,16 +66,21 @@ class CrcAccumulator {
 class RegionSource final : public WriteSource {
  public:
   RegionSource(Region& region, uint64_t offset_bytes, bool zero_copy,
-               CrcAccumulator& crc)
-      : region_(region), offset_(offset_bytes), zero_copy_(zero_copy), crc_(crc) {}
+               CrcAccumulator& crc, const std::function<void(uint64_t)>& progress)
+      : region_(region),
+        offset_(offset_bytes),
+        zero_copy_(zero_copy),
+        crc_(crc),
+        progress_(progress) {}
   const std::byte* direct(uint64_t mirror_offset, uint64_t) override {
     return zero_copy_ ? region_.base() + offset_ + mirror_offset : nullptr;
   }
   void fill(uint64_t mirror_offset, std::byte* dst, uint64_t n) override {
     region_.copy_from(offset_ + mirror_offset, dst, n);
   }
-  void observe(uint64_t, const std::byte* data, uint64_t n) override {
+  void observe(uint64_t off, const std::byte* data, uint64_t n) override {
     crc_.feed(data, n);
+    if (progress_) progress_(off + n);
   }
 
  private:
@@ -82,6 +88,7 @@ class RegionSource final : public WriteSource {
   uint64_t offset_;
   bool zero_copy_;
   CrcAccumulator& crc_;
+  const std::function<void(uint64_t)>& progress_;
 };
 
 const SliceEntry* find(const SliceTable& t, const std::string& name) {
@@ -186,8 +193,55 @@ Status MirrorEngine::commit_edit(
   return volume_.commit(std::move(next));
 }
 
+Result<MirrorCopy> MirrorEngine::write_copy(
+    const SliceEntry& e, const MirrorCopy& target, uint64_t generation,
+    const std::function<void(uint64_t)>& progress, SyncReport& report) {
+  const bool zero_copy =
+      options_.bounce != BounceMode::kAlways && region_.pages_pinnable();
+  CrcAccumulator crc(e.length_bytes, volume_.superblock().crc_chunk_bytes);
+  RegionSource source(region_, e.offset_bytes, zero_copy, crc, progress);
+  const uint64_t t0 = mono_ns();
+  auto stats = engine_->write(device_extents(target), e.length_bytes, source);
+  if (!stats.ok()) {
+    Error err = stats.take_error();
+    err.message = "mirror of slice '" + e.name + "' failed: " + err.message;
+    return err;
+  }
+  if (Status f = engine_->flush(); !f.ok()) {
+    Error err = f.take_error();
+    err.message = "mirror of slice '" + e.name + "' failed: " + err.message;
+    return err;
+  }
+  crc.finish();
+  MirrorCopy c = target;
+  c.generation = generation;
+  c.sync_time_ns = wall_ns();
+  c.sync_duration_ns = mono_ns() - t0;
+  c.crc32c = crc.whole();
+  c.path = stats->bytes_bounced == 0   ? MirrorPath::kZeroCopy
+           : stats->bytes_direct == 0 ? MirrorPath::kBounce
+                                      : MirrorPath::kMixed;
+  c.chunk_crc32c = std::move(crc.chunks());
+  report.slice = e.name;
+  report.generation = generation;
+  report.bytes = e.length_bytes;
+  report.duration_ns = c.sync_duration_ns;
+  report.crc32c = c.crc32c;
+  report.path = c.path;
+  return c;
+}
+
+static void log_sync(const SyncReport& r) {
+  log_info("sync slice=" + r.slice + " bytes=" + std::to_string(r.bytes) +
+           " path=" + to_string(r.path) + " generation=" +
+           std::to_string(r.generation) + " MB/s=" +
+           std::to_string(static_cast<uint64_t>(r.mb_per_s())) +
+           " duration_ms=" + std::to_string(r.duration_ns / 1000000));
+}
+
 Result<SyncReport> MirrorEngine::sync(
-    const std::string& name, const std::function<void(SliceEntry&)>& amend) {
+    const std::string& name, const std::function<void(SliceEntry&)>& amend,
+    const std::function<void(uint64_t)>& progress) {
   std::lock_guard lock(mu_);
   const SliceEntry* e = find(volume_.table(), name);
   if (!e) return make_error(ENOENT, "no slice named '" + name + "'");
@@ -196,47 +250,14 @@ Result<SyncReport> MirrorEngine::sync(
                                  " is read-only; slice '" + name +
                                  "' cannot be mirrored");
   const uint32_t target = e->next_copy();
-  const MirrorCopy& dst = e->copies[target];
-  const bool zero_copy =
-      options_.bounce != BounceMode::kAlways && region_.pages_pinnable();
-  CrcAccumulator crc(e->length_bytes, volume_.superblock().crc_chunk_bytes);
-  RegionSource source(region_, e->offset_bytes, zero_copy, crc);
-  const auto extents = device_extents(dst);
-  const uint64_t t0 = mono_ns();
-  auto stats = engine_->write(extents, e->length_bytes, source);
-  if (!stats.ok()) {
-    Error err = stats.take_error();
-    err.message = "mirror of slice '" + name + "' failed: " + err.message;
-    return err;
-  }
-  if (Status f = engine_->flush(); !f.ok()) {
-    Error err = f.take_error();
-    err.message = "mirror of slice '" + name + "' failed: " + err.message;
-    return err;
-  }
-  const uint64_t t1 = mono_ns();
-  crc.finish();
-
   SyncReport report;
-  report.slice = name;
-  report.bytes = e->length_bytes;
-  report.duration_ns = t1 - t0;
-  report.crc32c = crc.whole();
-  report.generation = e->generation() + 1;
-  report.path = stats->bytes_bounced == 0   ? MirrorPath::kZeroCopy
-                : stats->bytes_direct == 0 ? MirrorPath::kBounce
-                                           : MirrorPath::kMixed;
-
+  PCIM_ASSIGN_OR_RETURN(MirrorCopy copy,
+                        write_copy(*e, e->copies[target], e->generation() + 1,
+                                   progress, report));
   SliceTable next = volume_.table();
   for (SliceEntry& s : next.slices) {
     if (s.name != name) continue;
-    MirrorCopy& c = s.copies[target];
-    c.generation = report.generation;
-    c.sync_time_ns = wall_ns();
-    c.sync_duration_ns = report.duration_ns;
-    c.crc32c = report.crc32c;
-    c.path = report.path;
-    c.chunk_crc32c = std::move(crc.chunks());
+    s.copies[target] = std::move(copy);
     s.current_copy = target;
     if (amend) amend(s);
   }
@@ -245,12 +266,52 @@ Result<SyncReport> MirrorEngine::sync(
     err.message = "commit of slice '" + name + "' failed: " + err.message;
     return err;
   }
-  log_info("sync slice=" + name + " bytes=" + std::to_string(report.bytes) +
-           " path=" + to_string(report.path) + " generation=" +
-           std::to_string(report.generation) + " MB/s=" +
-           std::to_string(static_cast<uint64_t>(report.mb_per_s())) +
-           " duration_ms=" + std::to_string(report.duration_ns / 1000000));
+  log_sync(report);
   return report;
+}
+
+Result<SyncReport> MirrorEngine::add_slice(SliceEntry entry, bool mirror_now) {
+  std::lock_guard lock(mu_);
+  if (volume_.read_only())
+    return make_error(EROFS, "volume on " + volume_.device().path() + " is read-only");
+  if (!region_.contains(entry.offset_bytes, entry.length_bytes))
+    return make_error(EINVAL, "slice '" + entry.name + "' lies outside " + region_.name());
+  const std::string name = entry.name;
+  SliceTable next = volume_.table();
+  PCIM_TRY(add_slice_to(volume_, next, std::move(entry)));
+  SyncReport report;
+  report.slice = name;
+  if (mirror_now) {
+    SliceEntry& e = next.slices.back();
+    PCIM_ASSIGN_OR_RETURN(e.copies[0], write_copy(e, e.copies[0], 1, {}, report));
+  }
+  if (Status c = volume_.commit(std::move(next)); !c.ok()) {
+    Error err = c.take_error();
+    err.message = "commit of new slice '" + name + "' failed: " + err.message;
+    return err;
+  }
+  log_info("added slice " + name);
+  if (mirror_now) log_sync(report);
+  return report;
+}
+
+Status MirrorEngine::remove_slice(const std::string& name) {
+  std::lock_guard lock(mu_);
+  SliceTable next = volume_.table();
+  PCIM_TRY(remove_slice_from(next, name));
+  PCIM_TRY(volume_.commit(std::move(next)));
+  log_info("removed slice " + name);
+  return {};
+}
+
+Status MirrorEngine::rename_slice(const std::string& from, const std::string& to,
+                                  bool replace) {
+  std::lock_guard lock(mu_);
+  SliceTable next = volume_.table();
+  PCIM_TRY(rename_slice_in(next, from, to, replace));
+  PCIM_TRY(volume_.commit(std::move(next)));
+  log_info("renamed slice " + from + " to " + to);
+  return {};
 }
 
 Status verify_mirror(UringEngine& engine, const Superblock& sb,

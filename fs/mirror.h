@@ -88,8 +88,20 @@ class MirrorEngine {
   /// slice's write lock). ENOENT for an unknown slice; the failing I/O's
   /// errno otherwise, with nothing committed. `amend`, when given, updates
   /// the slice's entry (times, mode) in the table that the sync commits.
+  /// `progress`, when given, is called with the bytes handed to the device
+  /// so far (for the .progress xattr and progress bars).
   Result<SyncReport> sync(const std::string& name,
-                          const std::function<void(SliceEntry&)>& amend = {});
+                          const std::function<void(SliceEntry&)>& amend = {},
+                          const std::function<void(uint64_t)>& progress = {});
+
+  /// Adds slice `entry` (name, window, mode, owner, times) with fresh
+  /// extents; with `mirror_now` also writes its first mirror, all in one
+  /// commit. Errors as add_slice_to(), or the mirror's I/O errno.
+  Result<SyncReport> add_slice(SliceEntry entry, bool mirror_now);
+  /// Removes slice `name` in one commit; device memory is untouched.
+  Status remove_slice(const std::string& name);
+  /// Renames slice `from` to `to` in one commit (replacing `to` if asked).
+  Status rename_slice(const std::string& from, const std::string& to, bool replace);
 
   /// Reads the committed mirror of `name`, verifies every chunk CRC32C and
   /// the whole CRC32C, and only then copies it into the region (§5). If the
@@ -114,6 +126,12 @@ class MirrorEngine {
  private:
   MirrorEngine(Volume& volume, Region& region, MirrorOptions options,
                std::unique_ptr<UringEngine> engine);
+  // Writes `e`'s memory into `target` (§7 steps 1-2) and returns the copy
+  // filled in (CRCs, times, path) with generation `generation`.
+  Result<MirrorCopy> write_copy(const SliceEntry& e, const MirrorCopy& target,
+                                uint64_t generation,
+                                const std::function<void(uint64_t)>& progress,
+                                SyncReport& report);
   Status restore_copy(const SliceEntry& e, const MirrorCopy& c);
 
   Volume& volume_;

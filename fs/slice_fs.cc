@@ -2,14 +2,18 @@
 
 #include <fcntl.h>
 
+#include <algorithm>
 #include <chrono>
-#include <mutex>
+#include <cstdio>
+#include <ctime>
 
 #include "fs/allocator.h"
+#include "fs/slice_table.h"
 #include "io/log.h"
 
 namespace pcimirror {
 namespace {
+
 struct timespec to_timespec(int64_t ns) {
   struct timespec ts {};
   ts.tv_sec = ns / 1000000000;
@@ -24,32 +28,67 @@ int64_t now_ns() {
              std::chrono::system_clock::now().time_since_epoch())
       .count();
 }
+std::string iso_time(int64_t ns) {
+  if (ns == 0) return "never";
+  std::time_t t = static_cast<std::time_t>(ns / 1000000000);
+  std::tm tm{};
+  ::gmtime_r(&t, &tm);
+  char buf[40];
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S", &tm);
+  char out[48];
+  std::snprintf(out, sizeof out, "%s.%03dZ", buf, static_cast<int>(ns / 1000000 % 1000));
+  return out;
+}
+// Pending slices start on a page boundary of the region.
+constexpr uint64_t kNewSliceAlign = 4096;
+
 }  // namespace
+
+Result<MirrorOnClose> parse_mirror_on_close(const std::string& text) {
+  if (text == "sync") return MirrorOnClose::kSync;
+  if (text == "async") return MirrorOnClose::kAsync;
+  if (text == "off") return MirrorOnClose::kOff;
+  return make_error(EINVAL, "-o mirror_on_close=" + text + ": use sync, async or off");
+}
 
 SliceFs::SliceFs(MirrorEngine& engine, SliceFsOptions options)
     : engine_(engine), options_(options) {
   for (const SliceEntry& e : engine_.table().slices) {
-    auto s = std::make_unique<Slice>();
+    auto s = std::make_shared<Slice>();
+    s->ino = next_ino_++;
+    s->offset_bytes = e.offset_bytes;
+    s->length_bytes = e.length_bytes;
     s->entry = e;
-    slices_.push_back(std::move(s));
+    names_[e.name] = s->ino;
+    slices_[s->ino] = std::move(s);
   }
 }
 
-SliceFs::Slice* SliceFs::get(uint64_t ino) const {
-  if (ino < 2 || ino - 2 >= slices_.size()) return nullptr;
-  return slices_[ino - 2].get();
+SliceFs::~SliceFs() { stop_background(); }
+
+std::shared_ptr<SliceFs::Slice> SliceFs::get(uint64_t ino) const {
+  std::shared_lock lock(tree_mu_);
+  auto it = slices_.find(ino);
+  return it == slices_.end() ? nullptr : it->second;
+}
+
+bool SliceFs::dirty(const Slice& s) const {
+  return s.pending || s.write_seq.load() != s.synced_seq.load();
 }
 
 Result<uint64_t> SliceFs::lookup(const std::string& name) const {
-  for (size_t i = 0; i < slices_.size(); ++i)
-    if (slices_[i]->entry.name == name) return uint64_t{i + 2};
-  return make_error(ENOENT, "no slice named '" + name + "'");
+  std::shared_lock lock(tree_mu_);
+  auto it = names_.find(name);
+  if (it == names_.end()) return make_error(ENOENT, "no slice named '" + name + "'");
+  return it->second;
 }
 
 std::vector<std::pair<std::string, uint64_t>> SliceFs::list() const {
+  std::shared_lock lock(tree_mu_);
   std::vector<std::pair<std::string, uint64_t>> out;
-  for (size_t i = 0; i < slices_.size(); ++i)
-    out.emplace_back(slices_[i]->entry.name, i + 2);
+  for (const auto& [name, ino] : names_) out.emplace_back(name, ino);
+  std::sort(out.begin(), out.end(),
+            [](const auto& a, const auto& b) { return a.second < b.second; });
   return out;
 }
 
@@ -64,7 +103,7 @@ Result<struct stat> SliceFs::getattr(uint64_t ino) const {
     st.st_atim = st.st_mtim = st.st_ctim = t;
     return st;
   }
-  Slice* s = get(ino);
+  auto s = get(ino);
   if (!s) return make_error(ENOENT, "no such inode");
   std::shared_lock lock(meta_mu_);
   const SliceEntry& e = s->entry;
@@ -72,8 +111,9 @@ Result<struct stat> SliceFs::getattr(uint64_t ino) const {
   st.st_nlink = 1;
   st.st_uid = options_.uid.value_or(e.uid);
   st.st_gid = options_.gid.value_or(e.gid);
-  st.st_size = static_cast<off_t>(e.length_bytes);
-  st.st_blocks = static_cast<blkcnt_t>((e.length_bytes + 511) / 512);
+  const uint64_t len = s->length_bytes.load();
+  st.st_size = static_cast<off_t>(len);
+  st.st_blocks = static_cast<blkcnt_t>((len + 511) / 512);
   st.st_atim = to_timespec(e.atime_ns);
   st.st_mtim = to_timespec(e.mtime_ns);
   st.st_ctim = to_timespec(e.ctime_ns);
@@ -90,84 +130,238 @@ Status SliceFs::open(uint64_t ino, int flags) const {
 
 Result<size_t> SliceFs::read(uint64_t ino, uint64_t offset_bytes, size_t size,
                              std::byte* dst) const {
-  Slice* s = get(ino);
+  auto s = get(ino);
   if (!s) return make_error(ENOENT, "no such inode");
-  const uint64_t len = s->entry.length_bytes;  // immutable while mounted
+  const uint64_t len = s->length_bytes.load();
   if (offset_bytes >= len) return size_t{0};
   size_t n = static_cast<size_t>(std::min<uint64_t>(size, len - offset_bytes));
-  engine_.region().copy_from(s->entry.offset_bytes + offset_bytes, dst, n);
+  engine_.region().copy_from(s->offset_bytes + offset_bytes, dst, n);
   return n;
 }
 
 Result<size_t> SliceFs::write(uint64_t ino, uint64_t offset_bytes, size_t size,
                               const std::byte* src) {
   if (options_.read_only) return make_error(EROFS, "mounted read-only");
-  Slice* s = get(ino);
+  auto s = get(ino);
   if (!s) return make_error(ENOENT, "no such inode");
-  const uint64_t len = s->entry.length_bytes;
-  if (offset_bytes >= len)
-    return make_error(ENOSPC, "write past the end of slice '" +
-                                  s->entry.name + "'");
-  size_t n = static_cast<size_t>(std::min<uint64_t>(size, len - offset_bytes));
+  size_t n;
   {
     std::shared_lock lock(s->content);
-    engine_.region().copy_to(s->entry.offset_bytes + offset_bytes, src, n);
+    const uint64_t limit = s->pending ? s->max_bytes : s->length_bytes.load();
+    if (offset_bytes >= limit)
+      return make_error(ENOSPC, "write past the end of a slice");
+    n = static_cast<size_t>(std::min<uint64_t>(size, limit - offset_bytes));
+    engine_.region().copy_to(s->offset_bytes + offset_bytes, src, n);
+    if (s->pending) {  // grow to the furthest byte written
+      uint64_t cur = s->length_bytes.load();
+      while (cur < offset_bytes + n &&
+             !s->length_bytes.compare_exchange_weak(cur, offset_bytes + n)) {
+      }
+    }
     s->write_seq.fetch_add(1, std::memory_order_release);
   }
-  {
-    std::unique_lock lock(meta_mu_);
-    s->entry.mtime_ns = s->entry.ctime_ns = now_ns();
-  }
+  std::unique_lock lock(meta_mu_);
+  s->entry.mtime_ns = s->entry.ctime_ns = now_ns();
   return n;
+}
+
+Status SliceFs::commit_pending(Slice& s) {
+  const uint64_t len = s.length_bytes.load();
+  if (len == 0) {
+    log_info("slice file '" + s.entry.name +
+             "' is empty: not a slice until it is written or truncated to a size");
+    return {};
+  }
+  SliceEntry e;
+  {
+    std::shared_lock lock(meta_mu_);
+    e = s.entry;
+  }
+  e.offset_bytes = s.offset_bytes;
+  e.length_bytes = len;
+  const uint64_t seq = s.write_seq.load();
+  s.syncing = true;
+  auto r = engine_.add_slice(e, /*mirror_now=*/true);
+  s.syncing = false;
+  if (!r.ok()) {
+    s.failed = true;
+    log_error(r.error().what());
+    return make_error(EIO, r.error().message);
+  }
+  s.failed = false;
+  s.pending = false;
+  s.synced_seq = seq;
+  return {};
 }
 
 Status SliceFs::sync_slice(Slice& s) {
   std::unique_lock lock(s.content);
+  if (s.pending) return commit_pending(s);
   const uint64_t seq = s.write_seq.load(std::memory_order_acquire);
-  auto r = engine_.sync(s.entry.name, [&](SliceEntry& e) {
+  std::string name;
+  {
     std::shared_lock meta(meta_mu_);
-    e.atime_ns = s.entry.atime_ns;
-    e.mtime_ns = s.entry.mtime_ns;
-    e.ctime_ns = s.entry.ctime_ns;
-  });
+    name = s.entry.name;
+  }
+  s.syncing = true;
+  s.progress_bytes = 0;
+  auto r = engine_.sync(
+      name,
+      [&](SliceEntry& e) {
+        std::shared_lock meta(meta_mu_);
+        e.atime_ns = s.entry.atime_ns;
+        e.mtime_ns = s.entry.mtime_ns;
+        e.ctime_ns = s.entry.ctime_ns;
+      },
+      [&](uint64_t done) { s.progress_bytes.store(done, std::memory_order_relaxed); });
+  s.syncing = false;
   if (!r.ok()) {
+    s.failed = true;
     log_error(r.error().what());
     return make_error(EIO, r.error().message);
   }
+  s.failed = false;
   s.synced_seq.store(seq, std::memory_order_release);
   return {};
 }
 
 Status SliceFs::sync(uint64_t ino) {
   if (options_.read_only) return {};
-  Slice* s = get(ino);
+  auto s = get(ino);
   if (!s) return make_error(ENOENT, "no such inode");
   return sync_slice(*s);
 }
 
-Status SliceFs::sync_if_dirty(uint64_t ino) {
-  Slice* s = get(ino);
-  if (!s) return make_error(ENOENT, "no such inode");
-  if (s->write_seq.load() == s->synced_seq.load()) return {};
-  return sync_slice(*s);
+Status SliceFs::close(uint64_t ino, bool wrote) {
+  if (options_.read_only) return {};
+  auto s = get(ino);
+  if (!s) return {};  // unlinked meanwhile
+  if (s->pending) {
+    std::unique_lock lock(s->content);
+    if (s->pending) return commit_pending(*s);
+  }
+  if (!wrote || !dirty(*s)) return {};
+  switch (options_.mirror_on_close) {
+    case MirrorOnClose::kSync: return sync_slice(*s);
+    case MirrorOnClose::kAsync: enqueue(ino); return {};
+    case MirrorOnClose::kOff: return {};
+  }
+  return {};
 }
 
 void SliceFs::sync_all_dirty() {
-  for (auto& s : slices_)
-    if (s->write_seq.load() != s->synced_seq.load()) (void)sync_slice(*s);
+  std::vector<std::shared_ptr<Slice>> all;
+  {
+    std::shared_lock lock(tree_mu_);
+    for (auto& [ino, s] : slices_) all.push_back(s);
+  }
+  for (auto& s : all)
+    if (dirty(*s)) (void)sync_slice(*s);
+}
+
+Result<uint64_t> SliceFs::create(const std::string& name, uint32_t mode,
+                                 uint32_t uid, uint32_t gid) {
+  if (options_.read_only) return make_error(EROFS, "mounted read-only");
+  PCIM_TRY(validate_name(name));
+  std::unique_lock lock(tree_mu_);
+  if (names_.count(name)) return make_error(EEXIST, "slice '" + name + "' exists");
+  std::vector<std::pair<uint64_t, uint64_t>> windows;
+  for (const auto& [ino, s] : slices_)
+    windows.emplace_back(s->offset_bytes, s->pending ? s->max_bytes : s->length_bytes.load());
+  auto [off, room] = largest_free_window(engine_.region().size_bytes(), windows,
+                                         kNewSliceAlign);
+  if (room == 0)
+    return make_error(ENOSPC, "no free space left in " + engine_.region().name());
+  auto s = std::make_shared<Slice>();
+  s->ino = next_ino_++;
+  s->offset_bytes = off;
+  s->max_bytes = room;
+  s->pending = true;
+  s->entry.name = name;
+  s->entry.mode = mode & 07777;
+  s->entry.uid = uid;
+  s->entry.gid = gid;
+  s->entry.atime_ns = s->entry.mtime_ns = s->entry.ctime_ns = now_ns();
+  names_[name] = s->ino;
+  slices_[s->ino] = s;
+  log_info("new slice file '" + name + "' at region offset " + std::to_string(off) +
+           ", up to " + std::to_string(room) + " bytes");
+  return s->ino;
+}
+
+Status SliceFs::unlink(const std::string& name) {
+  if (options_.read_only) return make_error(EROFS, "mounted read-only");
+  std::unique_lock lock(tree_mu_);
+  auto it = names_.find(name);
+  if (it == names_.end()) return make_error(ENOENT, "no slice named '" + name + "'");
+  auto s = slices_.at(it->second);
+  if (!s->pending) {
+    Status r = engine_.remove_slice(name);
+    if (!r.ok()) {
+      log_error(r.error().what());
+      return make_error(EIO, r.error().message);
+    }
+  }
+  slices_.erase(it->second);
+  names_.erase(it);
+  return {};
+}
+
+Status SliceFs::rename(const std::string& from, const std::string& to,
+                       bool no_replace) {
+  if (options_.read_only) return make_error(EROFS, "mounted read-only");
+  PCIM_TRY(validate_name(to));
+  std::unique_lock lock(tree_mu_);
+  auto src = names_.find(from);
+  if (src == names_.end()) return make_error(ENOENT, "no slice named '" + from + "'");
+  if (from == to) return {};
+  auto dst = names_.find(to);
+  if (dst != names_.end() && no_replace)
+    return make_error(EEXIST, "slice '" + to + "' exists");
+  auto s = slices_.at(src->second);
+  std::shared_ptr<Slice> victim = dst == names_.end() ? nullptr : slices_.at(dst->second);
+  Status r;
+  if (!s->pending) {
+    r = engine_.rename_slice(from, to, /*replace=*/true);
+  } else if (victim && !victim->pending) {
+    r = engine_.remove_slice(to);
+  }
+  if (!r.ok()) {
+    log_error(r.error().what());
+    return make_error(EIO, r.error().message);
+  }
+  if (victim) {
+    slices_.erase(victim->ino);
+    names_.erase(to);
+  }
+  names_.erase(from);
+  names_[to] = s->ino;
+  std::unique_lock meta(meta_mu_);
+  s->entry.name = to;
+  s->entry.ctime_ns = now_ns();
+  return {};
 }
 
 Result<struct stat> SliceFs::setattr(uint64_t ino, const struct stat& attr,
                                      int to_set) {
-  Slice* s = get(ino);
+  auto s = get(ino);
   if (!s) return make_error(ino == kRootIno ? EPERM : ENOENT, "setattr");
   if (options_.read_only) return make_error(EROFS, "mounted read-only");
-  if ((to_set & kSetSize) &&
-      static_cast<uint64_t>(attr.st_size) > s->entry.length_bytes)
-    return make_error(EFBIG, "slice '" + s->entry.name + "' has a fixed size");
+  if (to_set & kSetSize) {
+    const uint64_t want = static_cast<uint64_t>(attr.st_size);
+    std::unique_lock lock(s->content);
+    if (s->pending) {
+      if (want > s->max_bytes)
+        return make_error(EFBIG, "larger than the free region window");
+      s->length_bytes = want;
+    } else if (want > s->length_bytes.load()) {
+      return make_error(EFBIG, "slice '" + s->entry.name + "' has a fixed size");
+    }
+  }
   const bool meta = to_set & (kSetMode | kSetUid | kSetGid);
   if (meta && (options_.uid || options_.gid || options_.umask))
     return make_error(EPERM, "owner and mode are set by mount options");
+  SliceEntry snapshot;
   {
     std::unique_lock lock(meta_mu_);
     SliceEntry& e = s->entry;
@@ -180,14 +374,10 @@ Result<struct stat> SliceFs::setattr(uint64_t ino, const struct stat& attr,
     if (to_set & kSetAtimeNow) e.atime_ns = now;
     if (to_set & kSetMtimeNow) e.mtime_ns = now;
     e.ctime_ns = now;
+    snapshot = e;
   }
-  if (meta) {
+  if (meta && !s->pending) {
     // Ownership and permissions are metadata: commit them now.
-    SliceEntry snapshot;
-    {
-      std::shared_lock lock(meta_mu_);
-      snapshot = s->entry;
-    }
     Status c = engine_.commit_edit([&](SliceTable& t) -> Status {
       for (SliceEntry& e : t.slices)
         if (e.name == snapshot.name) {
@@ -206,13 +396,102 @@ Result<struct stat> SliceFs::setattr(uint64_t ino, const struct stat& attr,
   return getattr(ino);
 }
 
+Result<std::string> SliceFs::getxattr(uint64_t ino, const std::string& name) const {
+  auto s = get(ino);
+  if (!s) return make_error(ENOENT, "no such inode");
+  const std::string prefix = "user.pcimirror.";
+  if (name.rfind(prefix, 0) != 0) return make_error(ENODATA, "no such attribute");
+  const std::string key = name.substr(prefix.size());
+  if (key == "state")
+    return std::string(s->syncing ? "syncing" : s->failed ? "error" : dirty(*s) ? "dirty" : "clean");
+  if (key == "progress") {
+    const uint64_t total = s->length_bytes.load();
+    const uint64_t done = s->syncing ? s->progress_bytes.load() : total;
+    return std::to_string(done) + "/" + std::to_string(total);
+  }
+  std::string slice_name;
+  {
+    std::shared_lock meta(meta_mu_);
+    slice_name = s->entry.name;
+  }
+  const MirrorCopy* c = nullptr;
+  SliceTable t = engine_.table();
+  for (const SliceEntry& e : t.slices)
+    if (e.name == slice_name) c = e.committed();
+  if (key == "generation") return std::to_string(c ? c->generation : 0);
+  if (key == "last_sync") return iso_time(c ? c->sync_time_ns : 0);
+  if (key == "path") return std::string(to_string(c ? c->path : MirrorPath::kNone));
+  if (key == "crc32c") {
+    char buf[16];
+    std::snprintf(buf, sizeof buf, "%08x", c ? c->crc32c : 0u);
+    return std::string(buf);
+  }
+  return make_error(ENODATA, "no such attribute");
+}
+
 SliceFs::Space SliceFs::statfs() const {
   const Superblock& sb = engine_.superblock();
   SliceTable t = engine_.table();
   uint64_t free_sectors = 0;
   if (auto a = Allocator::from_table(sb, t); a.ok()) free_sectors = a->free_sectors();
+  std::shared_lock lock(tree_mu_);
   return Space{sb.data_sectors * kSectorBytes, free_sectors * kSectorBytes,
                kBlockBytes, slices_.size()};
+}
+
+void SliceFs::enqueue(uint64_t ino) {
+  std::lock_guard lock(queue_mu_);
+  if (std::find(queue_.begin(), queue_.end(), ino) == queue_.end()) queue_.push_back(ino);
+  queue_cv_.notify_one();
+}
+
+void SliceFs::start_background() {
+  if (worker_.joinable()) return;
+  if (options_.interval_ms == 0 && options_.mirror_on_close != MirrorOnClose::kAsync)
+    return;
+  stopping_ = false;
+  worker_ = std::thread([this] { worker(); });
+}
+
+void SliceFs::stop_background() {
+  {
+    std::lock_guard lock(queue_mu_);
+    stopping_ = true;
+  }
+  queue_cv_.notify_all();
+  if (worker_.joinable()) worker_.join();
+}
+
+void SliceFs::worker() {
+  using clock = std::chrono::steady_clock;
+  const auto period = std::chrono::milliseconds(options_.interval_ms);
+  auto next = clock::now() + period;
+  std::unique_lock lock(queue_mu_);
+  while (!stopping_) {
+    if (options_.interval_ms)
+      queue_cv_.wait_until(lock, next, [&] { return stopping_ || !queue_.empty(); });
+    else
+      queue_cv_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
+    while (!queue_.empty() && !stopping_) {
+      const uint64_t ino = queue_.front();
+      queue_.pop_front();
+      lock.unlock();
+      if (auto s = get(ino); s && dirty(*s)) (void)sync_slice(*s);
+      lock.lock();
+    }
+    if (options_.interval_ms && clock::now() >= next && !stopping_) {
+      lock.unlock();
+      std::vector<std::shared_ptr<Slice>> all;
+      {
+        std::shared_lock tree(tree_mu_);
+        for (auto& [ino, s] : slices_) all.push_back(s);
+      }
+      for (auto& s : all)
+        if (!options_.host_only_writes || dirty(*s)) (void)sync_slice(*s);
+      next = clock::now() + period;
+      lock.lock();
+    }
+  }
 }
 
 }  // namespace pcimirror

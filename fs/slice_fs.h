@@ -1,18 +1,28 @@
 // The filesystem engine behind the mount: one regular file per slice in a
-// flat root directory. Every method returns -errno style results and never
-// throws, so FUSE handlers (fs/fuse_ops.cc) stay thin adapters and tests
-// drive this class without a mount.
+// flat root directory. Every method returns Result/Status with an errno and
+// never throws, so FUSE handlers (fs/fuse_ops.cc) stay thin adapters and
+// tests drive this class without a mount.
+//
+// Slices change through the mount too: create (`truncate -s`, `cp` onto a
+// new name) makes a *pending* slice in the largest free window of the
+// region that grows as it is written and is committed, trimmed to its size,
+// with its first mirror, at close; unlink removes a slice (device memory is
+// untouched); rename renames it. Each is one metadata commit.
 #pragma once
 
 #include <sys/stat.h>
-#include <sys/statvfs.h>
 
 #include <atomic>
+#include <condition_variable>
 #include <cstdint>
+#include <deque>
+#include <map>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <shared_mutex>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "fs/mirror.h"
@@ -23,6 +33,19 @@ namespace pcimirror {
 constexpr uint64_t kRootIno = 1;
 /// st_blksize of slice files: cp(1) sizes its buffer from it.
 constexpr uint32_t kPreferredIoBytes = 1u << 20;
+/// Extended attributes of slice files (getfattr -d -m pcimirror FILE).
+constexpr const char* kXattrNames[] = {
+    "user.pcimirror.generation", "user.pcimirror.last_sync",
+    "user.pcimirror.path",       "user.pcimirror.state",
+    "user.pcimirror.crc32c",     "user.pcimirror.progress"};
+
+/// What closing a file that was written does.
+enum class MirrorOnClose {
+  kSync,   ///< mirror before close returns (default: cp is durable)
+  kAsync,  ///< queue a mirror and return at once
+  kOff,    ///< nothing; fsync, `pcimirror sync`, interval= or unmount mirror
+};
+Result<MirrorOnClose> parse_mirror_on_close(const std::string& text);
 
 struct SliceFsOptions {
   bool read_only = false;
@@ -30,45 +53,68 @@ struct SliceFsOptions {
   /// (mount options uid=, gid=, umask=: mode = 0666 & ~umask). While any is
   /// set, chmod and chown fail with EPERM.
   std::optional<uint32_t> uid, gid, umask;
+  MirrorOnClose mirror_on_close = MirrorOnClose::kSync;
+  /// Mirror periodically (0: never). Every slice counts as changed, since
+  /// the device writes its memory unseen, unless host_only_writes.
+  uint64_t interval_ms = 0;
+  bool host_only_writes = false;
 };
 
 class SliceFs {
  public:
   /// `engine` must outlive this object.
   SliceFs(MirrorEngine& engine, SliceFsOptions options);
+  ~SliceFs();
+  SliceFs(const SliceFs&) = delete;
+  SliceFs& operator=(const SliceFs&) = delete;
 
-  /// Inode of slice `name`, or -ENOENT.
+  /// Starts the worker for mirror_on_close=async and interval= (if either is
+  /// set); stop_background() ends it. The destructor stops it too.
+  void start_background();
+  void stop_background();
+
   Result<uint64_t> lookup(const std::string& name) const;
-  /// Attributes of the root (kRootIno) or a slice. -ENOENT.
   Result<struct stat> getattr(uint64_t ino) const;
-  /// Slice names in inode order.
   std::vector<std::pair<std::string, uint64_t>> list() const;
 
-  /// Checks access for open(2) flags. -ENOENT, -EROFS for write access on a
-  /// read-only mount, -EISDIR for the root.
+  /// Checks access for open(2) flags: -ENOENT, -EROFS, -EISDIR.
   Status open(uint64_t ino, int flags) const;
-  /// Copies up to `size` bytes at `offset_bytes` of slice `ino` into `dst`;
-  /// returns bytes copied, 0 at or past the end. -ENOENT.
+  /// Copies up to `size` bytes at `offset_bytes` into `dst`; 0 at the end.
   Result<size_t> read(uint64_t ino, uint64_t offset_bytes, size_t size,
                       std::byte* dst) const;
-  /// Copies `size` bytes into the slice at `offset_bytes`; returns the bytes
-  /// that fit. -ENOSPC when offset_bytes is at or past the end (so a write
-  /// past the end gets ENOSPC after the bytes that fit), -EROFS, -ENOENT.
+  /// Copies `size` bytes in at `offset_bytes`; returns the bytes that fit.
+  /// ENOSPC at or past the end (a pending slice grows up to its window).
   Result<size_t> write(uint64_t ino, uint64_t offset_bytes, size_t size,
                        const std::byte* src);
-  /// Mirrors the slice now (fsync, `pcimirror sync`) and returns when the
-  /// mirror is committed. -EIO on any I/O failure (details are logged).
+  /// Mirrors the slice now and returns when committed (fsync, `pcimirror
+  /// sync`); commits a pending slice. EIO on failure (details logged).
   Status sync(uint64_t ino);
-  /// Mirrors the slice if it was written since its last mirror (close
-  /// after a write).
-  Status sync_if_dirty(uint64_t ino);
-  /// Mirrors every dirty slice (unmount).
+  /// close(2) of a descriptor: commits a pending slice; if `wrote`, mirrors
+  /// per mirror_on_close. EIO on failure.
+  Status close(uint64_t ino, bool wrote);
+  /// Mirrors every dirty slice and commits pending ones (unmount).
   void sync_all_dirty();
-  /// Handles setattr: a size equal to or below the slice length is accepted
-  /// and ignored (O_TRUNC leaves the size unchanged), a larger one is
-  /// -EFBIG; mode/uid/gid/times update the metadata.
+
+  /// Creates pending slice `name` in the largest free window of the region.
+  /// EEXIST, EINVAL (bad name), ENOSPC (no free region space), EROFS.
+  Result<uint64_t> create(const std::string& name, uint32_t mode, uint32_t uid,
+                          uint32_t gid);
+  /// Removes slice `name` (one commit; memory untouched). ENOENT, EROFS, EIO.
+  Status unlink(const std::string& name);
+  /// Renames slice `from` to `to`, replacing `to` unless `no_replace`
+  /// (EEXIST). One commit. ENOENT, EINVAL, EROFS, EIO.
+  Status rename(const std::string& from, const std::string& to, bool no_replace);
+
+  /// Handles setattr: a committed slice has a fixed size (a smaller or equal
+  /// size is accepted and ignored, so O_TRUNC and truncate leave it; a
+  /// larger one is EFBIG); a pending slice takes the size up to its window.
+  /// mode/uid/gid are committed at once; times with the next mirror.
   Result<struct stat> setattr(uint64_t ino, const struct stat& attr,
                               int to_set_mask);
+
+  /// Value of extended attribute `name` (kXattrNames); ENODATA otherwise.
+  Result<std::string> getxattr(uint64_t ino, const std::string& name) const;
+
   struct Space {
     uint64_t total_bytes, free_bytes, block_bytes, files;
   };
@@ -81,18 +127,37 @@ class SliceFs {
 
  private:
   struct Slice {
-    SliceEntry entry;  // name, window, mode, times (metadata snapshot)
-    mutable std::shared_mutex content;   // writes: shared; sync: exclusive
-    std::atomic<uint64_t> write_seq{0};  // bumped by every write
-    std::atomic<uint64_t> synced_seq{0}; // write_seq at the last mirror
+    uint64_t ino = 0;
+    uint64_t offset_bytes = 0;              // fixed for the slice's life
+    std::atomic<uint64_t> length_bytes{0};  // grows while pending
+    uint64_t max_bytes = 0;                 // pending: its region window
+    SliceEntry entry;  // name, mode, owner, times: guarded by meta_mu_
+    std::atomic<bool> pending{false};  // changed under content (exclusive)
+    std::shared_mutex content;  // writes: shared; mirror/commit: exclusive
+    std::atomic<uint64_t> write_seq{0}, synced_seq{0};
+    std::atomic<bool> syncing{false}, failed{false};
+    std::atomic<uint64_t> progress_bytes{0};
   };
-  Slice* get(uint64_t ino) const;
+  std::shared_ptr<Slice> get(uint64_t ino) const;
   Status sync_slice(Slice& s);
+  Status commit_pending(Slice& s);  // holds s.content exclusively
+  bool dirty(const Slice& s) const;
+  void enqueue(uint64_t ino);
+  void worker();
 
   MirrorEngine& engine_;
   SliceFsOptions options_;
-  std::vector<std::unique_ptr<Slice>> slices_;  // ino = index + 2
-  mutable std::shared_mutex meta_mu_;           // guards entry fields
+  mutable std::shared_mutex tree_mu_;  // slices_, names_, next_ino_
+  std::map<uint64_t, std::shared_ptr<Slice>> slices_;
+  std::map<std::string, uint64_t> names_;
+  uint64_t next_ino_ = 2;
+  mutable std::shared_mutex meta_mu_;  // Slice::entry fields
+
+  std::thread worker_;
+  std::mutex queue_mu_;
+  std::condition_variable queue_cv_;
+  std::deque<uint64_t> queue_;
+  bool stopping_ = false;
 };
 
 }  // namespace pcimirror

@@ -258,6 +258,7 @@ Result<Volume> Volume::load(BlockDevice device) {
                           std::to_string(best) + ", generation " +
                           std::to_string(slots[best]->generation));
   v.table_ = std::move(slots[best]).value();
+  if (slots[other].ok()) v.previous_ = std::move(slots[other]).value();
   return v;
 }
 
@@ -268,8 +269,17 @@ Status Volume::commit(SliceTable next) {
   PCIM_TRY(validate_table(sb_, next));
   PCIM_TRY(write_slot(next));
   PCIM_TRY(device_.flush());
+  previous_ = std::move(table_);
   table_ = std::move(next);
   return {};
+}
+
+Result<Allocator> Volume::allocator() const {
+  PCIM_ASSIGN_OR_RETURN(Allocator a, Allocator::from_table(sb_, table_));
+  if (previous_)
+    for (const SliceEntry& s : previous_->slices)
+      for (const MirrorCopy& c : s.copies) a.reserve(c.extents);
+  return a;
 }
 
 }  // namespace pcimirror

@@ -3,9 +3,11 @@
 #pragma once
 
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
+#include "fs/allocator.h"
 #include "fs/format.h"
 #include "io/block_device.h"
 #include "io/result.h"
@@ -57,6 +59,13 @@ class Volume {
   const SliceTable& table() const { return table_; }
   BlockDevice& device() { return device_; }
   const BlockDevice& device() const { return device_; }
+  /// The table of the other metadata slot, when it is valid (the previous
+  /// commit): its extents stay reserved until the next commit overwrites it.
+  const std::optional<SliceTable>& previous_table() const { return previous_; }
+  /// The sector allocation map for new extents: free in the current table
+  /// and in the previous one (deferred frees, docs/FORMAT.md §6).
+  Result<Allocator> allocator() const;
+
   /// Warnings raised while loading (a damaged copy that was skipped).
   const std::vector<std::string>& warnings() const { return warnings_; }
   /// True when unknown ro_compat features forbid writes.
@@ -73,6 +82,7 @@ class Volume {
   BlockDevice device_;
   Superblock sb_;
   SliceTable table_;
+  std::optional<SliceTable> previous_;
   std::vector<std::string> warnings_;
   bool read_only_ = false;
 };

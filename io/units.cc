@@ -58,6 +58,27 @@ Result<uint64_t> parse_size_bytes(std::string_view text, std::string_view what) 
   return n << shift;
 }
 
+Result<uint64_t> parse_duration_ms(std::string_view text, std::string_view what) {
+  size_t i = 0;
+  while (i < text.size() && std::isdigit(static_cast<unsigned char>(text[i]))) ++i;
+  if (i == 0)
+    return make_error(EINVAL, std::string(what) + ": '" + std::string(text) +
+                                  "' is not a duration; use e.g. 500ms, 30s, 5m, 1h");
+  PCIM_ASSIGN_OR_RETURN(uint64_t n, parse_uint(text.substr(0, i), what));
+  const std::string_view unit = text.substr(i);
+  uint64_t mult;
+  if (unit == "ms") mult = 1;
+  else if (unit.empty() || unit == "s") mult = 1000;
+  else if (unit == "m" || unit == "min") mult = 60 * 1000;
+  else if (unit == "h") mult = 3600 * 1000;
+  else
+    return make_error(EINVAL, std::string(what) + ": unknown unit in '" +
+                                  std::string(text) + "'; use ms, s, m or h");
+  if (n > UINT64_MAX / mult)
+    return make_error(ERANGE, std::string(what) + ": '" + std::string(text) + "' is too long");
+  return n * mult;
+}
+
 std::string format_bytes(uint64_t bytes) {
   static const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
   double v = static_cast<double>(bytes);

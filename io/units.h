@@ -18,6 +18,10 @@ Result<uint64_t> parse_size_bytes(std::string_view text, std::string_view what);
 /// Parses an unsigned integer, decimal or 0x-prefixed hex. EINVAL/ERANGE.
 Result<uint64_t> parse_uint(std::string_view text, std::string_view what);
 
+/// Parses a duration: "500ms", "30s", "5m", "2h", or a bare number of
+/// seconds, into milliseconds. "0" means never. EINVAL/ERANGE.
+Result<uint64_t> parse_duration_ms(std::string_view text, std::string_view what);
+
 /// "256 MiB", "1.5 GiB", "512 B".
 std::string format_bytes(uint64_t bytes);
 

@@ -75,3 +75,26 @@ TEST(Allocator, RefusesOverlappingTable) {
 
 }  // namespace
 }  // namespace pcimirror
+
+namespace pcimirror {
+namespace {
+
+TEST(Allocator, ReserveTakesOnlyTheFreePartsOfRanges) {
+  SliceTable t;
+  SliceEntry e;
+  e.name = "a";
+  e.copies.resize(1);
+  e.copies[0].extents = {{16, 8}};
+  t.slices.push_back(e);
+  Superblock sb;
+  sb.data_start_sector = 0;
+  sb.data_sectors = 64;
+  auto a = *Allocator::from_table(sb, t);  // free: [0,16) [24,64)
+  std::vector<Extent> keep = {{8, 24}, {56, 16}};  // overlaps used and the end
+  a.reserve(keep);
+  EXPECT_EQ(a.free_extents(), (std::vector<Extent>{{0, 8}, {32, 24}}));
+  EXPECT_EQ(a.free_sectors(), 32u);
+}
+
+}  // namespace
+}  // namespace pcimirror

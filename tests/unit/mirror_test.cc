@@ -312,9 +312,9 @@ TEST_F(MirrorTest, SliceFsBoundsDirtyTrackingAndFixedSize) {
   EXPECT_EQ(fs.setattr(ino, attr, SliceFs::kSetSize).error().code, EFBIG);
 
   // Dirty tracking: the write makes a mirror; a second flush does nothing.
-  ASSERT_TRUE(fs.sync_if_dirty(ino).ok());
+  ASSERT_TRUE(fs.close(ino, true).ok());
   EXPECT_EQ(eng->table().slices[1].generation(), 1u);
-  ASSERT_TRUE(fs.sync_if_dirty(ino).ok());
+  ASSERT_TRUE(fs.close(ino, true).ok());
   EXPECT_EQ(eng->table().slices[1].generation(), 1u);
   ASSERT_TRUE(fs.sync(ino).ok());  // fsync always mirrors
   EXPECT_EQ(eng->table().slices[1].generation(), 2u);

@@ -1,0 +1,90 @@
+#include "fs/slice_table.h"
+
+#include <algorithm>
+
+namespace pcimirror {
+
+Status add_slice_to(const Volume& volume, SliceTable& table, SliceEntry e) {
+  PCIM_TRY(validate_name(e.name));
+  for (const SliceEntry& s : table.slices)
+    if (s.name == e.name)
+      return make_error(EEXIST, "a slice named '" + e.name + "' exists already");
+  const Superblock& sb = volume.superblock();
+  if (e.length_bytes == 0)
+    return make_error(EINVAL, "slice '" + e.name + "' needs a length of at least 1 byte");
+  if (e.offset_bytes > sb.region_bytes || e.length_bytes > sb.region_bytes - e.offset_bytes)
+    return make_error(EINVAL, "slice '" + e.name + "' [" + std::to_string(e.offset_bytes) +
+                                  ", +" + std::to_string(e.length_bytes) +
+                                  ") lies beyond the region of " +
+                                  std::to_string(sb.region_bytes) + " bytes");
+  for (const SliceEntry& s : table.slices)
+    if (e.offset_bytes < s.offset_bytes + s.length_bytes &&
+        s.offset_bytes < e.offset_bytes + e.length_bytes)
+      return make_error(EINVAL, "slice '" + e.name + "' would overlap slice '" +
+                                    s.name + "' in the region; choose a free window");
+  if (e.copies.empty()) e.copies.resize(sb.mirror_copies);
+  PCIM_ASSIGN_OR_RETURN(Allocator alloc, volume.allocator());
+  // Extents already taken by edits in `table` that are not committed yet.
+  for (const SliceEntry& s : table.slices)
+    for (const MirrorCopy& c : s.copies) alloc.reserve(c.extents);
+  for (MirrorCopy& c : e.copies) {
+    auto got = alloc.allocate(mirror_bytes(e.length_bytes) / kSectorBytes);
+    if (!got.ok())
+      return make_error(ENOSPC, "no room on " + volume.device().path() + " for the " +
+                                    std::to_string(e.copies.size()) +
+                                    " mirror copies of slice '" + e.name + "' (" +
+                                    std::to_string(e.length_bytes) + " bytes each)");
+    c = MirrorCopy{};
+    c.extents = std::move(got).value();
+  }
+  e.current_copy = 0;
+  table.slices.push_back(std::move(e));
+  return {};
+}
+
+Status remove_slice_from(SliceTable& table, const std::string& name) {
+  auto it = std::find_if(table.slices.begin(), table.slices.end(),
+                         [&](const SliceEntry& s) { return s.name == name; });
+  if (it == table.slices.end()) return make_error(ENOENT, "no slice named '" + name + "'");
+  table.slices.erase(it);
+  return {};
+}
+
+Status rename_slice_in(SliceTable& table, const std::string& from,
+                       const std::string& to, bool replace) {
+  PCIM_TRY(validate_name(to));
+  auto src = std::find_if(table.slices.begin(), table.slices.end(),
+                          [&](const SliceEntry& s) { return s.name == from; });
+  if (src == table.slices.end()) return make_error(ENOENT, "no slice named '" + from + "'");
+  if (from == to) return {};
+  auto dst = std::find_if(table.slices.begin(), table.slices.end(),
+                          [&](const SliceEntry& s) { return s.name == to; });
+  if (dst != table.slices.end()) {
+    if (!replace) return make_error(EEXIST, "a slice named '" + to + "' exists already");
+    table.slices.erase(dst);
+    src = std::find_if(table.slices.begin(), table.slices.end(),
+                       [&](const SliceEntry& s) { return s.name == from; });
+  }
+  src->name = to;
+  return {};
+}
+
+std::pair<uint64_t, uint64_t> largest_free_window(
+    uint64_t region_bytes, std::vector<std::pair<uint64_t, uint64_t>> windows,
+    uint64_t align_bytes) {
+  std::sort(windows.begin(), windows.end());
+  std::pair<uint64_t, uint64_t> best{0, 0};
+  uint64_t cursor = 0;
+  auto consider = [&](uint64_t start, uint64_t end) {
+    start = (start + align_bytes - 1) / align_bytes * align_bytes;
+    if (end > start && end - start > best.second) best = {start, end - start};
+  };
+  for (const auto& [off, len] : windows) {
+    if (off > cursor) consider(cursor, off);
+    cursor = std::max(cursor, off + len);
+  }
+  if (region_bytes > cursor) consider(cursor, region_bytes);
+  return best;
+}
+
+}  // namespace pcimirror
