@@ -19,6 +19,8 @@ void add_restore(CLI::App& app, int& rc, Settings& settings);
 void add_demo(CLI::App& app, int& rc);
 void add_devices(CLI::App& app, int& rc);
 void add_fsck(CLI::App& app, int& rc);
+void add_slice(CLI::App& app, int& rc);
+void add_umount(CLI::App& app, int& rc, Settings& settings);
 
 /// The mount.fuse3 form: `pcimirror SOURCE MOUNTPOINT -o OPTIONS`.
 int run_mount(const std::string& device, const std::string& mountpoint,

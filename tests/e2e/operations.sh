@@ -1,0 +1,123 @@
+#!/usr/bin/env bash
+# Operations on a real loop device: config files and settings precedence,
+# xattrs, mirror_on_close, interval mirroring, slices changed through the
+# mount (mv, rm, truncate -s, cp onto a new name: one commit each) and
+# offline (pcimirror slice), and `pcimirror umount`.
+source "$(dirname "$0")/lib.sh"
+command -v getfattr >/dev/null || skip "no getfattr (apt-get install attr)"
+P=$PCIMIRROR
+
+DEV=$(new_loop 256M)
+MNT=$(new_mountpoint mnt)
+"$P" format "$DEV" --memory "file=$SHM.ram,size=64M" --slice a:0:4M --slice b:4M:4M --slice c:8M:1M >/dev/null
+gen() { "$P" status "$DEV" --json | jq -r --arg n "$1" '.slices[] | select(.name==$n) | .generation'; }
+meta() { "$P" status "$DEV" --json | jq .metadata_generation; }
+xattr() { getfattr --only-values -n "user.pcimirror.$2" "$MNT/$1"; }
+umount_all() { "$P" umount "$MNT" >/dev/null; }
+
+log "config file: /etc/pcimirror/NAME.conf (here PCIMIRROR_CONFIG_DIR), command line overrides it"
+export PCIMIRROR_CONFIG_DIR=$WORK/conf
+mkdir -p "$PCIMIRROR_CONFIG_DIR"
+cat >"$PCIMIRROR_CONFIG_DIR/lab.conf" <<CONF
+# pcimirror.conf(5)
+source = "$DEV"
+mountpoint = "$MNT"
+file = "$SHM.ram"
+bounce = "always"
+mirror_on_close = "sync"
+CONF
+"$P" mount --config lab
+random_file "$WORK/a1" 4
+cp "$WORK/a1" "$MNT/a"
+[[ $(xattr a path) == bounce ]] || die "config's bounce=always not applied: $(xattr a path)"
+umount_all
+"$P" mount --config lab --bounce auto
+cp "$WORK/a1" "$MNT/a"
+[[ $(xattr a path) == zero-copy ]] || die "--bounce auto did not override the config"
+umount_all
+"$P" mount --config lab -o bounce=always --bounce auto
+cp "$WORK/a1" "$MNT/a"
+[[ $(xattr a path) == bounce ]] || die "-o did not override --bounce"
+umount_all
+echo 'colour = "red"' >>"$PCIMIRROR_CONFIG_DIR/lab.conf"
+if out=$("$P" mount --config lab 2>&1); then die "unknown config key accepted"; fi
+grep -q "colour" <<<"$out" || die "message: $out"
+sed -i '/colour/d' "$PCIMIRROR_CONFIG_DIR/lab.conf"
+
+log "xattrs"
+"$P" mount --config lab -o mirror_on_close=off
+getfattr -d -m pcimirror "$MNT/a"
+[[ $(xattr a generation) == $(gen a) ]] || die "generation xattr"
+[[ $(xattr a crc32c) == $("$P" status "$DEV" --json | jq -r '.slices[0].crc32c_hex') ]] || die "crc32c xattr"
+[[ $(xattr a state) == clean ]] || die "state should be clean"
+[[ $(xattr a progress) == "4194304/4194304" ]] || die "progress xattr: $(xattr a progress)"
+xattr a last_sync | grep -qE '^20[0-9]{2}-[0-9]{2}-[0-9]{2}T' || die "last_sync xattr"
+
+log "mirror_on_close=off: cp leaves the slice dirty; pcimirror umount mirrors it"
+g=$(gen b)
+cp "$WORK/a1" "$MNT/b"
+[[ $(gen b) == "$g" ]] || die "mirror_on_close=off mirrored at close"
+[[ $(xattr b state) == dirty ]] || die "state should be dirty: $(xattr b state)"
+"$P" umount "$MNT" | grep -q "mirrored dirty slice b" || die "umount did not mirror b"
+[[ $(gen b) == $((g + 1)) ]] || die "umount's final mirror"
+mountpoint -q "$MNT" && die "still mounted"
+
+log "mirror_on_close=async: close returns at once, the mirror follows"
+"$P" mount --config lab -o mirror_on_close=async
+g=$(gen c)
+head -c 1048576 /dev/urandom >"$MNT/c"
+for _ in $(seq 50); do [[ $(gen c) == "$g" ]] || break; sleep 0.1; done
+[[ $(gen c) == $((g + 1)) ]] || die "async mirror did not happen"
+umount_all
+
+log "interval=1s mirrors every slice; with host_only_writes only written ones"
+ga=$(gen a); gc=$(gen c)
+"$P" mount --config lab -o interval=1s,mirror_on_close=off
+sleep 2.5
+umount_all
+(($(gen a) >= ga + 2 && $(gen c) >= gc + 2)) || die "interval did not mirror all slices ($ga->$(gen a), $gc->$(gen c))"
+ga=$(gen a); gc=$(gen c)
+"$P" mount --config lab -o interval=1s,host_only_writes,mirror_on_close=off
+echo x | dd of="$MNT/c" conv=notrunc status=none
+sleep 2.5
+umount_all
+[[ $(gen a) == "$ga" ]] || die "host_only_writes mirrored an unwritten slice"
+(($(gen c) == gc + 1)) || die "host_only_writes did not mirror the written slice once ($gc->$(gen c))"
+
+log "slices through the mount: one commit each"
+"$P" mount --config lab
+m=$(meta)
+mv "$MNT/a" "$MNT/renamed"
+[[ $(meta) == $((m + 1)) && $(gen renamed) == $(gen renamed) && -z $(gen a) ]] || die "mv"
+cmp "$WORK/a1" "$MNT/renamed" || die "renamed slice lost its memory"
+head -c 1M "$SHM.ram" >"$WORK/before-rm"
+rm "$MNT/renamed"
+[[ $(meta) == $((m + 2)) && -z $(gen renamed) ]] || die "rm"
+cmp "$WORK/before-rm" <(head -c 1M "$SHM.ram") || die "rm changed device memory"
+truncate -s 1M "$MNT/new1"
+[[ $(meta) == $((m + 3)) ]] || die "truncate -s NEW: $(meta) != $((m + 3))"
+[[ $("$P" status "$DEV" --json | jq '.slices[] | select(.name=="new1") | .length_bytes') == 1048576 ]] || die "new1 length"
+random_file "$WORK/n2" 3
+cp "$WORK/n2" "$MNT/new2"
+[[ $(meta) == $((m + 4)) ]] || die "cp onto a new name: $(meta) != $((m + 4))"
+[[ $(stat -c %s "$MNT/new2") == 3145728 ]] || die "new2 not trimmed to its size"
+mirror_of "$DEV" new2 "$WORK/n2.disk"
+cmp "$WORK/n2" "$WORK/n2.disk" || die "new2's mirror differs"
+if out=$(mv "$MNT/b" "$MNT/c" 2>&1); then :; fi  # replace: c goes, b becomes c
+[[ -z $(gen b) && $(gen c) -ge 1 ]] || die "mv onto an existing slice"
+umount_all
+"$P" fsck "$DEV" --verify >/dev/null || die "fsck after the changes"
+"$P" restore "$DEV" --memory "file=$SHM.r,size=64M" new2 >/dev/null
+off=$("$P" status "$DEV" --json | jq '.slices[] | select(.name=="new2") | .offset_bytes')
+cmp "$WORK/n2" <(tail -c +$((off + 1)) "$SHM.r" | head -c 3145728) || die "restore of new2"
+
+log "offline: pcimirror slice add|rename|rm"
+m=$(meta)
+"$P" slice add "$DEV" log:40M:2M
+"$P" slice rename "$DEV" log journal
+"$P" slice rm "$DEV" new1
+[[ $(meta) == $((m + 3)) ]] || die "offline edits: one commit each"
+[[ -n $(gen journal) && -z $(gen new1) ]] || die "offline edits not visible"
+if "$P" slice add "$DEV" bad:41M:1M 2>/dev/null; then die "overlapping slice added"; fi
+"$P" fsck "$DEV" >/dev/null || die "fsck after offline edits"
+echo "PASS operations"
