@@ -7,10 +7,15 @@ namespace pcimirror::cli {
 namespace {
 
 bool is_generic_fstab_option(const std::string& key) {
-  static const char* generic[] = {"defaults", "nofail", "noauto", "auto",
-                                  "user",     "users",  "nouser", "_netdev",
-                                  "rw",       "nosuid", "nodev",  "noexec",
-                                  "async",    "atime",  "noatime", "relatime"};
+  // fstab-only and generic mount(8) flags. mount.fuse3 passes some of them
+  // (dev, suid); the mount itself is always nosuid,nodev,noexec.
+  static const char* generic[] = {
+      "defaults", "nofail",     "noauto",   "auto",      "user",    "users",
+      "nouser",   "owner",      "group",    "_netdev",   "rw",      "nosuid",
+      "nodev",    "noexec",     "suid",     "dev",       "exec",    "async",
+      "sync",     "dirsync",    "atime",    "noatime",   "relatime", "norelatime",
+      "strictatime", "lazytime", "nolazytime", "diratime", "nodiratime",
+      "iversion", "noiversion", "mand",     "nomand",    "silent",  "loud"};
   for (const char* g : generic)
     if (key == g) return true;
   return key.rfind("x-", 0) == 0 || key == "comment";
