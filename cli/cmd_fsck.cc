@@ -8,6 +8,7 @@
 
 #include "cli/commands.h"
 #include "cli/common.h"
+#include "cli/progress.h"
 #include "fs/fsck.h"
 
 namespace pcimirror::cli {
@@ -27,7 +28,14 @@ int run(const std::string& device, bool verify, bool repair, bool json) {
   FsckOptions fo;
   fo.verify = verify;
   fo.repair = repair;
+  std::unique_ptr<Progress> vbar;
+  fo.progress = [&](uint64_t done, uint64_t total) {
+    if (json) return;
+    if (!vbar) vbar = std::make_unique<Progress>("fsck --verify", total);
+    vbar->update(done);
+  };
   auto rep = run_fsck(std::move(dev).value(), fo);
+  if (vbar) vbar->finish();
   if (!rep.ok()) {
     fail(rep.error());
     return kFsckOperational;

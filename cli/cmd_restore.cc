@@ -6,6 +6,7 @@
 
 #include "cli/commands.h"
 #include "cli/common.h"
+#include "cli/progress.h"
 #include "cli/mount_options.h"
 #include "cli/settings.h"
 #include "io/units.h"
@@ -30,7 +31,12 @@ int run(const std::string& device, const std::string& memory,
     for (const SliceEntry& e : vol->table().slices) names.push_back(e.name);
   int rc = kOk;
   for (const std::string& name : names) {
-    auto r = (*engine)->restore(name);
+    uint64_t len = 0;
+    for (const SliceEntry& e : vol->table().slices)
+      if (e.name == name) len = e.length_bytes;
+    Progress bar("restore " + name, 2 * len);
+    auto r = (*engine)->restore(name, [&](uint64_t d) { bar.update(d); });
+    bar.finish();
     if (!r.ok()) {
       rc = fail(r.error());
       continue;

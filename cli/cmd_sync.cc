@@ -5,7 +5,11 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <sys/xattr.h>
+
 #include <CLI/CLI.hpp>
+#include <atomic>
+#include <thread>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
@@ -13,6 +17,7 @@
 
 #include "cli/commands.h"
 #include "cli/common.h"
+#include "cli/progress.h"
 #include "io/unique_fd.h"
 
 namespace pcimirror::cli {
@@ -41,7 +46,26 @@ int run(const std::string& mountpoint, std::vector<std::string> names) {
     }
     const off_t bytes = ::lseek(fd.get(), 0, SEEK_END);
     auto t0 = std::chrono::steady_clock::now();
-    if (::fsync(fd.get()) != 0) {
+    // The daemon publishes "done/total" in user.pcimirror.progress.
+    Progress bar("sync " + name, static_cast<uint64_t>(bytes));
+    std::atomic<bool> done{false};
+    std::thread poller;
+    if (bar.active())
+      poller = std::thread([&] {
+        while (!done) {
+          char v[64] = {};
+          if (::getxattr(path.c_str(), "user.pcimirror.progress", v, sizeof v - 1) > 0)
+            bar.update(std::strtoull(v, nullptr, 10));
+          std::this_thread::sleep_for(std::chrono::milliseconds(100));
+        }
+      });
+    const int fr = ::fsync(fd.get());
+    const int fsync_errno = errno;
+    done = true;
+    if (poller.joinable()) poller.join();
+    bar.finish();
+    errno = fsync_errno;
+    if (fr != 0) {
       rc = fail(errno_error("sync of slice '" + name + "' on " + mountpoint +
                             " failed; the daemon's log (journalctl -t "
                             "pcimirror) names the cause"));

@@ -132,16 +132,27 @@ Result<FsckReport> run_fsck(BlockDevice device, const FsckOptions& opt) {
     PCIM_ASSIGN_OR_RETURN(auto engine, UringEngine::create(vol->device(), opt.engine));
     SliceTable next = vol->table();
     bool changed = false;
+    uint64_t total = 0, base = 0;
+    for (const SliceEntry& e : next.slices) {
+      if (!e.committed()) continue;
+      total += e.length_bytes;
+      if (e.copies.size() == 2 && e.copies[1 - e.current_copy].generation) total += e.length_bytes;
+    }
+    auto tick = [&](uint64_t d) {
+      if (opt.progress) opt.progress(base + d, total);
+    };
     for (SliceEntry& e : next.slices) {
       const MirrorCopy* cur = e.committed();
       if (!cur) continue;
-      Status v = verify_mirror(*engine, vol->superblock(), e, *cur);
+      Status v = verify_mirror(*engine, vol->superblock(), e, *cur, tick);
+      base += e.length_bytes;
       if (v.ok()) rep.verified_bytes += e.length_bytes;
       const uint32_t other_i = 1 - e.current_copy;
       const bool has_other = e.copies.size() == 2 && e.copies[other_i].generation != 0;
       bool other_ok = false;
       if (has_other) {
-        Status ov = verify_mirror(*engine, vol->superblock(), e, e.copies[other_i]);
+        Status ov = verify_mirror(*engine, vol->superblock(), e, e.copies[other_i], tick);
+        base += e.length_bytes;
         other_ok = ov.ok();
         if (!other_ok && v.ok())
           add(F::kInfo, "slice '" + e.name + "': previous copy (generation " +

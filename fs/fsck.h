@@ -3,6 +3,7 @@
 // it knows. It repairs only when asked.
 #pragma once
 
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -23,6 +24,8 @@ struct FsckOptions {
   bool verify = false;  ///< read every mirror and check its CRC32Cs
   bool repair = false;  ///< fix what can be fixed (needs a writable device)
   EngineOptions engine;
+  /// Called with (bytes verified so far, total) during --verify.
+  std::function<void(uint64_t, uint64_t)> progress;
 };
 
 struct FsckReport {

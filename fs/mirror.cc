@@ -315,12 +315,14 @@ Status MirrorEngine::rename_slice(const std::string& from, const std::string& to
 }
 
 Status verify_mirror(UringEngine& engine, const Superblock& sb,
-                     const SliceEntry& e, const MirrorCopy& c) {
+                     const SliceEntry& e, const MirrorCopy& c,
+                     const std::function<void(uint64_t)>& progress) {
   const uint32_t chunk_bytes = sb.crc_chunk_bytes;
   CrcAccumulator crc(e.length_bytes, chunk_bytes);
   size_t checked = 0;
-  auto sink = [&](uint64_t, const std::byte* data, uint64_t n) -> Status {
+  auto sink = [&](uint64_t off, const std::byte* data, uint64_t n) -> Status {
     crc.feed(data, n);
+    if (progress) progress(off + n);
     // Compare chunks as soon as they close, to stop early on damage.
     for (; checked < crc.chunks().size(); ++checked)
       if (crc.chunks()[checked] != c.chunk_crc32c[checked])
@@ -341,7 +343,8 @@ Status verify_mirror(UringEngine& engine, const Superblock& sb,
   return {};
 }
 
-Status MirrorEngine::restore_copy(const SliceEntry& e, const MirrorCopy& c) {
+Status MirrorEngine::restore_copy(const SliceEntry& e, const MirrorCopy& c,
+                                  const std::function<void(uint64_t)>& progress) {
   // Second pass: the data verified a moment ago is read again and checked
   // chunk by chunk before each chunk is copied into the region.
   const uint32_t chunk_bytes = volume_.superblock().crc_chunk_bytes;
@@ -360,6 +363,7 @@ Status MirrorEngine::restore_copy(const SliceEntry& e, const MirrorCopy& c) {
       done += take;
     }
     region_.copy_to(e.offset_bytes + off, data, n);
+    if (progress) progress(e.length_bytes + off + n);
     return {};
   };
   auto stats = engine_->read(device_extents(c), e.length_bytes, sink);
@@ -383,7 +387,8 @@ Status MirrorEngine::verify(const std::string& name) {
   return {};
 }
 
-Result<RestoreReport> MirrorEngine::restore(const std::string& name) {
+Result<RestoreReport> MirrorEngine::restore(
+    const std::string& name, const std::function<void(uint64_t)>& progress) {
   std::lock_guard lock(mu_);
   const SliceEntry* e = find(volume_.table(), name);
   if (!e) return make_error(ENOENT, "no slice named '" + name + "'");
@@ -396,7 +401,7 @@ Result<RestoreReport> MirrorEngine::restore(const std::string& name) {
     return r;
   }
   const uint64_t t0 = mono_ns();
-  Status v = verify_mirror(*engine_, volume_.superblock(), *e, *c);
+  Status v = verify_mirror(*engine_, volume_.superblock(), *e, *c, progress);
   if (!v.ok() && v.error().code != EUCLEAN) {
     // An I/O error is not damage: report it, touch nothing.
     Error err = v.take_error();
@@ -424,7 +429,7 @@ Result<RestoreReport> MirrorEngine::restore(const std::string& name) {
                                      "device memory was left untouched");
     }
   }
-  if (Status s = restore_copy(*e, *c); !s.ok()) {
+  if (Status s = restore_copy(*e, *c, progress); !s.ok()) {
     Error err = s.take_error();
     err.message = "restore of slice '" + name + "' failed: " + err.message;
     return err;

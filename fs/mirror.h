@@ -69,7 +69,8 @@ struct RestoreReport {
 /// CRC32C and the whole CRC32C (docs/FORMAT.md §5). EUCLEAN naming the
 /// first bad chunk; the read's errno on I/O failure. Touches no region.
 Status verify_mirror(UringEngine& engine, const Superblock& sb,
-                     const SliceEntry& e, const MirrorCopy& copy);
+                     const SliceEntry& e, const MirrorCopy& copy,
+                     const std::function<void(uint64_t)>& progress = {});
 
 class MirrorEngine {
  public:
@@ -107,7 +108,9 @@ class MirrorEngine {
   /// the whole CRC32C, and only then copies it into the region (§5). If the
   /// current copy is damaged and the other copy is intact, restores that one
   /// and says so. EUCLEAN when no copy verifies (the region is untouched).
-  Result<RestoreReport> restore(const std::string& name);
+  /// `progress` gets bytes done of 2 x length (verify pass, then copy).
+  Result<RestoreReport> restore(const std::string& name,
+                                const std::function<void(uint64_t)>& progress = {});
 
   /// Reads and verifies the committed mirror of `name` without touching the
   /// region. EUCLEAN on a mismatch.
@@ -132,7 +135,8 @@ class MirrorEngine {
                                 uint64_t generation,
                                 const std::function<void(uint64_t)>& progress,
                                 SyncReport& report);
-  Status restore_copy(const SliceEntry& e, const MirrorCopy& c);
+  Status restore_copy(const SliceEntry& e, const MirrorCopy& c,
+                      const std::function<void(uint64_t)>& progress);
 
   Volume& volume_;
   Region& region_;

@@ -120,4 +120,8 @@ m=$(meta)
 [[ -n $(gen journal) && -z $(gen new1) ]] || die "offline edits not visible"
 if "$P" slice add "$DEV" bad:41M:1M 2>/dev/null; then die "overlapping slice added"; fi
 "$P" fsck "$DEV" >/dev/null || die "fsck after offline edits"
+
+log "progress: a bar on a terminal, plain lines otherwise"
+script -qec "$P fsck $DEV --verify" /dev/null | tr '\r' '\n' | grep -q "MB/s  ETA" || die "no progress bar on a TTY"
+! "$P" fsck "$DEV" --verify | grep -q ETA || die "progress bar in a pipe"
 echo "PASS operations"
