@@ -39,16 +39,8 @@ Result<MountOptions> parse_mount_options(const std::string& text) {
   MountOptions o;
   MemorySpec memory;
   bool has_memory = false;
-  size_t pos = 0;
-  while (pos <= text.size()) {
-    size_t comma = text.find(',', pos);
-    if (comma == std::string::npos) comma = text.size();
-    std::string item = text.substr(pos, comma - pos);
-    pos = comma + 1;
-    if (item.empty()) continue;
-    size_t eq = item.find('=');
-    std::string key = item.substr(0, eq);
-    std::string value = eq == std::string::npos ? "" : item.substr(eq + 1);
+  for (const auto& [key, value] : split_key_values(text)) {
+    const std::string item = value.empty() ? key : key + "=" + value;
     if (MemorySpec::is_memory_key(key)) {
       if (value.empty())
         return make_error(EINVAL, "-o " + key + " needs a value");

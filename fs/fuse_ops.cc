@@ -42,6 +42,18 @@ void reply_attr(fuse_req_t req, const Result<struct stat>& st) {
   fuse_reply_attr(req, &*st, kAttrTimeout);
 }
 
+// The entry (inode and attributes) lookup and create answer with.
+Result<fuse_entry_param> entry_of(SliceFs& fs, uint64_t ino) {
+  auto st = fs.getattr(ino);
+  if (!st.ok()) return st.take_error();
+  fuse_entry_param e{};
+  e.ino = ino;
+  e.attr = *st;
+  e.attr_timeout = kAttrTimeout;
+  e.entry_timeout = kAttrTimeout;
+  return e;
+}
+
 void op_init(void* userdata, fuse_conn_info* conn) {
   // Large direct writes: libfuse derives max_pages from max_write.
   conn->max_write = static_cast<Context*>(userdata)->max_write_bytes;
@@ -59,14 +71,9 @@ void op_lookup(fuse_req_t req, fuse_ino_t parent, const char* name) {
   SliceFs& fs = fs_of(req);
   auto ino = fs.lookup(name);
   if (!ino.ok()) return (void)fuse_reply_err(req, ENOENT);
-  auto st = fs.getattr(*ino);
-  if (!st.ok()) return (void)fuse_reply_err(req, st.error().code);
-  fuse_entry_param e{};
-  e.ino = *ino;
-  e.attr = *st;
-  e.attr_timeout = kAttrTimeout;
-  e.entry_timeout = kAttrTimeout;
-  fuse_reply_entry(req, &e);
+  auto e = entry_of(fs, *ino);
+  if (!e.ok()) return (void)fuse_reply_err(req, e.error().code);
+  fuse_reply_entry(req, &*e);
 }
 
 void op_getattr(fuse_req_t req, fuse_ino_t ino, fuse_file_info*) {
@@ -152,14 +159,9 @@ void op_create(fuse_req_t req, fuse_ino_t parent, const char* name,
   const fuse_ctx* ctx = fuse_req_ctx(req);
   auto ino = fs.create(name, mode, ctx->uid, ctx->gid);
   if (!ino.ok()) return (void)fuse_reply_err(req, ino.error().code);
-  auto st = fs.getattr(*ino);
-  if (!st.ok()) return (void)fuse_reply_err(req, st.error().code);
-  fuse_entry_param e{};
-  e.ino = *ino;
-  e.attr = *st;
-  e.attr_timeout = kAttrTimeout;
-  e.entry_timeout = kAttrTimeout;
-  reply_open(req, fi, &e);
+  auto e = entry_of(fs, *ino);
+  if (!e.ok()) return (void)fuse_reply_err(req, e.error().code);
+  reply_open(req, fi, &*e);
 }
 
 void op_unlink(fuse_req_t req, fuse_ino_t parent, const char* name) {
@@ -183,6 +185,26 @@ void op_getxattr(fuse_req_t req, fuse_ino_t ino, const char* name, size_t size) 
   if (size == 0) return (void)fuse_reply_xattr(req, v->size());
   if (size < v->size()) return (void)fuse_reply_err(req, ERANGE);
   fuse_reply_buf(req, v->data(), v->size());
+}
+
+// `pcimirror sync` sets user.pcimirror.sync on the root: a group commit of
+// the slices named in the value (newline-separated), or of all.
+void op_setxattr(fuse_req_t req, fuse_ino_t ino, const char* name,
+                 const char* value, size_t size, int) {
+  if (ino != kRootIno || std::strcmp(name, kSyncXattr) != 0)
+    return (void)fuse_reply_err(req, ENOTSUP);
+  std::vector<std::string> names;
+  std::string cur;
+  for (size_t i = 0; i <= size; ++i) {
+    if (i == size || value[i] == '\n') {
+      if (!cur.empty()) names.push_back(cur);
+      cur.clear();
+    } else {
+      cur.push_back(value[i]);
+    }
+  }
+  Status s = fs_of(req).sync_batch(names);
+  fuse_reply_err(req, s.ok() ? 0 : s.error().code);
 }
 
 void op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size) {
@@ -234,6 +256,7 @@ fuse_lowlevel_ops make_ops() {
   ops.rename = op_rename;
   ops.getxattr = op_getxattr;
   ops.listxattr = op_listxattr;
+  ops.setxattr = op_setxattr;
   ops.read = op_read;
   ops.write = op_write;
   ops.flush = op_flush;

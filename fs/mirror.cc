@@ -3,6 +3,7 @@
 #include <chrono>
 #include <cstdio>
 #include <functional>
+#include <map>
 
 #include "fs/crc32c.h"
 #include "fs/slice_table.h"
@@ -66,18 +67,20 @@ class CrcAccumulator {
 class RegionSource final : public WriteSource {
  public:
   RegionSource(Region& region, uint64_t offset_bytes, bool zero_copy,
-               CrcAccumulator& crc, const std::function<void(uint64_t)>& progress)
+               CrcAccumulator& crc, std::function<void(uint64_t)> progress)
       : region_(region),
         offset_(offset_bytes),
         zero_copy_(zero_copy),
         crc_(crc),
-        progress_(progress) {}
+        progress_(std::move(progress)) {}
   const std::byte* direct(uint64_t mirror_offset, uint64_t) override {
     return zero_copy_ ? region_.base() + offset_ + mirror_offset : nullptr;
   }
   void fill(uint64_t mirror_offset, std::byte* dst, uint64_t n) override {
     region_.copy_from(offset_ + mirror_offset, dst, n);
+    bounced_ += n;
   }
+  uint64_t bounced_bytes() const { return bounced_; }
   void observe(uint64_t off, const std::byte* data, uint64_t n) override {
     crc_.feed(data, n);
     if (progress_) progress_(off + n);
@@ -88,7 +91,8 @@ class RegionSource final : public WriteSource {
   uint64_t offset_;
   bool zero_copy_;
   CrcAccumulator& crc_;
-  const std::function<void(uint64_t)>& progress_;
+  std::function<void(uint64_t)> progress_;
+  uint64_t bounced_ = 0;
 };
 
 const SliceEntry* find(const SliceTable& t, const std::string& name) {
@@ -193,42 +197,59 @@ Status MirrorEngine::commit_edit(
   return volume_.commit(std::move(next));
 }
 
-Result<MirrorCopy> MirrorEngine::write_copy(
-    const SliceEntry& e, const MirrorCopy& target, uint64_t generation,
-    const std::function<void(uint64_t)>& progress, SyncReport& report) {
+Result<std::vector<MirrorCopy>> MirrorEngine::write_copies(
+    std::span<const CopyRequest> reqs, std::vector<SyncReport>& reports) {
   const bool zero_copy =
       options_.bounce != BounceMode::kAlways && region_.pages_pinnable();
-  CrcAccumulator crc(e.length_bytes, volume_.superblock().crc_chunk_bytes);
-  RegionSource source(region_, e.offset_bytes, zero_copy, crc, progress);
+  const uint32_t chunk = volume_.superblock().crc_chunk_bytes;
+  std::vector<CrcAccumulator> crcs;
+  std::vector<RegionSource> sources;
+  std::vector<std::vector<DeviceExtent>> extents;
+  std::vector<WriteJob> jobs;
+  crcs.reserve(reqs.size());
+  sources.reserve(reqs.size());
+  extents.reserve(reqs.size());
+  uint64_t total_bytes = 0;
+  for (const CopyRequest& r : reqs) {
+    crcs.emplace_back(r.entry->length_bytes, chunk);
+    sources.emplace_back(region_, r.entry->offset_bytes, zero_copy, crcs.back(), r.progress);
+    extents.push_back(device_extents(*r.target));
+    jobs.push_back({extents.back(), r.entry->length_bytes, &sources.back()});
+    total_bytes += r.entry->length_bytes;
+  }
   const uint64_t t0 = mono_ns();
-  auto stats = engine_->write(device_extents(target), e.length_bytes, source);
-  if (!stats.ok()) {
-    Error err = stats.take_error();
-    err.message = "mirror of slice '" + e.name + "' failed: " + err.message;
+  auto stats = engine_->write(jobs);
+  Status flushed = stats.ok() ? engine_->flush() : Status();
+  if (!stats.ok() || !flushed.ok()) {
+    Error err = stats.ok() ? flushed.take_error() : stats.take_error();
+    err.message = "mirror of slice '" + reqs.front().entry->name + "'" +
+                  (reqs.size() > 1 ? " and " + std::to_string(reqs.size() - 1) + " more" : "") +
+                  " failed: " + err.message;
     return err;
   }
-  if (Status f = engine_->flush(); !f.ok()) {
-    Error err = f.take_error();
-    err.message = "mirror of slice '" + e.name + "' failed: " + err.message;
-    return err;
+  const uint64_t batch_ns = mono_ns() - t0;
+  const int64_t now = wall_ns();
+  std::vector<MirrorCopy> out;
+  for (size_t i = 0; i < reqs.size(); ++i) {
+    const SliceEntry& e = *reqs[i].entry;
+    crcs[i].finish();
+    MirrorCopy c = *reqs[i].target;
+    c.generation = reqs[i].generation;
+    c.sync_time_ns = now;
+    c.sync_duration_ns = total_bytes
+        ? static_cast<uint64_t>(static_cast<double>(batch_ns) * e.length_bytes / total_bytes)
+        : batch_ns;
+    c.crc32c = crcs[i].whole();
+    const uint64_t bounced = sources[i].bounced_bytes();
+    c.path = bounced == 0 ? MirrorPath::kZeroCopy
+             : bounced == e.length_bytes ? MirrorPath::kBounce
+                                         : MirrorPath::kMixed;
+    c.chunk_crc32c = std::move(crcs[i].chunks());
+    reports.push_back(SyncReport{e.name, c.generation, e.length_bytes,
+                                 c.sync_duration_ns, c.path, c.crc32c});
+    out.push_back(std::move(c));
   }
-  crc.finish();
-  MirrorCopy c = target;
-  c.generation = generation;
-  c.sync_time_ns = wall_ns();
-  c.sync_duration_ns = mono_ns() - t0;
-  c.crc32c = crc.whole();
-  c.path = stats->bytes_bounced == 0   ? MirrorPath::kZeroCopy
-           : stats->bytes_direct == 0 ? MirrorPath::kBounce
-                                      : MirrorPath::kMixed;
-  c.chunk_crc32c = std::move(crc.chunks());
-  report.slice = e.name;
-  report.generation = generation;
-  report.bytes = e.length_bytes;
-  report.duration_ns = c.sync_duration_ns;
-  report.crc32c = c.crc32c;
-  report.path = c.path;
-  return c;
+  return out;
 }
 
 static void log_sync(const SyncReport& r) {
@@ -250,14 +271,14 @@ Result<SyncReport> MirrorEngine::sync(
                                  " is read-only; slice '" + name +
                                  "' cannot be mirrored");
   const uint32_t target = e->next_copy();
-  SyncReport report;
-  PCIM_ASSIGN_OR_RETURN(MirrorCopy copy,
-                        write_copy(*e, e->copies[target], e->generation() + 1,
-                                   progress, report));
+  std::vector<SyncReport> reports;
+  const CopyRequest req{e, &e->copies[target], e->generation() + 1, progress};
+  PCIM_ASSIGN_OR_RETURN(auto copies, write_copies({&req, 1}, reports));
+  const SyncReport report = reports.front();
   SliceTable next = volume_.table();
   for (SliceEntry& s : next.slices) {
     if (s.name != name) continue;
-    s.copies[target] = std::move(copy);
+    s.copies[target] = std::move(copies.front());
     s.current_copy = target;
     if (amend) amend(s);
   }
@@ -268,6 +289,44 @@ Result<SyncReport> MirrorEngine::sync(
   }
   log_sync(report);
   return report;
+}
+
+Result<std::vector<SyncReport>> MirrorEngine::sync_batch(
+    const std::vector<std::string>& names,
+    const std::function<void(SliceEntry&)>& amend) {
+  std::lock_guard lock(mu_);
+  if (volume_.read_only())
+    return make_error(EROFS, "volume on " + volume_.device().path() + " is read-only");
+  const SliceTable& cur = volume_.table();
+  std::vector<CopyRequest> reqs;
+  std::vector<uint32_t> targets;
+  for (const std::string& n : names) {
+    const SliceEntry* e = find(cur, n);
+    if (!e) return make_error(ENOENT, "no slice named '" + n + "'");
+    targets.push_back(e->next_copy());
+    reqs.push_back({e, &e->copies[targets.back()], e->generation() + 1, {}});
+  }
+  std::vector<SyncReport> reports;
+  PCIM_ASSIGN_OR_RETURN(auto copies, write_copies(reqs, reports));
+  SliceTable next = cur;
+  std::map<std::string, size_t> index;
+  for (size_t i = 0; i < names.size(); ++i) index[names[i]] = i;
+  for (SliceEntry& s : next.slices) {
+    auto it = index.find(s.name);
+    if (it == index.end()) continue;
+    s.copies[targets[it->second]] = std::move(copies[it->second]);
+    s.current_copy = targets[it->second];
+    if (amend) amend(s);
+  }
+  if (Status c = volume_.commit(std::move(next)); !c.ok()) {
+    Error err = c.take_error();
+    err.message = "group commit of " + std::to_string(names.size()) + " slices failed: " + err.message;
+    return err;
+  }
+  uint64_t bytes = 0;
+  for (const auto& r : reports) bytes += r.bytes;
+  log_info("group sync slices=" + std::to_string(names.size()) + " bytes=" + std::to_string(bytes));
+  return reports;
 }
 
 Result<SyncReport> MirrorEngine::add_slice(SliceEntry entry, bool mirror_now) {
@@ -283,7 +342,11 @@ Result<SyncReport> MirrorEngine::add_slice(SliceEntry entry, bool mirror_now) {
   report.slice = name;
   if (mirror_now) {
     SliceEntry& e = next.slices.back();
-    PCIM_ASSIGN_OR_RETURN(e.copies[0], write_copy(e, e.copies[0], 1, {}, report));
+    std::vector<SyncReport> reports;
+    const CopyRequest req{&e, &e.copies[0], 1, {}};
+    PCIM_ASSIGN_OR_RETURN(auto copies, write_copies({&req, 1}, reports));
+    e.copies[0] = std::move(copies.front());
+    report = reports.front();
   }
   if (Status c = volume_.commit(std::move(next)); !c.ok()) {
     Error err = c.take_error();

@@ -6,6 +6,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -95,6 +96,13 @@ class MirrorEngine {
                           const std::function<void(SliceEntry&)>& amend = {},
                           const std::function<void(uint64_t)>& progress = {});
 
+  /// Mirrors several slices with one pipelined write, one flush and one
+  /// metadata commit (group commit). All or nothing: on error nothing is
+  /// committed. Each slice's sync time is its share of the batch, by size.
+  Result<std::vector<SyncReport>> sync_batch(
+      const std::vector<std::string>& names,
+      const std::function<void(SliceEntry&)>& amend = {});
+
   /// Adds slice `entry` (name, window, mode, owner, times) with fresh
   /// extents; with `mirror_now` also writes its first mirror, all in one
   /// commit. Errors as add_slice_to(), or the mirror's I/O errno.
@@ -129,12 +137,18 @@ class MirrorEngine {
  private:
   MirrorEngine(Volume& volume, Region& region, MirrorOptions options,
                std::unique_ptr<UringEngine> engine);
-  // Writes `e`'s memory into `target` (§7 steps 1-2) and returns the copy
-  // filled in (CRCs, times, path) with generation `generation`.
-  Result<MirrorCopy> write_copy(const SliceEntry& e, const MirrorCopy& target,
-                                uint64_t generation,
-                                const std::function<void(uint64_t)>& progress,
-                                SyncReport& report);
+  // One copy to write: slice `entry` into `target` as `generation`.
+  struct CopyRequest {
+    const SliceEntry* entry;
+    const MirrorCopy* target;
+    uint64_t generation;
+    std::function<void(uint64_t)> progress;
+  };
+  // Writes each request's memory into its target copy as one pipeline, then
+  // flushes once (§7 steps 1-2); returns the copies filled in (CRCs, times,
+  // path) and a report each.
+  Result<std::vector<MirrorCopy>> write_copies(std::span<const CopyRequest> reqs,
+                                               std::vector<SyncReport>& reports);
   Status restore_copy(const SliceEntry& e, const MirrorCopy& c,
                       const std::function<void(uint64_t)>& progress);
 

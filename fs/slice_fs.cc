@@ -165,6 +165,14 @@ Result<size_t> SliceFs::write(uint64_t ino, uint64_t offset_bytes, size_t size,
   return n;
 }
 
+Status SliceFs::settle(Slice& s, const Error* err) {
+  s.syncing = false;
+  s.failed = err != nullptr;
+  if (!err) return {};
+  log_error(err->what());
+  return make_error(EIO, err->message);  // what cp/dd/fsync see
+}
+
 Status SliceFs::commit_pending(Slice& s) {
   const uint64_t len = s.length_bytes.load();
   if (len == 0) {
@@ -182,13 +190,7 @@ Status SliceFs::commit_pending(Slice& s) {
   const uint64_t seq = s.write_seq.load();
   s.syncing = true;
   auto r = engine_.add_slice(e, /*mirror_now=*/true);
-  s.syncing = false;
-  if (!r.ok()) {
-    s.failed = true;
-    log_error(r.error().what());
-    return make_error(EIO, r.error().message);
-  }
-  s.failed = false;
+  PCIM_TRY(settle(s, r.ok() ? nullptr : &r.error()));
   s.pending = false;
   s.synced_seq = seq;
   return {};
@@ -214,13 +216,7 @@ Status SliceFs::sync_slice(Slice& s) {
         e.ctime_ns = s.entry.ctime_ns;
       },
       [&](uint64_t done) { s.progress_bytes.store(done, std::memory_order_relaxed); });
-  s.syncing = false;
-  if (!r.ok()) {
-    s.failed = true;
-    log_error(r.error().what());
-    return make_error(EIO, r.error().message);
-  }
-  s.failed = false;
+  PCIM_TRY(settle(s, r.ok() ? nullptr : &r.error()));
   s.synced_seq.store(seq, std::memory_order_release);
   return {};
 }
@@ -230,6 +226,60 @@ Status SliceFs::sync(uint64_t ino) {
   auto s = get(ino);
   if (!s) return make_error(ENOENT, "no such inode");
   return sync_slice(*s);
+}
+
+Status SliceFs::sync_batch(const std::vector<std::string>& names) {
+  if (options_.read_only) return {};
+  std::vector<std::shared_ptr<Slice>> group;
+  {
+    std::shared_lock lock(tree_mu_);
+    if (names.empty()) {
+      for (auto& [ino, s] : slices_) group.push_back(s);
+    } else {
+      for (const std::string& n : names) {
+        auto it = names_.find(n);
+        if (it == names_.end()) return make_error(ENOENT, "no slice named '" + n + "'");
+        group.push_back(slices_.at(it->second));
+      }
+    }
+  }
+  std::sort(group.begin(), group.end(), [](const auto& a, const auto& b) { return a->ino < b->ino; });
+  group.erase(std::unique(group.begin(), group.end()), group.end());
+  // Pending slices get their first commit of their own.
+  std::vector<std::shared_ptr<Slice>> committed;
+  for (auto& s : group) {
+    if (s->pending) PCIM_TRY(sync_slice(*s));
+    else committed.push_back(s);
+  }
+  if (committed.empty()) return {};
+  // Lock every slice in inode order (no deadlock with single syncs, which
+  // take one lock), then one group commit.
+  std::vector<std::unique_lock<std::shared_mutex>> locks;
+  std::vector<std::string> batch;
+  std::vector<uint64_t> seqs;
+  std::map<std::string, Slice*> by_name;
+  for (auto& s : committed) {
+    locks.emplace_back(s->content);
+    seqs.push_back(s->write_seq.load(std::memory_order_acquire));
+    std::shared_lock meta(meta_mu_);
+    batch.push_back(s->entry.name);
+    by_name[s->entry.name] = s.get();
+    s->syncing = true;
+  }
+  auto r = engine_.sync_batch(batch, [&](SliceEntry& e) {
+    std::shared_lock meta(meta_mu_);
+    const Slice* s = by_name.at(e.name);
+    e.atime_ns = s->entry.atime_ns;
+    e.mtime_ns = s->entry.mtime_ns;
+    e.ctime_ns = s->entry.ctime_ns;
+  });
+  Status st;
+  for (size_t i = 0; i < committed.size(); ++i) {
+    Status one = settle(*committed[i], r.ok() ? nullptr : &r.error());
+    if (one.ok()) committed[i]->synced_seq.store(seqs[i], std::memory_order_release);
+    else if (st.ok()) st = one;
+  }
+  return st;
 }
 
 Status SliceFs::close(uint64_t ino, bool wrote) {

@@ -33,6 +33,9 @@ namespace pcimirror {
 constexpr uint64_t kRootIno = 1;
 /// st_blksize of slice files: cp(1) sizes its buffer from it.
 constexpr uint32_t kPreferredIoBytes = 1u << 20;
+/// Setting this xattr on the root directory mirrors the slices named in the
+/// value (newline-separated; empty: all) with one group commit.
+constexpr const char* kSyncXattr = "user.pcimirror.sync";
 /// Extended attributes of slice files (getfattr -d -m pcimirror FILE).
 constexpr const char* kXattrNames[] = {
     "user.pcimirror.generation", "user.pcimirror.last_sync",
@@ -89,6 +92,11 @@ class SliceFs {
   /// Mirrors the slice now and returns when committed (fsync, `pcimirror
   /// sync`); commits a pending slice. EIO on failure (details logged).
   Status sync(uint64_t ino);
+  /// Mirrors the named slices (all when `names` is empty) with one group
+  /// commit; pending ones are committed first. The root directory's
+  /// `user.pcimirror.sync` xattr, set by `pcimirror sync`, calls this.
+  /// ENOENT for an unknown name, EIO on failure.
+  Status sync_batch(const std::vector<std::string>& names);
   /// close(2) of a descriptor: commits a pending slice; if `wrote`, mirrors
   /// per mirror_on_close. EIO on failure.
   Status close(uint64_t ino, bool wrote);
@@ -141,6 +149,8 @@ class SliceFs {
   std::shared_ptr<Slice> get(uint64_t ino) const;
   Status sync_slice(Slice& s);
   Status commit_pending(Slice& s);  // holds s.content exclusively
+  // Ends a mirror of `s`: clears syncing, records failure; EIO on `err`.
+  Status settle(Slice& s, const Error* err);
   bool dirty(const Slice& s) const;
   void enqueue(uint64_t ino);
   void worker();

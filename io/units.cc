@@ -79,6 +79,22 @@ Result<uint64_t> parse_duration_ms(std::string_view text, std::string_view what)
   return n * mult;
 }
 
+std::vector<std::pair<std::string, std::string>> split_key_values(std::string_view text) {
+  std::vector<std::pair<std::string, std::string>> out;
+  size_t pos = 0;
+  while (pos <= text.size()) {
+    size_t comma = text.find(',', pos);
+    if (comma == std::string_view::npos) comma = text.size();
+    std::string_view item = text.substr(pos, comma - pos);
+    pos = comma + 1;
+    if (item.empty()) continue;
+    size_t eq = item.find('=');
+    out.emplace_back(std::string(item.substr(0, eq)),
+                     eq == std::string_view::npos ? std::string() : std::string(item.substr(eq + 1)));
+  }
+  return out;
+}
+
 std::string format_bytes(uint64_t bytes) {
   static const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
   double v = static_cast<double>(bytes);

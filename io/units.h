@@ -4,6 +4,8 @@
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <utility>
+#include <vector>
 
 #include "io/result.h"
 
@@ -21,6 +23,11 @@ Result<uint64_t> parse_uint(std::string_view text, std::string_view what);
 /// Parses a duration: "500ms", "30s", "5m", "2h", or a bare number of
 /// seconds, into milliseconds. "0" means never. EINVAL/ERANGE.
 Result<uint64_t> parse_duration_ms(std::string_view text, std::string_view what);
+
+/// Splits "k=v,flag,k=v" into (key, value) pairs in order; a bare flag has
+/// an empty value; empty items are skipped. The syntax of mount options and
+/// memory specs.
+std::vector<std::pair<std::string, std::string>> split_key_values(std::string_view text);
 
 /// "256 MiB", "1.5 GiB", "512 B".
 std::string format_bytes(uint64_t bytes);

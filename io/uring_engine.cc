@@ -276,19 +276,32 @@ Result<std::unique_ptr<UringEngine>> UringEngine::create(
 Result<TransferStats> UringEngine::write(std::span<const DeviceExtent> extents,
                                          uint64_t length_bytes,
                                          WriteSource& source) {
+  const WriteJob job{extents, length_bytes, &source};
+  return write(std::span<const WriteJob>(&job, 1));
+}
+
+Result<TransferStats> UringEngine::write(std::span<const WriteJob> jobs) {
   Impl& m = *impl_;
   const uint32_t lbs = m.device->logical_block_size();
-  const uint64_t aligned = (length_bytes + lbs - 1) / lbs * lbs;
-  PCIM_TRY(m.check_extents(extents, aligned));
+  std::vector<ChunkCursor> cursors;
+  cursors.reserve(jobs.size());
+  for (const WriteJob& j : jobs) {
+    const uint64_t aligned = (j.length_bytes + lbs - 1) / lbs * lbs;
+    PCIM_TRY(m.check_extents(j.extents, aligned));
+    cursors.emplace_back(j.extents, j.length_bytes, aligned, m.options.io_size_bytes);
+  }
   TransferStats stats;
-  ChunkCursor cursor(extents, length_bytes, aligned, m.options.io_size_bytes);
+  size_t job = 0;  // the job whose chunks are being submitted
   Status err;
   unsigned inflight = 0;
   std::vector<size_t> finished;
   while (true) {
-    while (err.ok() && !cursor.done() && inflight < m.options.queue_depth) {
+    while (job < jobs.size() && cursors[job].done()) ++job;
+    while (err.ok() && job < jobs.size() && inflight < m.options.queue_depth) {
       int si = m.free_slot();
       if (si < 0) break;
+      ChunkCursor& cursor = cursors[job];
+      WriteSource& source = *jobs[job].source;
       // Peek: a chunk needing a buffer waits until one is free.
       ChunkCursor saved = cursor;
       Chunk c = cursor.next();
@@ -325,6 +338,7 @@ Result<TransferStats> UringEngine::write(std::span<const DeviceExtent> extents,
         break;
       }
       ++inflight;
+      while (job < jobs.size() && cursors[job].done()) ++job;
     }
     if (inflight == 0) break;
     finished.clear();

@@ -67,6 +67,13 @@ class WriteSource {
                        uint64_t length_bytes) = 0;
 };
 
+/// One mirror image to write: its extents, its length and its source.
+struct WriteJob {
+  std::span<const DeviceExtent> extents;
+  uint64_t length_bytes = 0;
+  WriteSource* source = nullptr;
+};
+
 /// Receives read data in mirror order. Returns an error to abort the read.
 using ReadSink = std::function<Status(uint64_t mirror_offset_bytes,
                                       const std::byte* data,
@@ -94,6 +101,12 @@ class UringEngine {
   /// extents.
   Result<TransferStats> write(std::span<const DeviceExtent> extents,
                               uint64_t length_bytes, WriteSource& source);
+
+  /// Writes several mirror images as one pipeline: requests of job i+1 are
+  /// submitted while those of job i are in flight, so many small slices
+  /// keep the queue full (group commit). Each source sees its own chunks in
+  /// order. Errors as write().
+  Result<TransferStats> write(std::span<const WriteJob> jobs);
 
   /// Reads `length_bytes` of mirror image from `extents` through the bounce
   /// pool and hands each chunk to `sink` in mirror order.

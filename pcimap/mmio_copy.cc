@@ -9,58 +9,40 @@
 namespace pcimirror {
 namespace {
 
+// One naturally aligned access of sizeof(T) bytes between MMIO and memory.
+template <typename T, bool kToMmio>
+void move_one(volatile uint8_t* mmio, uint8_t* mem) {
+  T v;
+  if (kToMmio) {
+    std::memcpy(&v, mem, sizeof v);
+    *reinterpret_cast<volatile T*>(mmio) = v;
+  } else {
+    v = *reinterpret_cast<volatile T*>(mmio);
+    std::memcpy(mem, &v, sizeof v);
+  }
+}
+
 // Moves the unaligned head (until `mmio` is 16-byte aligned) or a short tail
 // with the widest naturally aligned accesses that fit.
 template <bool kToMmio>
 size_t small_copy(volatile uint8_t* mmio, uint8_t* mem, size_t n) {
   size_t done = 0;
   while (done < n) {
-    uintptr_t a = reinterpret_cast<uintptr_t>(mmio + done);
-    size_t left = n - done;
-    size_t w = (a % 8 == 0 && left >= 8)   ? 8
-               : (a % 4 == 0 && left >= 4) ? 4
-               : (a % 2 == 0 && left >= 2) ? 2
-                                           : 1;
-    auto* p = mmio + done;
-    switch (w) {
-      case 8: {
-        uint64_t v;
-        if (kToMmio) {
-          std::memcpy(&v, mem + done, 8);
-          *reinterpret_cast<volatile uint64_t*>(p) = v;
-        } else {
-          v = *reinterpret_cast<volatile uint64_t*>(p);
-          std::memcpy(mem + done, &v, 8);
-        }
-        break;
-      }
-      case 4: {
-        uint32_t v;
-        if (kToMmio) {
-          std::memcpy(&v, mem + done, 4);
-          *reinterpret_cast<volatile uint32_t*>(p) = v;
-        } else {
-          v = *reinterpret_cast<volatile uint32_t*>(p);
-          std::memcpy(mem + done, &v, 4);
-        }
-        break;
-      }
-      case 2: {
-        uint16_t v;
-        if (kToMmio) {
-          std::memcpy(&v, mem + done, 2);
-          *reinterpret_cast<volatile uint16_t*>(p) = v;
-        } else {
-          v = *reinterpret_cast<volatile uint16_t*>(p);
-          std::memcpy(mem + done, &v, 2);
-        }
-        break;
-      }
-      default:
-        if (kToMmio) *p = mem[done];
-        else mem[done] = *p;
+    const uintptr_t a = reinterpret_cast<uintptr_t>(mmio + done);
+    const size_t left = n - done;
+    if (a % 8 == 0 && left >= 8) {
+      move_one<uint64_t, kToMmio>(mmio + done, mem + done);
+      done += 8;
+    } else if (a % 4 == 0 && left >= 4) {
+      move_one<uint32_t, kToMmio>(mmio + done, mem + done);
+      done += 4;
+    } else if (a % 2 == 0 && left >= 2) {
+      move_one<uint16_t, kToMmio>(mmio + done, mem + done);
+      done += 2;
+    } else {
+      move_one<uint8_t, kToMmio>(mmio + done, mem + done);
+      done += 1;
     }
-    done += w;
   }
   return done;
 }

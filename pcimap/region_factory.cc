@@ -19,19 +19,7 @@ bool MemorySpec::is_memory_key(const std::string& key) {
 
 Result<MemorySpec> MemorySpec::parse(const std::string& text) {
   MemorySpec spec;
-  size_t pos = 0;
-  while (pos <= text.size()) {
-    size_t comma = text.find(',', pos);
-    if (comma == std::string::npos) comma = text.size();
-    std::string item = text.substr(pos, comma - pos);
-    pos = comma + 1;
-    if (item.empty()) {
-      if (comma == text.size()) break;
-      continue;
-    }
-    size_t eq = item.find('=');
-    std::string key = item.substr(0, eq);
-    std::string value = eq == std::string::npos ? "" : item.substr(eq + 1);
+  for (const auto& [key, value] : split_key_values(text)) {
     if (!is_memory_key(key))
       return make_error(EINVAL, "memory spec '" + text + "': unknown key '" +
                                     key +

@@ -150,6 +150,23 @@ std::vector<Recorded> record_workloads() {
         t1.join();
         t2.join();
       })));
+  out.push_back(record("group commit of three slices", false,
+      with_engine([](MirrorEngine& e, Region& g, RecordingDevice& r, Recorded& rec) {
+        for (int round = 0; round < 2; ++round) {
+          std::map<std::string, std::vector<uint8_t>> contents;
+          for (const auto& s : e.table().slices) {
+            fill_random(g.base() + s.offset_bytes, s.length_bytes, 600 + round * 10 + s.name[0]);
+            contents[s.name].assign(
+                reinterpret_cast<uint8_t*>(g.base()) + s.offset_bytes,
+                reinterpret_cast<uint8_t*>(g.base()) + s.offset_bytes + s.length_bytes);
+          }
+          auto reps = e.sync_batch({"a", "b", "c"});
+          ASSERT_TRUE(reps.ok()) << reps.error().what();
+          for (const auto& rep : *reps)
+            rec.history[rep.slice].push_back(
+                {rep.generation, std::move(contents[rep.slice]), r.log().size()});
+        }
+      })));
   out.push_back(record("metadata-only commit and restore", false,
       with_engine([](MirrorEngine& e, Region& g, RecordingDevice& r, Recorded& rec) {
         sync_with_content(e, g, r, rec, "b", 500);

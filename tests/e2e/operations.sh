@@ -84,8 +84,14 @@ umount_all
 [[ $(gen a) == "$ga" ]] || die "host_only_writes mirrored an unwritten slice"
 (($(gen c) == gc + 1)) || die "host_only_writes did not mirror the written slice once ($gc->$(gen c))"
 
-log "slices through the mount: one commit each"
+log "pcimirror sync of several slices: one group commit"
 "$P" mount --config lab
+m=$(meta); ga=$(gen a); gb=$(gen b); gc=$(gen c)
+"$P" sync "$MNT" | grep -q "synced 3 slices" || die "group sync output"
+[[ $(meta) == $((m + 1)) ]] || die "group sync took $(( $(meta) - m )) commits"
+[[ $(gen a) == $((ga + 1)) && $(gen b) == $((gb + 1)) && $(gen c) == $((gc + 1)) ]] || die "group sync generations"
+
+log "slices through the mount: one commit each"
 m=$(meta)
 mv "$MNT/a" "$MNT/renamed"
 [[ $(meta) == $((m + 1)) && $(gen renamed) == $(gen renamed) && -z $(gen a) ]] || die "mv"

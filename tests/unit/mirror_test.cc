@@ -350,3 +350,28 @@ TEST_F(MirrorTest, RegionTooSmallIsRefused) {
 
 }  // namespace
 }  // namespace pcimirror
+
+namespace pcimirror {
+namespace {
+
+TEST_F(MirrorTest, GroupCommitMirrorsSeveralSlicesWithOneCommit) {
+  Volume v = format();
+  auto eng = *MirrorEngine::create(v, *region, {});
+  randomize(11);
+  ASSERT_TRUE(eng->sync("a").ok());
+  const uint64_t g0 = eng->table().generation;
+  randomize(12);
+  auto r = eng->sync_batch({"a", "b", "c", "d"});
+  ASSERT_TRUE(r.ok()) << r.error().what();
+  ASSERT_EQ(r->size(), 4u);
+  EXPECT_EQ(eng->table().generation, g0 + 1);  // one commit for the batch
+  Volume v2 = reload();
+  for (const auto& s : slices) EXPECT_EQ(on_disk(v2, s.name), window(s)) << s.name;
+  EXPECT_EQ(v2.table().slices[0].generation(), 2u);
+  EXPECT_EQ(v2.table().slices[1].generation(), 1u);
+  EXPECT_EQ(eng->sync_batch({"a", "nope"}).error().code, ENOENT);
+  EXPECT_EQ(eng->table().generation, g0 + 1);  // the refused batch committed nothing
+}
+
+}  // namespace
+}  // namespace pcimirror

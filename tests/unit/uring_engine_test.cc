@@ -109,6 +109,33 @@ INSTANTIATE_TEST_SUITE_P(
                       Case{false, 4096 * 5 + 4095, 8192, 16, 3},
                       Case{true, 12 << 20, 64 << 10, 1, 1}));
 
+TEST(UringEngine, SeveralJobsPipelineAndLandExactly) {
+  TempFile file(64 << 20);
+  auto dev = *BlockDevice::open(file.path(), {});
+  auto eng = *UringEngine::create(dev, {64 * 1024, 8, 4});
+  std::vector<AlignedBuffer> data;
+  std::vector<std::vector<DeviceExtent>> ext;
+  std::vector<std::unique_ptr<BufferSource>> src;
+  std::vector<WriteJob> jobs;
+  const uint64_t lens[] = {4096, 200 * 1024 + 3, 64 * 1024, 1};
+  for (int i = 0; i < 4; ++i) {
+    data.emplace_back(lens[i] + 4096, 4096);
+    fill_random(data.back().data(), lens[i], 50 + i);
+    ext.push_back({{static_cast<uint64_t>(i) * (1 << 20), 256 * 1024}});
+  }
+  for (int i = 0; i < 4; ++i) {
+    src.push_back(std::make_unique<BufferSource>(data[i].data(), i % 2 == 0));
+    jobs.push_back({ext[i], lens[i], src.back().get()});
+  }
+  auto st = eng->write(jobs);
+  ASSERT_TRUE(st.ok()) << st.error().what();
+  for (int i = 0; i < 4; ++i) {
+    EXPECT_EQ(src[i]->observed_, lens[i]);
+    auto got = read_file(file.path(), ext[i][0].offset_bytes, lens[i]);
+    EXPECT_EQ(std::memcmp(got.data(), data[i].data(), lens[i]), 0) << "job " << i;
+  }
+}
+
 TEST(UringEngine, RejectsBadOptionsAndExtents) {
   TempFile file(4 << 20);
   auto dev = *BlockDevice::open(file.path(), {});
