@@ -20,9 +20,9 @@ namespace pcimirror {
 
 /// How a slice's bytes reach the disk.
 enum class BounceMode {
-  kAuto,    ///< zero-copy when the region's pages are pinnable, else bounce
+  kAuto,    ///< the measured rule: the registered bounce pool (docs/DESIGN.md)
   kAlways,  ///< always through the registered bounce pool
-  kNever,   ///< always zero-copy; EINVAL on a region that is not pinnable
+  kNever,   ///< zero-copy from region memory; EINVAL if its pages cannot be pinned
 };
 Result<BounceMode> parse_bounce_mode(const std::string& text);
 const char* to_string(BounceMode m);

@@ -31,11 +31,11 @@ random_file "$WORK/a1" 4
 cp "$WORK/a1" "$MNT/a"
 [[ $(xattr a path) == bounce ]] || die "config's bounce=always not applied: $(xattr a path)"
 umount_all
-"$P" mount --config lab --bounce auto
+"$P" mount --config lab --bounce never
 cp "$WORK/a1" "$MNT/a"
-[[ $(xattr a path) == zero-copy ]] || die "--bounce auto did not override the config"
+[[ $(xattr a path) == zero-copy ]] || die "--bounce never did not override the config"
 umount_all
-"$P" mount --config lab -o bounce=always --bounce auto
+"$P" mount --config lab -o bounce=always --bounce never
 cp "$WORK/a1" "$MNT/a"
 [[ $(xattr a path) == bounce ]] || die "-o did not override --bounce"
 umount_all
