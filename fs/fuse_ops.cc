@@ -306,6 +306,7 @@ Status serve_fuse(SliceFs& fs, const FuseMountOptions& opts,
   static const fuse_lowlevel_ops ops = make_ops();
   Context ctx{&fs, opts.max_write_bytes};
   FuseSession se(fuse_session_new(&args, &ops, sizeof(ops), &ctx));
+  fuse_opt_free_args(&args);  // fuse_session_new parsed a copy it allocated
   if (!se.get())
     return make_error(EINVAL, "cannot create a FUSE session for " +
                                   opts.mountpoint + " (bad mount options?)");
