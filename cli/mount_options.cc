@@ -96,6 +96,8 @@ Result<MountOptions> parse_mount_options(const std::string& text) {
         return make_error(EINVAL, "-o umask=" + value +
                                       ": give an octal mask from 000 to 777");
       o.umask = static_cast<uint32_t>(v);
+    } else if (key == "restore_verify") {
+      PCIM_ASSIGN_OR_RETURN(o.mirror.restore_verify, parse_restore_verify(value));
     } else if (key == "mirror_on_close") {
       PCIM_ASSIGN_OR_RETURN(o.mirror_on_close, parse_mirror_on_close(value));
     } else if (key == "interval") {

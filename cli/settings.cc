@@ -31,6 +31,7 @@ constexpr Key kKeys[] = {
     {"mirror_on_close", false, "sync|async|off: mirror when a written file is closed"},
     {"interval", false, "Mirror periodically, e.g. 30s, 5m, 1h (0: never)"},
     {"restore", false, "never|on_mount"},
+    {"restore_verify", false, "prepass|inline: verify the whole mirror first, or chunk by chunk"},
     {"uid", false, "Owner of the slice files"},
     {"gid", false, "Group of the slice files"},
     {"umask", false, "Mode mask of the slice files (octal)"},

@@ -2,6 +2,7 @@
 
 #include <chrono>
 #include <cstdio>
+#include <cstring>
 #include <functional>
 #include <map>
 
@@ -110,6 +111,12 @@ std::vector<DeviceExtent> device_extents(const MirrorCopy& c) {
 }
 
 }  // namespace
+
+Result<RestoreVerify> parse_restore_verify(const std::string& text) {
+  if (text == "prepass") return RestoreVerify::kPrepass;
+  if (text == "inline") return RestoreVerify::kInline;
+  return make_error(EINVAL, "restore_verify='" + text + "': use prepass or inline");
+}
 
 Result<BounceMode> parse_bounce_mode(const std::string& text) {
   if (text == "auto") return BounceMode::kAuto;
@@ -437,6 +444,42 @@ Status MirrorEngine::restore_copy(const SliceEntry& e, const MirrorCopy& c,
   return {};
 }
 
+Status MirrorEngine::restore_inline(const SliceEntry& e, const MirrorCopy& c,
+                                    const std::function<void(uint64_t)>& progress) {
+  // One pass. A CRC chunk that a read holds whole is verified in place and
+  // copied; one split across reads is staged, then verified and copied.
+  const uint64_t chunk = volume_.superblock().crc_chunk_bytes;
+  AlignedBuffer staging(chunk, 4096);
+  uint32_t whole = 0;
+  auto sink = [&](uint64_t off, const std::byte* data, uint64_t n) -> Status {
+    whole = crc32c_extend(whole, data, n);
+    for (uint64_t done = 0; done < n;) {
+      const uint64_t pos = off + done, k = pos / chunk, start = k * chunk;
+      const uint64_t end = std::min<uint64_t>(start + chunk, e.length_bytes);
+      const uint64_t take = std::min(n - done, end - pos);
+      const std::byte* verified = nullptr;
+      if (pos == start && take == end - start) {
+        verified = data + done;
+      } else {
+        std::memcpy(staging.data() + (pos - start), data + done, take);
+        if (pos + take == end) verified = staging.data();
+      }
+      if (verified) {
+        if (crc32c(verified, end - start) != c.chunk_crc32c[k])
+          return make_error(EUCLEAN, "chunk " + std::to_string(k) + " fails its CRC32C");
+        region_.copy_to(e.offset_bytes + start, verified, end - start);
+        if (progress) progress(2 * end);
+      }
+      done += take;
+    }
+    return {};
+  };
+  auto stats = engine_->read(device_extents(c), e.length_bytes, sink);
+  if (!stats.ok()) return stats.take_error();
+  if (whole != c.crc32c) return make_error(EUCLEAN, "whole-slice CRC32C mismatch");
+  return {};
+}
+
 Status MirrorEngine::verify(const std::string& name) {
   std::lock_guard lock(mu_);
   const SliceEntry* e = find(volume_.table(), name);
@@ -467,6 +510,23 @@ Result<RestoreReport> MirrorEngine::restore(
     return r;
   }
   const uint64_t t0 = mono_ns();
+  if (options_.restore_verify == RestoreVerify::kInline) {
+    Status s = restore_inline(*e, *c, progress);
+    if (s.ok()) {
+      r.generation = c->generation;
+      r.bytes = e->length_bytes;
+      r.duration_ns = mono_ns() - t0;
+      return r;
+    }
+    if (s.error().code != EUCLEAN) {
+      Error err = s.take_error();
+      err.message = "restore of slice '" + name + "' failed: " + err.message;
+      return err;
+    }
+    // Damage found part-way: what was written was verified; the prepass
+    // path below falls back to the previous copy or refuses.
+    log_warning("slice '" + name + "': inline restore stopped: " + s.error().message);
+  }
   Status v = verify_mirror(*engine_, volume_.superblock(), *e, *c, progress);
   if (!v.ok() && v.error().code != EUCLEAN) {
     // An I/O error is not damage: report it, touch nothing.
@@ -491,8 +551,11 @@ Result<RestoreReport> MirrorEngine::restore(
                                      "' generation " +
                                      std::to_string(c->generation) +
                                      " is damaged (" + why +
-                                     ") and no intact older copy exists; "
-                                     "device memory was left untouched");
+                                     ") and no intact older copy exists; " +
+                                     (options_.restore_verify == RestoreVerify::kInline
+                                          ? "verified chunks before the damage were "
+                                            "written (restore_verify=inline)"
+                                          : "device memory was left untouched"));
     }
   }
   if (Status s = restore_copy(*e, *c, progress); !s.ok()) {

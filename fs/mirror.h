@@ -27,9 +27,20 @@ enum class BounceMode {
 Result<BounceMode> parse_bounce_mode(const std::string& text);
 const char* to_string(BounceMode m);
 
+/// How restore verifies before writing device memory.
+enum class RestoreVerify {
+  kPrepass,  ///< read and verify the whole copy, then read it again to copy
+  kInline,   ///< one pass: each CRC chunk is verified before it is copied
+};
+Result<RestoreVerify> parse_restore_verify(const std::string& text);
+
 struct MirrorOptions {
   EngineOptions engine;
   BounceMode bounce = BounceMode::kAuto;
+  /// prepass (default): nothing reaches memory before the whole copy
+  /// verifies. inline: half the reads; a damaged chunk stops the restore
+  /// part-way (verified chunks before it are written) and falls back.
+  RestoreVerify restore_verify = RestoreVerify::kPrepass;
   /// Accept a PCI device other than the one recorded at format, or a
   /// smaller BAR (mount option ignore_device_id).
   bool ignore_device_id = false;
@@ -151,6 +162,8 @@ class MirrorEngine {
                                                std::vector<SyncReport>& reports);
   Status restore_copy(const SliceEntry& e, const MirrorCopy& c,
                       const std::function<void(uint64_t)>& progress);
+  Status restore_inline(const SliceEntry& e, const MirrorCopy& c,
+                        const std::function<void(uint64_t)>& progress);
 
   Volume& volume_;
   Region& region_;

@@ -377,3 +377,48 @@ TEST_F(MirrorTest, GroupCommitMirrorsSeveralSlicesWithOneCommit) {
 
 }  // namespace
 }  // namespace pcimirror
+
+namespace pcimirror {
+namespace {
+
+TEST_F(MirrorTest, InlineRestoreMatchesAndFallsBackOnDamage) {
+  Volume v = format();
+  auto eng = *MirrorEngine::create(v, *region, {});
+  randomize(21);
+  auto gen1 = window(slices[0]);
+  ASSERT_TRUE(eng->sync("a").ok());
+  ASSERT_TRUE(eng->sync("b").ok());
+  randomize(22);
+  auto gen2 = window(slices[0]);
+  ASSERT_TRUE(eng->sync("a").ok());
+  MirrorOptions inl;
+  inl.restore_verify = RestoreVerify::kInline;
+  {
+    auto fresh = *FileRegion::create_memfd("fresh", kRegion);
+    Volume v2 = reload();
+    auto e2 = *MirrorEngine::create(v2, *fresh, inl);
+    for (const char* n : {"a", "b"}) ASSERT_TRUE(e2->restore(n).ok()) << n;
+    EXPECT_EQ(std::memcmp(fresh->base(), gen2.data(), gen2.size()), 0);
+  }
+  // Damage chunk 2 of a's current copy: inline stops there and falls back.
+  const SliceTable t = eng->table();
+  const Extent x = t.slices[0].committed()->extents[0];
+  uint8_t junk = 0x42;
+  write_file(file.path(), x.start_sector * 512 + (2 << 20) + 9, &junk, 1);
+  auto fresh = *FileRegion::create_memfd("fresh2", kRegion);
+  Volume v3 = reload();
+  auto e3 = *MirrorEngine::create(v3, *fresh, inl);
+  auto r = e3->restore("a");
+  ASSERT_TRUE(r.ok()) << r.error().what();
+  EXPECT_TRUE(r->fell_back);
+  EXPECT_EQ(std::memcmp(fresh->base(), gen1.data(), gen1.size()), 0);
+  // b has no previous copy: damage makes inline refuse, saying what it wrote.
+  const Extent xb = t.slices[1].committed()->extents[0];
+  write_file(file.path(), xb.start_sector * 512 + (1 << 20) + 3, &junk, 1);
+  auto rb = e3->restore("b");
+  ASSERT_FALSE(rb.ok());
+  EXPECT_NE(rb.error().message.find("restore_verify=inline"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace pcimirror
