@@ -26,11 +26,12 @@ namespace pcimirror::cli {
 namespace {
 
 // Several slices: one group commit through the root's user.pcimirror.sync.
-int group_sync(const std::string& mountpoint, const std::vector<std::string>& names) {
-  std::string value;
+int group_sync(const std::string& mountpoint, const std::vector<std::string>& names,
+               bool all) {
+  std::string value;  // empty: every slice (names could exceed XATTR_SIZE_MAX)
   uint64_t bytes = 0;
   for (const std::string& n : names) {
-    value += n + "\n";
+    if (!all) value += n + "\n";
     struct stat st {};
     if (::stat((mountpoint + "/" + n).c_str(), &st) == 0) bytes += static_cast<uint64_t>(st.st_size);
   }
@@ -52,7 +53,8 @@ int run(const std::string& mountpoint, std::vector<std::string> names) {
     return fail(mountpoint + " is not a pcimirror mount point; mount the "
                              "volume first (pcimirror mount DEVICE " +
                 mountpoint + ")");
-  if (names.empty()) {
+  const bool all = names.empty();
+  if (all) {
     DIR* d = ::opendir(mountpoint.c_str());
     if (!d) return fail(errno_error("cannot list " + mountpoint));
     while (dirent* de = ::readdir(d))
@@ -60,7 +62,7 @@ int run(const std::string& mountpoint, std::vector<std::string> names) {
         names.push_back(de->d_name);
     ::closedir(d);
   }
-  if (names.size() != 1) return group_sync(mountpoint, names);
+  if (names.size() != 1) return group_sync(mountpoint, names, all);
   int rc = kOk;
   for (const std::string& name : names) {
     const std::string path = mountpoint + "/" + name;

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <set>
 
 #include "fs/allocator.h"
 #include "io/log.h"
@@ -84,6 +85,7 @@ Result<std::pair<Superblock, SliceTable>> Volume::plan_format(
   SliceTable table;
   table.generation = 1;
   std::vector<std::pair<uint64_t, const SliceSpec*>> windows;
+  std::set<std::string> names;
   for (const SliceSpec& s : req.slices) {
     PCIM_TRY(validate_name(s.name));
     if (s.length_bytes == 0)
@@ -98,10 +100,9 @@ Result<std::pair<Superblock, SliceTable>> Volume::plan_format(
                                     std::to_string(req.region_bytes) +
                                     " bytes; check OFFSET and LENGTH, or the "
                                     "memory spec's size");
-    for (const SliceEntry& e : table.slices)
-      if (e.name == s.name)
-        return make_error(EINVAL, "slice name '" + s.name +
-                                      "' given twice; slice names must be unique");
+    if (!names.insert(s.name).second)
+      return make_error(EINVAL, "slice name '" + s.name +
+                                    "' given twice; slice names must be unique");
     windows.emplace_back(s.offset_bytes, &s);
     SliceEntry e;
     e.name = s.name;
