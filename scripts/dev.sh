@@ -56,6 +56,7 @@ fi
 stage "TSan: the multi-threaded engine tests"
 configure build-tsan -DPCIMIRROR_SANITIZE=thread -DPCIMIRROR_BUILD_BENCH=OFF
 cmake --build build-tsan -j"$JOBS" --target concurrency_test mirror_test crash_replay_test
-(cd build-tsan && TSAN_OPTIONS="halt_on_error=1 suppressions=$PWD/tests/tsan.supp" PCIMIRROR_CRASH_STATES=2000 \
+supp=$PWD/tests/tsan.supp
+(cd build-tsan && TSAN_OPTIONS="halt_on_error=1 suppressions=$supp" PCIMIRROR_CRASH_STATES=2000 \
   ctest --output-on-failure -j"$JOBS" -R "^(Concurrency|MirrorTest|CrashReplay)\.")
 stage "all tests passed"
