@@ -190,7 +190,8 @@ void add_mount(CLI::App& app, int& rc, Settings& settings) {
   c->add_option("-o", a->options,
                 "Mount options: file=,size=,bounce=auto|always|never,"
                 "queue_depth=,io_size=,bounce_buffers=,restore=never|on_mount,"
-                "ro,allow_other,default_permissions,debug");
+                "ro,allow_other,default_permissions,debug")
+      ->allow_extra_args(false);
   c->add_flag("-f,--foreground", a->foreground, "Stay in the foreground");
   c->callback([a, &rc, &settings] {
     const std::string dev = a->device.empty() ? settings.source : a->device;

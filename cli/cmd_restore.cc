@@ -72,7 +72,8 @@ void add_restore(CLI::App& app, int& rc, Settings& settings) {
   c->add_option("--memory", a->memory,
                 "Memory spec to restore into (default: the one recorded at "
                 "format)");
-  c->add_option("-o", a->options, "Engine options: bounce=,io_size=,...");
+  c->add_option("-o", a->options, "Engine options: bounce=,io_size=,...")
+      ->allow_extra_args(false);
   c->add_option("names", a->names, "Slices to restore (default: all)");
   c->callback([a, &rc, &settings] {
     const std::string dev = a->device.empty() ? settings.source : a->device;
