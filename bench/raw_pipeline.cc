@@ -2,8 +2,9 @@
 // or read sequentially with O_DIRECT through io_uring from a few reused,
 // registered, pre-faulted buffers (default 16 x 1 MiB at queue depth 16),
 // with no FUSE, no metadata and no checksums.
-// Usage: raw_pipeline DEVICE write|read BYTES [BUFFERS] [BUFFER_BYTES] [QD]
-// Prints "<MB/s>".
+// Usage: raw_pipeline DEVICE write|read BYTES [BUFFERS] [BUFFER_BYTES] [QD] [flush]
+// With "flush", a write ends with fdatasync (a durable write, as a mirror
+// must be). Prints "<MB/s>".
 #include <fcntl.h>
 #include <liburing.h>
 #include <sys/mman.h>
@@ -25,6 +26,7 @@ int main(int argc, char** argv) {
   const unsigned nbuf = argc > 4 ? std::atoi(argv[4]) : 16;
   const size_t bsz = argc > 5 ? std::strtoull(argv[5], nullptr, 0) : (1 << 20);
   const unsigned qd = argc > 6 ? std::atoi(argv[6]) : 16;
+  const bool flush = argc > 7 && std::strcmp(argv[7], "flush") == 0;
   int fd = ::open(argv[1], (write ? O_WRONLY : O_RDONLY) | O_DIRECT);
   if (fd < 0) return std::perror(argv[1]), 1;
   void* mem = ::mmap(nullptr, nbuf * bsz, PROT_READ | PROT_WRITE,
@@ -68,7 +70,7 @@ int main(int argc, char** argv) {
     }
     io_uring_cq_advance(&ring, seen);
   }
-  if (write) ::fdatasync(fd);
+  if (write && flush) ::fdatasync(fd);
   const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   std::printf("%.0f\n", static_cast<double>(total) / s / 1e6);
   return 0;

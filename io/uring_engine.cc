@@ -64,6 +64,9 @@ class ChunkCursor {
   uint64_t mirror_offset_ = 0;
 };
 
+// Requests at least this large are submitted as soon as they are prepared.
+constexpr uint32_t kEagerSubmitBytes = 256 * 1024;
+
 struct Slot {
   Chunk chunk;
   std::byte* data = nullptr;  // where the request reads or writes
@@ -120,7 +123,8 @@ struct UringEngine::Impl {
     return -1;
   }
 
-  // Queues the not-yet-done part of slot `i` and submits it.
+  // Prepares an SQE for the not-yet-done part of slot `i`. It is submitted
+  // by submit() or by reap()'s submit-and-wait.
   Status queue(size_t i, bool is_write) {
     Slot& s = slots[i];
     io_uring_sqe* sqe = io_uring_get_sqe(&ring);
@@ -137,6 +141,12 @@ struct UringEngine::Impl {
       io_uring_prep_write(sqe, device->fd(), p, len, off);
     }
     io_uring_sqe_set_data64(sqe, i);
+    return {};
+  }
+
+  // Submits every prepared SQE.
+  Status submit() {
+    if (io_uring_sq_ready(&ring) == 0) return {};
     int r = io_uring_submit(&ring);
     if (r < 0) return sys_error(r, "io_uring submit on " + device->path());
     return {};
@@ -148,10 +158,11 @@ struct UringEngine::Impl {
   unsigned reap(bool is_write, Status& err, TransferStats& stats,
                 std::vector<size_t>& finished) {
     io_uring_cqe* cqe = nullptr;
-    int r = io_uring_wait_cqe(&ring, &cqe);
+    // One syscall submits what is prepared and waits for a completion.
+    int r = io_uring_submit_and_wait(&ring, 1);
     if (r == -EINTR) return 0;
     if (r < 0) {
-      if (err.ok()) err = sys_error(r, "io_uring wait on " + device->path());
+      if (err.ok()) err = sys_error(r, "io_uring submit and wait on " + device->path());
       return 0;
     }
     unsigned n = 0;
@@ -217,6 +228,7 @@ struct UringEngine::Impl {
         ++n;
       }
     }
+    if (Status s = submit(); !s.ok() && err.ok()) err = s;
     requeue_list.clear();
     return n;
   }
@@ -331,6 +343,9 @@ Result<TransferStats> UringEngine::write(std::span<const WriteJob> jobs) {
       s = Slot{c, p, buffer, 0, false, false, true};
       ++stats.requests;
       Status q = m.queue(static_cast<size_t>(si), true);
+      // A large request starts at once, so the copy of the next one overlaps
+      // it; small ones go in batches with the next submit-and-wait.
+      if (q.ok() && c.io_bytes >= kEagerSubmitBytes) q = m.submit();
       if (!q.ok()) {
         err = q;
         if (buffer >= 0) m.pool->release(static_cast<unsigned>(buffer));

@@ -33,10 +33,12 @@ struct DeviceExtent {
 struct EngineOptions {
   /// Maximum bytes per request; a multiple of 4096. Default 1 MiB.
   uint32_t io_size_bytes = 1u << 20;
-  /// Maximum requests in flight. Default 8.
-  unsigned queue_depth = 8;
+  /// Maximum requests in flight. Default 16: with 16 buffers of 1 MiB, the
+  /// best raw pipeline measured here (docs/BENCHMARKS.md); deeper queues
+  /// help small slices.
+  unsigned queue_depth = 16;
   /// Bounce buffers of io_size_bytes each, registered as fixed buffers.
-  unsigned bounce_buffers = 8;
+  unsigned bounce_buffers = 16;
 };
 
 /// Counters of one operation.
