@@ -318,8 +318,10 @@ Result<uint64_t> SliceFs::create(const std::string& name, uint32_t mode,
   std::vector<std::pair<uint64_t, uint64_t>> windows;
   for (const auto& [ino, s] : slices_)
     windows.emplace_back(s->offset_bytes, s->pending ? s->max_bytes : s->length_bytes.load());
-  auto [off, room] = largest_free_window(engine_.region().size_bytes(), windows,
-                                         kNewSliceAlign);
+  // Within the region as recorded at format (a larger BAR may back it).
+  const uint64_t region_bytes =
+      std::min(engine_.region().size_bytes(), engine_.superblock().region_bytes);
+  auto [off, room] = largest_free_window(region_bytes, windows, kNewSliceAlign);
   if (room == 0)
     return make_error(ENOSPC, "no free space left in " + engine_.region().name());
   auto s = std::make_shared<Slice>();
