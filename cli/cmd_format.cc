@@ -4,6 +4,7 @@
 
 #include "cli/commands.h"
 #include "cli/common.h"
+#include "cli/progress.h"
 #include "fs/allocator.h"
 #include "io/signature_probe.h"
 #include "io/units.h"
@@ -132,8 +133,13 @@ int run(const FormatArgs& a) {
     if (!wiped.ok()) return fail(wiped.error());
     if (*wiped) std::cout << "wiped " << *wiped << " old signature(s) from " << a.device << "\n";
   }
-  auto vol = Volume::write_format(std::move(dev).value(), plan->first,
-                                  plan->second);
+  Progress bar("format", 1);
+  auto vol = Volume::write_format(std::move(dev).value(), plan->first, plan->second,
+                                  [&](uint64_t done, uint64_t total) {
+                                    bar.set_total(total);
+                                    bar.update(done);
+                                  });
+  bar.finish();
   if (!vol.ok()) return fail(vol.error());
   std::cout << "formatted " << a.device << ": uuid "
             << vol->superblock().uuid_string() << ", "

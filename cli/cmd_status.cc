@@ -1,4 +1,6 @@
 // pcimirror status DEVICE|MOUNTPOINT [--json]
+#include <sys/xattr.h>
+
 #include <CLI/CLI.hpp>
 #include <cstdio>
 #include <iostream>
@@ -22,6 +24,18 @@ nlohmann::json extents_json(const MirrorCopy* c) {
 
 double mb_per_s(uint64_t bytes, uint64_t ns) {
   return ns ? static_cast<double>(bytes) * 1e3 / static_cast<double>(ns) : 0.0;
+}
+
+// The daemon's live view of a slice (user.pcimirror.* xattrs), when status
+// was given a mount point.
+std::string live_xattr(const std::string& mountpoint, const std::string& slice,
+                       const char* key) {
+  if (mountpoint.empty()) return {};
+  char v[64] = {};
+  const std::string path = mountpoint + "/" + slice;
+  ssize_t n = ::getxattr(path.c_str(), (std::string("user.pcimirror.") + key).c_str(), v,
+                         sizeof v - 1);
+  return n > 0 ? std::string(v, static_cast<size_t>(n)) : std::string();
 }
 
 int run(const std::string& target, bool json) {
@@ -72,6 +86,10 @@ int run(const std::string& target, bool json) {
       s["last_sync_ns"] = c ? c->sync_time_ns : 0;
       s["sync_duration_ns"] = c ? c->sync_duration_ns : 0;
       s["sync_mb_per_s"] = c ? mb_per_s(e.length_bytes, c->sync_duration_ns) : 0.0;
+      if (!mountpoint.empty()) {
+        s["state"] = live_xattr(mountpoint, e.name, "state");
+        s["progress"] = live_xattr(mountpoint, e.name, "progress");
+      }
       s["mode"] = e.mode;
       s["uid"] = e.uid;
       s["gid"] = e.gid;
@@ -96,8 +114,9 @@ int run(const std::string& target, bool json) {
                                       : " copy per slice (in place)")
             << "\ndata area   " << format_bytes(sb.data_sectors * kSectorBytes)
             << ", " << format_bytes(free_bytes) << " free\n\n";
-  std::printf("%-16s %12s %12s %5s %-9s %-8s %-19s %9s\n", "SLICE", "OFFSET",
-              "LENGTH", "GEN", "PATH", "CRC32C", "LAST SYNC", "MB/s");
+  std::printf("%-16s %12s %12s %5s %-9s %-8s %-19s %9s%s\n", "SLICE", "OFFSET",
+              "LENGTH", "GEN", "PATH", "CRC32C", "LAST SYNC", "MB/s",
+              mountpoint.empty() ? "" : "  STATE");
   for (const SliceEntry& e : t.slices) {
     const MirrorCopy* c = e.committed();
     char crc[16] = "-";
@@ -105,12 +124,14 @@ int run(const std::string& target, bool json) {
     char rate[32] = "-";
     if (c && c->sync_duration_ns)
       std::snprintf(rate, sizeof rate, "%.0f", mb_per_s(e.length_bytes, c->sync_duration_ns));
-    std::printf("%-16s %12llu %12s %5llu %-9s %-8s %-19s %9s\n", e.name.c_str(),
+    std::printf("%-16s %12llu %12s %5llu %-9s %-8s %-19s %9s%s%s\n", e.name.c_str(),
                 static_cast<unsigned long long>(e.offset_bytes),
                 format_bytes(e.length_bytes).c_str(),
                 static_cast<unsigned long long>(e.generation()),
                 to_string(c ? c->path : MirrorPath::kNone), crc,
-                format_time_ns(c ? c->sync_time_ns : 0).c_str(), rate);
+                format_time_ns(c ? c->sync_time_ns : 0).c_str(), rate,
+                mountpoint.empty() ? "" : "  ",
+                live_xattr(mountpoint, e.name, "state").c_str());
   }
   std::fflush(stdout);
   return kOk;

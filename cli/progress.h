@@ -17,6 +17,7 @@ class Progress {
   Progress(std::string label, uint64_t total_bytes);
   ~Progress();
   void update(uint64_t done_bytes);
+  void set_total(uint64_t total_bytes) { total_ = total_bytes; }
   /// Clears the bar line.
   void finish();
   bool active() const { return active_; }

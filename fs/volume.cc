@@ -146,10 +146,18 @@ Result<std::pair<Superblock, SliceTable>> Volume::plan_format(
   return std::make_pair(sb, table);
 }
 
-Result<Volume> Volume::write_format(BlockDevice device, Superblock sb,
-                                    SliceTable table) {
+Result<Volume> Volume::write_format(
+    BlockDevice device, Superblock sb, SliceTable table,
+    const std::function<void(uint64_t, uint64_t)>& progress) {
   Volume v(std::move(device));
   v.sb_ = sb;
+  PCIM_ASSIGN_OR_RETURN(auto slot_bytes, encode_slot(sb, table));
+  const uint64_t total = 6 * uint64_t{kBlockBytes} + slot_bytes.size();
+  uint64_t done = 0;
+  auto step = [&](uint64_t n) {
+    done += n;
+    if (progress) progress(done, total);
+  };
   // docs/FORMAT.md §7 "format writes". Each step is flushed before the next,
   // so a crash leaves either no volume or a complete one.
   // 1. Invalidate any old volume: both superblocks.
@@ -157,18 +165,23 @@ Result<Volume> Volume::write_format(BlockDevice device, Superblock sb,
   PCIM_TRY(write_bytes(v.device_, 0, zeros));
   PCIM_TRY(write_bytes(v.device_, sb.backup_superblock_sector * kSectorBytes, zeros));
   PCIM_TRY(v.device_.flush());
+  step(2 * kBlockBytes);
   // 2. Both slot headers, then the table with generation 1 (slot 1).
   for (int i = 0; i < 2; ++i)
     PCIM_TRY(write_bytes(v.device_, sb.meta_slot_sector[i] * kSectorBytes, zeros));
+  step(2 * kBlockBytes);
   PCIM_TRY(v.write_slot(table));
   PCIM_TRY(v.device_.flush());
+  step(slot_bytes.size());
   // 3. The primary superblock: from here on the device is a volume.
   auto sbytes = encode_superblock(sb);
   PCIM_TRY(write_bytes(v.device_, 0, sbytes));
   PCIM_TRY(v.device_.flush());
+  step(kBlockBytes);
   // 4. The backup superblock.
   PCIM_TRY(write_bytes(v.device_, sb.backup_superblock_sector * kSectorBytes, sbytes));
   PCIM_TRY(v.device_.flush());
+  step(kBlockBytes);
   v.table_ = std::move(table);
   return v;
 }

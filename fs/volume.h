@@ -2,6 +2,7 @@
 // metadata slot, and the commit protocol of docs/FORMAT.md §7-§8.
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -43,8 +44,10 @@ class Volume {
       const BlockDevice& device, const FormatRequest& request);
 
   /// Writes a planned volume (§7 "format writes") and returns it opened.
-  static Result<Volume> write_format(BlockDevice device, Superblock sb,
-                                     SliceTable table);
+  /// `progress`, when given, gets (bytes written, total) after each write.
+  static Result<Volume> write_format(
+      BlockDevice device, Superblock sb, SliceTable table,
+      const std::function<void(uint64_t, uint64_t)>& progress = {});
 
   /// Loads the volume on `device` (§8): a valid superblock (primary, else
   /// backup) and the newest valid slot. EINVAL when there is no pcimirror

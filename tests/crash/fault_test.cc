@@ -74,6 +74,8 @@ int64_t ios_of_a_sync() {
 TEST(Faults, EioAtEveryIoOfASyncCommitsNothing) {
   const int64_t n = ios_of_a_sync();
   ASSERT_GE(n, 8);  // 5 data writes, a flush, the slot write, a flush
+  std::printf("fault points: EIO at each of the %lld I/Os of a sync and its commit\n",
+              static_cast<long long>(n));
   for (int64_t i = 0; i < n; ++i) {
     SCOPED_TRACE("EIO at I/O " + std::to_string(i));
     Rig rig;
@@ -113,6 +115,8 @@ TEST(Faults, EioAtEveryIoOfASyncCommitsNothing) {
 
 TEST(Faults, ShortWriteAtEveryIoIsRequeued) {
   const int64_t n = ios_of_a_sync();
+  std::printf("fault points: a short write at each of the %lld I/Os of a sync\n",
+              static_cast<long long>(n));
   for (int64_t i = 0; i < n; ++i) {
     SCOPED_TRACE("short write at I/O " + std::to_string(i));
     Rig rig;
@@ -133,6 +137,8 @@ TEST(Faults, EioAtEveryReadOfARestoreFailsCleanly) {
   ASSERT_TRUE(rig.eng->restore("a").ok());
   const int64_t n = rig.faulty.count();
   ASSERT_GE(n, 10);  // a verify pass and a copy pass of 5 reads each
+  std::printf("fault points: EIO at each of the %lld reads of a restore\n",
+              static_cast<long long>(n));
   for (int64_t i = 0; i < n; ++i) {
     SCOPED_TRACE("EIO at read " + std::to_string(i));
     std::memset(rig.region->base(), 0x33, rig.x.size());

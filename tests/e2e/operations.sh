@@ -130,4 +130,15 @@ if "$P" slice add "$DEV" bad:41M:1M 2>/dev/null; then die "overlapping slice add
 log "progress: a bar on a terminal, plain lines otherwise"
 script -qec "$P fsck $DEV --verify" /dev/null | tr '\r' '\n' | grep -q "MB/s  ETA" || die "no progress bar on a TTY"
 ! "$P" fsck "$DEV" --verify | grep -q ETA || die "progress bar in a pipe"
+truncate -s 64M "$WORK/fmt.img"
+script -qec "$P format $WORK/fmt.img --memory memfd=x,size=1M --slice a:0:4K" /dev/null \
+  | tr '\r' '\n' | grep -q "^format .*100%" || die "no progress bar for format"
+
+log "status on a mount point shows the daemon's live state"
+"$P" mount --config lab -o mirror_on_close=off
+echo x | dd of="$MNT/journal" conv=notrunc status=none
+"$P" status "$MNT" | grep -qE "^journal .* dirty$" || die "status does not show the dirty state"
+[[ $("$P" status "$MNT" --json | jq -r '.slices[] | select(.name=="journal") | .state') == dirty ]] \
+  || die "status --json state"
+umount_all
 echo "PASS operations"
