@@ -416,38 +416,11 @@ Status verify_mirror(UringEngine& engine, const Superblock& sb,
   return {};
 }
 
-Status MirrorEngine::restore_copy(const SliceEntry& e, const MirrorCopy& c,
-                                  const std::function<void(uint64_t)>& progress) {
-  // Second pass: the data verified a moment ago is read again and checked
-  // chunk by chunk before each chunk is copied into the region.
-  const uint32_t chunk_bytes = volume_.superblock().crc_chunk_bytes;
-  auto sink = [&](uint64_t off, const std::byte* data, uint64_t n) -> Status {
-    for (uint64_t done = 0; done < n;) {
-      uint64_t pos = off + done;
-      uint64_t k = pos / chunk_bytes;
-      uint64_t end = std::min<uint64_t>((k + 1) * chunk_bytes, e.length_bytes);
-      uint64_t take = std::min(n - done, end - pos);
-      // Chunks align with reads when io_size is a multiple of crc_chunk or
-      // vice versa; verify whole chunks that lie in this read.
-      if (pos % chunk_bytes == 0 && take == end - pos &&
-          crc32c(data + done, take) != c.chunk_crc32c[k])
-        return make_error(EUCLEAN, "chunk " + std::to_string(k) +
-                                       " changed on disk during restore");
-      done += take;
-    }
-    region_.copy_to(e.offset_bytes + off, data, n);
-    if (progress) progress(e.length_bytes + off + n);
-    return {};
-  };
-  auto stats = engine_->read(device_extents(c), e.length_bytes, sink);
-  if (!stats.ok()) return stats.take_error();
-  return {};
-}
-
-Status MirrorEngine::restore_inline(const SliceEntry& e, const MirrorCopy& c,
-                                    const std::function<void(uint64_t)>& progress) {
-  // One pass. A CRC chunk that a read holds whole is verified in place and
-  // copied; one split across reads is staged, then verified and copied.
+Status MirrorEngine::copy_verified(const SliceEntry& e, const MirrorCopy& c,
+                                   const std::function<void(uint64_t)>& restored) {
+  // A CRC chunk that a read holds whole is verified in place and copied;
+  // one split across reads is staged, then verified and copied. Nothing
+  // unverified reaches the region.
   const uint64_t chunk = volume_.superblock().crc_chunk_bytes;
   AlignedBuffer staging(chunk, 4096);
   uint32_t whole = 0;
@@ -468,7 +441,7 @@ Status MirrorEngine::restore_inline(const SliceEntry& e, const MirrorCopy& c,
         if (crc32c(verified, end - start) != c.chunk_crc32c[k])
           return make_error(EUCLEAN, "chunk " + std::to_string(k) + " fails its CRC32C");
         region_.copy_to(e.offset_bytes + start, verified, end - start);
-        if (progress) progress(2 * end);
+        if (restored) restored(end);
       }
       done += take;
     }
@@ -511,7 +484,9 @@ Result<RestoreReport> MirrorEngine::restore(
   }
   const uint64_t t0 = mono_ns();
   if (options_.restore_verify == RestoreVerify::kInline) {
-    Status s = restore_inline(*e, *c, progress);
+    Status s = copy_verified(*e, *c, [&](uint64_t b) {
+      if (progress) progress(2 * b);  // one pass stands for both halves
+    });
     if (s.ok()) {
       r.generation = c->generation;
       r.bytes = e->length_bytes;
@@ -558,7 +533,13 @@ Result<RestoreReport> MirrorEngine::restore(
                                           : "device memory was left untouched"));
     }
   }
-  if (Status s = restore_copy(*e, *c, progress); !s.ok()) {
+  // Second pass: the copy verified a moment ago is read again, and each
+  // chunk is checked once more (the disk may have changed) before it is
+  // copied into the region.
+  if (Status s = copy_verified(*e, *c, [&](uint64_t b) {
+        if (progress) progress(e->length_bytes + b);
+      });
+      !s.ok()) {
     Error err = s.take_error();
     err.message = "restore of slice '" + name + "' failed: " + err.message;
     return err;

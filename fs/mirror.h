@@ -160,10 +160,11 @@ class MirrorEngine {
   // path) and a report each.
   Result<std::vector<MirrorCopy>> write_copies(std::span<const CopyRequest> reqs,
                                                std::vector<SyncReport>& reports);
-  Status restore_copy(const SliceEntry& e, const MirrorCopy& c,
-                      const std::function<void(uint64_t)>& progress);
-  Status restore_inline(const SliceEntry& e, const MirrorCopy& c,
-                        const std::function<void(uint64_t)>& progress);
+  // Reads copy `c` once, verifying each CRC chunk before copying it into the
+  // region; `restored` gets the slice bytes restored so far. EUCLEAN at the
+  // first bad chunk (chunks before it are restored).
+  Status copy_verified(const SliceEntry& e, const MirrorCopy& c,
+                       const std::function<void(uint64_t)>& restored);
 
   Volume& volume_;
   Region& region_;
