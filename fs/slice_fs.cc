@@ -105,7 +105,7 @@ Result<struct stat> SliceFs::getattr(uint64_t ino) const {
   }
   auto s = get(ino);
   if (!s) return make_error(ENOENT, "no such inode");
-  std::shared_lock lock(meta_mu_);
+  std::shared_lock lock(s->meta);
   const SliceEntry& e = s->entry;
   st.st_mode = S_IFREG | (options_.umask ? (0666 & ~*options_.umask) : (e.mode & 07777));
   st.st_nlink = 1;
@@ -160,7 +160,7 @@ Result<size_t> SliceFs::write(uint64_t ino, uint64_t offset_bytes, size_t size,
     }
     s->write_seq.fetch_add(1, std::memory_order_release);
   }
-  std::unique_lock lock(meta_mu_);
+  std::unique_lock lock(s->meta);
   s->entry.mtime_ns = s->entry.ctime_ns = now_ns();
   return n;
 }
@@ -182,7 +182,7 @@ Status SliceFs::commit_pending(Slice& s) {
   }
   SliceEntry e;
   {
-    std::shared_lock lock(meta_mu_);
+    std::shared_lock lock(s.meta);
     e = s.entry;
   }
   e.offset_bytes = s.offset_bytes;
@@ -202,7 +202,7 @@ Status SliceFs::sync_slice(Slice& s) {
   const uint64_t seq = s.write_seq.load(std::memory_order_acquire);
   std::string name;
   {
-    std::shared_lock meta(meta_mu_);
+    std::shared_lock meta(s.meta);
     name = s.entry.name;
   }
   s.syncing = true;
@@ -210,7 +210,7 @@ Status SliceFs::sync_slice(Slice& s) {
   auto r = engine_.sync(
       name,
       [&](SliceEntry& e) {
-        std::shared_lock meta(meta_mu_);
+        std::shared_lock meta(s.meta);
         e.atime_ns = s.entry.atime_ns;
         e.mtime_ns = s.entry.mtime_ns;
         e.ctime_ns = s.entry.ctime_ns;
@@ -261,14 +261,14 @@ Status SliceFs::sync_batch(const std::vector<std::string>& names) {
   for (auto& s : committed) {
     locks.emplace_back(s->content);
     seqs.push_back(s->write_seq.load(std::memory_order_acquire));
-    std::shared_lock meta(meta_mu_);
+    std::shared_lock meta(s->meta);
     batch.push_back(s->entry.name);
     by_name[s->entry.name] = s.get();
     s->syncing = true;
   }
   auto r = engine_.sync_batch(batch, [&](SliceEntry& e) {
-    std::shared_lock meta(meta_mu_);
     const Slice* s = by_name.at(e.name);
+    std::shared_lock meta(s->meta);
     e.atime_ns = s->entry.atime_ns;
     e.mtime_ns = s->entry.mtime_ns;
     e.ctime_ns = s->entry.ctime_ns;
@@ -388,7 +388,7 @@ Status SliceFs::rename(const std::string& from, const std::string& to,
   }
   names_.erase(from);
   names_[to] = s->ino;
-  std::unique_lock meta(meta_mu_);
+  std::unique_lock meta(s->meta);
   s->entry.name = to;
   s->entry.ctime_ns = now_ns();
   return {};
@@ -415,7 +415,7 @@ Result<struct stat> SliceFs::setattr(uint64_t ino, const struct stat& attr,
     return make_error(EPERM, "owner and mode are set by mount options");
   SliceEntry snapshot;
   {
-    std::unique_lock lock(meta_mu_);
+    std::unique_lock lock(s->meta);
     SliceEntry& e = s->entry;
     const int64_t now = now_ns();
     if (to_set & kSetMode) e.mode = attr.st_mode & 07777;
@@ -463,7 +463,7 @@ Result<std::string> SliceFs::getxattr(uint64_t ino, const std::string& name) con
   }
   std::string slice_name;
   {
-    std::shared_lock meta(meta_mu_);
+    std::shared_lock meta(s->meta);
     slice_name = s->entry.name;
   }
   const MirrorCopy* c = nullptr;

@@ -139,7 +139,8 @@ class SliceFs {
     uint64_t offset_bytes = 0;              // fixed for the slice's life
     std::atomic<uint64_t> length_bytes{0};  // grows while pending
     uint64_t max_bytes = 0;                 // pending: its region window
-    SliceEntry entry;  // name, mode, owner, times: guarded by meta_mu_
+    mutable std::shared_mutex meta;  // guards `entry`
+    SliceEntry entry;  // name, mode, owner, times
     std::atomic<bool> pending{false};  // changed under content (exclusive)
     std::shared_mutex content;  // writes: shared; mirror/commit: exclusive
     std::atomic<uint64_t> write_seq{0}, synced_seq{0};
@@ -161,7 +162,6 @@ class SliceFs {
   std::map<uint64_t, std::shared_ptr<Slice>> slices_;
   std::map<std::string, uint64_t> names_;
   uint64_t next_ino_ = 2;
-  mutable std::shared_mutex meta_mu_;  // Slice::entry fields
 
   std::thread worker_;
   std::mutex queue_mu_;
