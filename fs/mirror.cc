@@ -1,10 +1,13 @@
 #include "fs/mirror.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
 #include <functional>
 #include <map>
+#include <string_view>
+#include <unordered_map>
 
 #include "fs/crc32c.h"
 #include "fs/slice_table.h"
@@ -309,18 +312,34 @@ Result<std::vector<SyncReport>> MirrorEngine::sync_batch(
     return make_error(EROFS, "volume on " + volume_.device().path() + " is read-only");
   const SliceTable& cur = volume_.table();
   std::vector<CopyRequest> reqs;
-  std::vector<uint32_t> targets;
+  std::unordered_map<std::string_view, const SliceEntry*> by_name;
+  by_name.reserve(cur.slices.size());
+  for (const SliceEntry& e : cur.slices) by_name.emplace(e.name, &e);
   for (const std::string& n : names) {
-    const SliceEntry* e = find(cur, n);
-    if (!e) return make_error(ENOENT, "no slice named '" + n + "'");
-    targets.push_back(e->next_copy());
-    reqs.push_back({e, &e->copies[targets.back()], e->generation() + 1, {}});
+    auto it = by_name.find(n);
+    if (it == by_name.end()) return make_error(ENOENT, "no slice named '" + n + "'");
+    const SliceEntry* e = it->second;
+    if (!e) continue;  // named twice
+    it->second = nullptr;
+    const MirrorCopy* target = &e->copies[e->next_copy()];
+    reqs.push_back({e, target, e->generation() + 1, {}});
   }
+  // In device order, so the engine can gather neighbouring copies.
+  auto first_sector = [](const CopyRequest& r) {
+    return r.target->extents.empty() ? 0 : r.target->extents.front().start_sector;
+  };
+  std::sort(reqs.begin(), reqs.end(), [&](const CopyRequest& a, const CopyRequest& b) {
+    return first_sector(a) < first_sector(b);
+  });
   std::vector<SyncReport> reports;
   PCIM_ASSIGN_OR_RETURN(auto copies, write_copies(reqs, reports));
   SliceTable next = cur;
   std::map<std::string, size_t> index;
-  for (size_t i = 0; i < names.size(); ++i) index[names[i]] = i;
+  std::vector<uint32_t> targets;
+  for (size_t i = 0; i < reqs.size(); ++i) {
+    index[reqs[i].entry->name] = i;
+    targets.push_back(reqs[i].entry->next_copy());
+  }
   for (SliceEntry& s : next.slices) {
     auto it = index.find(s.name);
     if (it == index.end()) continue;
@@ -330,12 +349,12 @@ Result<std::vector<SyncReport>> MirrorEngine::sync_batch(
   }
   if (Status c = volume_.commit(std::move(next)); !c.ok()) {
     Error err = c.take_error();
-    err.message = "group commit of " + std::to_string(names.size()) + " slices failed: " + err.message;
+    err.message = "group commit of " + std::to_string(reqs.size()) + " slices failed: " + err.message;
     return err;
   }
   uint64_t bytes = 0;
   for (const auto& r : reports) bytes += r.bytes;
-  log_info("group sync slices=" + std::to_string(names.size()) + " bytes=" + std::to_string(bytes));
+  log_info("group sync slices=" + std::to_string(reqs.size()) + " bytes=" + std::to_string(bytes));
   return reports;
 }
 

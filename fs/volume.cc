@@ -125,8 +125,12 @@ Result<std::pair<Superblock, SliceTable>> Volume::plan_format(
                                     "disjoint OFFSET:LENGTH windows");
   }
   PCIM_ASSIGN_OR_RETURN(Allocator alloc, Allocator::from_table(sb, table));
-  for (SliceEntry& e : table.slices) {
-    for (MirrorCopy& c : e.copies) {
+  // Copy-major order (docs/FORMAT.md §6): every slice's copy 0, then every
+  // slice's copy 1, so slices side by side in the table are side by side on
+  // the device and a group sync of small slices gathers into large requests.
+  for (uint32_t copy = 0; copy < req.mirror_copies; ++copy) {
+    for (SliceEntry& e : table.slices) {
+      MirrorCopy& c = e.copies[copy];
       auto got = alloc.allocate(mirror_bytes(e.length_bytes) / kSectorBytes);
       if (!got.ok())
         return make_error(ENOSPC,

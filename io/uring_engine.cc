@@ -331,14 +331,41 @@ Result<TransferStats> UringEngine::write(std::span<const WriteJob> jobs) {
           break;
         }
         p = m.pool->buffer(static_cast<unsigned>(buffer));
-        source.fill(c.mirror_offset_bytes, p, c.data_bytes);
-        if (c.data_bytes < c.io_bytes)
-          std::memset(p + c.data_bytes, 0, c.io_bytes - c.data_bytes);
-        stats.bytes_bounced += c.data_bytes;
+        auto bounce_piece = [&](WriteSource& src, const Chunk& piece, std::byte* dst) {
+          src.fill(piece.mirror_offset_bytes, dst, piece.data_bytes);
+          if (piece.data_bytes < piece.io_bytes)
+            std::memset(dst + piece.data_bytes, 0, piece.io_bytes - piece.data_bytes);
+          src.observe(piece.mirror_offset_bytes, dst, piece.data_bytes);
+          stats.bytes_bounced += piece.data_bytes;
+        };
+        bounce_piece(source, c, p);
+        // Gather: chunks that continue on the device right after this one
+        // (the next slice's copy, laid out behind this one at format) join
+        // the same buffer, so many small slices go out as few large
+        // requests. Only chunks that would be bounced anyway join.
+        while (c.io_bytes < m.pool->buffer_bytes()) {
+          size_t j = job;
+          while (j < jobs.size() && cursors[j].done()) ++j;
+          if (j == jobs.size()) break;
+          ChunkCursor peek = cursors[j];
+          Chunk n = peek.next();
+          if (n.device_offset_bytes != c.device_offset_bytes + c.io_bytes ||
+              c.io_bytes + n.io_bytes > m.pool->buffer_bytes())
+            break;
+          if (n.data_bytes == n.io_bytes &&
+              jobs[j].source->direct(n.mirror_offset_bytes, n.io_bytes))
+            break;
+          bounce_piece(*jobs[j].source, n, p + c.io_bytes);
+          cursors[j] = peek;
+          job = j;
+          c.io_bytes += n.io_bytes;
+          c.data_bytes = c.io_bytes;  // no longer used for writes
+          ++stats.gathered;
+        }
       } else {
         stats.bytes_direct += c.data_bytes;
+        source.observe(c.mirror_offset_bytes, p, c.data_bytes);
       }
-      source.observe(c.mirror_offset_bytes, p, c.data_bytes);
       Slot& s = m.slots[static_cast<size_t>(si)];
       s = Slot{c, p, buffer, 0, false, false, true};
       ++stats.requests;

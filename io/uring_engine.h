@@ -47,6 +47,7 @@ struct TransferStats {
   uint64_t bytes_bounced = 0;  ///< bytes that went through bounce buffers
   uint64_t requests = 0;       ///< SQEs submitted, requeues included
   uint64_t requeues = 0;       ///< short transfers / EAGAIN / EINTR retried
+  uint64_t gathered = 0;  ///< chunks that joined a device-contiguous request
 };
 
 /// Where a write's bytes come from. `mirror_offset_bytes` counts from the
@@ -107,7 +108,10 @@ class UringEngine {
   /// Writes several mirror images as one pipeline: requests of job i+1 are
   /// submitted while those of job i are in flight, so many small slices
   /// keep the queue full (group commit). Each source sees its own chunks in
-  /// order. Errors as write().
+  /// order. A bounced chunk that ends where the next job's chunk starts on
+  /// the device shares its bounce buffer with it (up to io_size_bytes), so
+  /// small slices laid out side by side go out as large requests. Errors as
+  /// write().
   Result<TransferStats> write(std::span<const WriteJob> jobs);
 
   /// Reads `length_bytes` of mirror image from `extents` through the bounce
