@@ -94,6 +94,7 @@ int serve(const std::string& device, const std::string& mountpoint,
   fo.mirror_on_close = mo.mirror_on_close;
   fo.interval_ms = mo.interval_ms;
   fo.host_only_writes = mo.host_only_writes;
+  fo.write_behind = mo.write_behind;
   SliceFs fs(**engine, fo);
   FuseMountOptions fm;
   fm.mountpoint = mountpoint;

@@ -29,6 +29,7 @@ struct MountOptions {
   MirrorOnClose mirror_on_close = MirrorOnClose::kSync;
   uint64_t interval_ms = 0;
   bool host_only_writes = false;
+  bool write_behind = true;
   std::optional<uint32_t> uid, gid, umask;  ///< owner and mode of slice files
 };
 

@@ -29,6 +29,7 @@ constexpr Key kKeys[] = {
     {"bounce_buffers", false, "Registered bounce buffers (16)"},
     {"max_write", false, "Largest FUSE write (1M)"},
     {"mirror_on_close", false, "sync|async|off: mirror when a written file is closed"},
+    {"write_behind", false, "on|off: mirror chunks while a file is written, not all at close"},
     {"interval", false, "Mirror periodically, e.g. 30s, 5m, 1h (0: never)"},
     {"restore", false, "never|on_mount"},
     {"restore_verify", false, "prepass|inline: verify the whole mirror first, or chunk by chunk"},

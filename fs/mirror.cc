@@ -29,19 +29,15 @@ int64_t wall_ns() {
       .count();
 }
 
-// Accumulates the whole-slice CRC32C and the per-chunk CRC32Cs (§5) from data
-// fed in mirror order.
-class CrcAccumulator {
+// Accumulates the per-chunk CRC32Cs (§5) of data fed in mirror order from a
+// chunk boundary. The whole-slice CRC is combined from them
+// (crc32c_of_chunks), so the data is checksummed once.
+class ChunkCrcs {
  public:
-  CrcAccumulator(uint64_t length_bytes, uint32_t chunk_bytes)
-      : chunk_bytes_(chunk_bytes) {
-    chunks_.reserve(chunk_count(length_bytes, chunk_bytes));
-  }
+  explicit ChunkCrcs(uint32_t chunk_bytes) : chunk_bytes_(chunk_bytes) {}
   void feed(const std::byte* data, uint64_t n) {
     while (n > 0) {
-      uint64_t room = chunk_bytes_ - in_chunk_;
-      uint64_t take = std::min(n, room);
-      whole_ = crc32c_extend(whole_, data, take);
+      const uint64_t take = std::min<uint64_t>(n, chunk_bytes_ - in_chunk_);
       chunk_ = crc32c_extend(chunk_, data, take);
       in_chunk_ += take;
       data += take;
@@ -53,7 +49,6 @@ class CrcAccumulator {
   void finish() {
     if (in_chunk_) close_chunk();
   }
-  uint32_t whole() const { return whole_; }
   std::vector<uint32_t>& chunks() { return chunks_; }
 
  private:
@@ -64,19 +59,24 @@ class CrcAccumulator {
   }
   uint32_t chunk_bytes_;
   uint64_t in_chunk_ = 0;
-  uint32_t whole_ = 0, chunk_ = 0;
+  uint32_t chunk_ = 0;
   std::vector<uint32_t> chunks_;
 };
 
+// The source of one run of a slice: region memory from `offset_bytes` on.
+// `done_bytes` counts the bytes of the whole copy handed to the device, for
+// `progress`.
 class RegionSource final : public WriteSource {
  public:
   RegionSource(Region& region, uint64_t offset_bytes, bool zero_copy,
-               CrcAccumulator& crc, std::function<void(uint64_t)> progress)
+               ChunkCrcs& crc, uint64_t& done_bytes,
+               const std::function<void(uint64_t)>& progress)
       : region_(region),
         offset_(offset_bytes),
         zero_copy_(zero_copy),
         crc_(crc),
-        progress_(std::move(progress)) {}
+        done_(done_bytes),
+        progress_(progress) {}
   const std::byte* direct(uint64_t mirror_offset, uint64_t) override {
     return zero_copy_ ? region_.base() + offset_ + mirror_offset : nullptr;
   }
@@ -85,17 +85,19 @@ class RegionSource final : public WriteSource {
     bounced_ += n;
   }
   uint64_t bounced_bytes() const { return bounced_; }
-  void observe(uint64_t off, const std::byte* data, uint64_t n) override {
+  void observe(uint64_t, const std::byte* data, uint64_t n) override {
     crc_.feed(data, n);
-    if (progress_) progress_(off + n);
+    done_ += n;
+    if (progress_) progress_(done_);
   }
 
  private:
   Region& region_;
   uint64_t offset_;
   bool zero_copy_;
-  CrcAccumulator& crc_;
-  std::function<void(uint64_t)> progress_;
+  ChunkCrcs& crc_;
+  uint64_t& done_;
+  const std::function<void(uint64_t)>& progress_;
   uint64_t bounced_ = 0;
 };
 
@@ -111,6 +113,44 @@ std::vector<DeviceExtent> device_extents(const MirrorCopy& c) {
   for (const Extent& x : c.extents)
     out.push_back({x.start_sector * kSectorBytes, x.sectors * kSectorBytes});
   return out;
+}
+
+// The device extents of mirror bytes [start_bytes, start_bytes + length_bytes)
+// of copy `c`.
+std::vector<DeviceExtent> device_extents(const MirrorCopy& c, uint64_t start_bytes,
+                                         uint64_t length_bytes) {
+  std::vector<DeviceExtent> out;
+  uint64_t pos = 0;  // mirror offset of the extent's first byte
+  for (const Extent& x : c.extents) {
+    const uint64_t len = x.sectors * kSectorBytes;
+    if (length_bytes > 0 && start_bytes < pos + len) {
+      const uint64_t skip = start_bytes - pos;
+      const uint64_t take = std::min(len - skip, length_bytes);
+      out.push_back({x.start_sector * kSectorBytes + skip, take});
+      start_bytes += take;
+      length_bytes -= take;
+    }
+    pos += len;
+  }
+  return out;
+}
+
+// Runs [first, end) of chunks still to write: all of them, or those that
+// write-behind has not written.
+std::vector<std::pair<uint64_t, uint64_t>> runs_to_write(uint64_t chunks,
+                                                         const WriteBehind* wb) {
+  std::vector<std::pair<uint64_t, uint64_t>> runs;
+  for (uint64_t k = 0; k < chunks;) {
+    if (wb && wb->written[k]) {
+      ++k;
+      continue;
+    }
+    uint64_t end = k + 1;
+    while (end < chunks && !(wb && wb->written[end])) ++end;
+    runs.emplace_back(k, end);
+    k = end;
+  }
+  return runs;
 }
 
 }  // namespace
@@ -207,34 +247,77 @@ Status MirrorEngine::commit_edit(
   return volume_.commit(std::move(next));
 }
 
-Result<std::vector<MirrorCopy>> MirrorEngine::write_copies(
-    std::span<const CopyRequest> reqs, std::vector<SyncReport>& reports) {
+bool WriteBehind::matches(const SliceEntry& e, uint32_t crc_chunk_bytes) const {
+  return active() && e.copies.size() > 1 && target_copy == e.next_copy() &&
+         generation == e.generation() + 1 &&
+         written.size() == chunk_count(e.length_bytes, crc_chunk_bytes) &&
+         chunk_crc32c.size() == written.size();
+}
+
+uint64_t WriteBehind::written_bytes(uint64_t length_bytes,
+                                    uint32_t crc_chunk_bytes) const {
+  uint64_t n = 0;
+  for (size_t k = 0; k < written.size(); ++k)
+    if (written[k])
+      n += std::min<uint64_t>(crc_chunk_bytes, length_bytes - k * crc_chunk_bytes);
+  return n;
+}
+
+Result<std::vector<MirrorEngine::RunResult>> MirrorEngine::write_runs(
+    std::span<const CopyRequest> reqs, std::span<const Run> runs) {
   // The measured rule for bounce=auto (docs/DESIGN.md, "Choosing the
   // path"): the registered, pre-faulted, reused bounce pool outran zero-copy
   // from the region on every machine measured, so auto bounces; zero-copy is
   // bounce=never, and only from pages that can be pinned.
   const bool zero_copy = options_.bounce == BounceMode::kNever && region_.pages_pinnable();
   const uint32_t chunk = volume_.superblock().crc_chunk_bytes;
-  std::vector<CrcAccumulator> crcs;
+  const uint32_t lbs = volume_.device().logical_block_size();
+  std::vector<uint64_t> done(reqs.size());  // progress per request
+  for (size_t i = 0; i < reqs.size(); ++i)
+    if (reqs[i].behind)
+      done[i] = reqs[i].behind->written_bytes(reqs[i].entry->length_bytes, chunk);
+  std::vector<ChunkCrcs> crcs;
   std::vector<RegionSource> sources;
   std::vector<std::vector<DeviceExtent>> extents;
   std::vector<WriteJob> jobs;
-  crcs.reserve(reqs.size());
-  sources.reserve(reqs.size());
-  extents.reserve(reqs.size());
-  uint64_t total_bytes = 0;
-  for (const CopyRequest& r : reqs) {
-    crcs.emplace_back(r.entry->length_bytes, chunk);
-    sources.emplace_back(region_, r.entry->offset_bytes, zero_copy, crcs.back(), r.progress);
-    extents.push_back(device_extents(*r.target));
-    jobs.push_back({extents.back(), r.entry->length_bytes, &sources.back()});
-    total_bytes += r.entry->length_bytes;
+  crcs.reserve(runs.size());
+  sources.reserve(runs.size());
+  extents.reserve(runs.size());
+  for (const Run& run : runs) {
+    const CopyRequest& r = reqs[run.request];
+    const uint64_t start = run.first_chunk * chunk;
+    const uint64_t data = std::min<uint64_t>(run.end_chunk * chunk, r.entry->length_bytes) - start;
+    crcs.emplace_back(chunk);
+    sources.emplace_back(region_, r.entry->offset_bytes + start, zero_copy, crcs.back(),
+                         done[run.request], r.progress);
+    extents.push_back(device_extents(*r.target, start, (data + lbs - 1) / lbs * lbs));
+    jobs.push_back({extents.back(), data, &sources.back()});
   }
-  const uint64_t t0 = mono_ns();
   auto stats = engine_->write(jobs);
-  Status flushed = stats.ok() ? engine_->flush() : Status();
-  if (!stats.ok() || !flushed.ok()) {
-    Error err = stats.ok() ? flushed.take_error() : stats.take_error();
+  if (!stats.ok()) return stats.take_error();
+  std::vector<RunResult> out(runs.size());
+  for (size_t i = 0; i < runs.size(); ++i) {
+    crcs[i].finish();
+    out[i].chunk_crc32c = std::move(crcs[i].chunks());
+    out[i].bounced_bytes = sources[i].bounced_bytes();
+    out[i].direct_bytes = jobs[i].length_bytes - out[i].bounced_bytes;
+  }
+  return out;
+}
+
+Result<std::vector<MirrorCopy>> MirrorEngine::write_copies(
+    std::span<const CopyRequest> reqs, std::vector<SyncReport>& reports) {
+  const uint32_t chunk = volume_.superblock().crc_chunk_bytes;
+  std::vector<Run> runs;
+  for (size_t i = 0; i < reqs.size(); ++i)
+    for (auto [first, end] :
+         runs_to_write(chunk_count(reqs[i].entry->length_bytes, chunk), reqs[i].behind))
+      runs.push_back({i, first, end});
+  const uint64_t t0 = mono_ns();
+  auto written = write_runs(reqs, runs);
+  Status flushed = written.ok() ? engine_->flush() : Status();
+  if (!written.ok() || !flushed.ok()) {
+    Error err = written.ok() ? flushed.take_error() : written.take_error();
     err.message = "mirror of slice '" + reqs.front().entry->name + "'" +
                   (reqs.size() > 1 ? " and " + std::to_string(reqs.size() - 1) + " more" : "") +
                   " failed: " + err.message;
@@ -242,31 +325,99 @@ Result<std::vector<MirrorCopy>> MirrorEngine::write_copies(
   }
   const uint64_t batch_ns = mono_ns() - t0;
   const int64_t now = wall_ns();
+  uint64_t total_bytes = 0;
+  for (const CopyRequest& r : reqs) total_bytes += r.entry->length_bytes;
+  // Per request: chunk CRCs from write-behind, then from this write's runs.
   std::vector<MirrorCopy> out;
+  out.reserve(reqs.size());
+  std::vector<uint64_t> bounced(reqs.size()), direct(reqs.size());
+  for (size_t i = 0; i < reqs.size(); ++i) {
+    const CopyRequest& r = reqs[i];
+    MirrorCopy c = *r.target;
+    if (r.behind) {
+      c.chunk_crc32c = r.behind->chunk_crc32c;
+      bounced[i] = r.behind->bounced_bytes;
+      direct[i] = r.behind->direct_bytes;
+    } else {
+      c.chunk_crc32c.assign(chunk_count(r.entry->length_bytes, chunk), 0);
+    }
+    out.push_back(std::move(c));
+  }
+  for (size_t j = 0; j < runs.size(); ++j) {
+    const Run& run = runs[j];
+    RunResult& rr = (*written)[j];
+    std::copy(rr.chunk_crc32c.begin(), rr.chunk_crc32c.end(),
+              out[run.request].chunk_crc32c.begin() + static_cast<ptrdiff_t>(run.first_chunk));
+    bounced[run.request] += rr.bounced_bytes;
+    direct[run.request] += rr.direct_bytes;
+  }
   for (size_t i = 0; i < reqs.size(); ++i) {
     const SliceEntry& e = *reqs[i].entry;
-    crcs[i].finish();
-    MirrorCopy c = *reqs[i].target;
+    MirrorCopy& c = out[i];
     c.generation = reqs[i].generation;
     c.sync_time_ns = now;
     c.sync_duration_ns = total_bytes
         ? static_cast<uint64_t>(static_cast<double>(batch_ns) * e.length_bytes / total_bytes)
         : batch_ns;
-    c.crc32c = crcs[i].whole();
-    const uint64_t bounced = sources[i].bounced_bytes();
-    c.path = bounced == 0 ? MirrorPath::kZeroCopy
-             : bounced == e.length_bytes ? MirrorPath::kBounce
-                                         : MirrorPath::kMixed;
-    c.chunk_crc32c = std::move(crcs[i].chunks());
-    reports.push_back(SyncReport{e.name, c.generation, e.length_bytes,
+    c.crc32c = crc32c_of_chunks(c.chunk_crc32c, chunk, e.length_bytes);
+    c.path = bounced[i] == 0 ? MirrorPath::kZeroCopy
+             : direct[i] == 0 ? MirrorPath::kBounce
+                              : MirrorPath::kMixed;
+    const uint64_t behind =
+        reqs[i].behind ? reqs[i].behind->written_bytes(e.length_bytes, chunk) : 0;
+    reports.push_back(SyncReport{e.name, c.generation, e.length_bytes, behind,
                                  c.sync_duration_ns, c.path, c.crc32c});
-    out.push_back(std::move(c));
   }
   return out;
 }
 
+Status MirrorEngine::write_behind(const std::string& name, uint64_t first_chunk,
+                                  uint64_t count, WriteBehind& wb) {
+  std::lock_guard lock(mu_);
+  const SliceEntry* e = find(volume_.table(), name);
+  if (!e) return make_error(ENOENT, "no slice named '" + name + "'");
+  if (volume_.read_only())
+    return make_error(EROFS, "volume on " + volume_.device().path() + " is read-only");
+  if (e->copies.size() < 2)
+    return make_error(EOPNOTSUPP, "slice '" + name + "' has one mirror copy; "
+                                  "write-behind would overwrite its only mirror");
+  const uint32_t chunk = volume_.superblock().crc_chunk_bytes;
+  const uint64_t n = chunk_count(e->length_bytes, chunk);
+  if (!wb.active()) {
+    wb = WriteBehind{};
+    wb.target_copy = e->next_copy();
+    wb.generation = e->generation() + 1;
+    wb.chunk_crc32c.assign(n, 0);
+    wb.written.assign(n, 0);
+  } else if (!wb.matches(*e, chunk)) {
+    return make_error(ESTALE, "write-behind of slice '" + name +
+                                  "' is stale: the slice was mirrored meanwhile");
+  }
+  if (first_chunk >= n || count == 0 || count > n - first_chunk)
+    return make_error(EINVAL, "chunks [" + std::to_string(first_chunk) + ", +" +
+                                  std::to_string(count) + ") lie outside slice '" +
+                                  name + "'");
+  for (uint64_t k = first_chunk; k < first_chunk + count; ++k) wb.written[k] = 0;
+  const CopyRequest req{e, &e->copies[wb.target_copy], wb.generation, {}, nullptr};
+  const Run run{0, first_chunk, first_chunk + count};
+  auto r = write_runs({&req, 1}, {&run, 1});
+  if (!r.ok()) {
+    Error err = r.take_error();
+    err.message = "write-behind of slice '" + name + "' failed: " + err.message;
+    return err;
+  }
+  RunResult& rr = r->front();
+  std::copy(rr.chunk_crc32c.begin(), rr.chunk_crc32c.end(),
+            wb.chunk_crc32c.begin() + static_cast<ptrdiff_t>(first_chunk));
+  for (uint64_t k = first_chunk; k < first_chunk + count; ++k) wb.written[k] = 1;
+  wb.bounced_bytes += rr.bounced_bytes;
+  wb.direct_bytes += rr.direct_bytes;
+  return {};
+}
+
 static void log_sync(const SyncReport& r) {
   log_info("sync slice=" + r.slice + " bytes=" + std::to_string(r.bytes) +
+           (r.behind_bytes ? " behind_bytes=" + std::to_string(r.behind_bytes) : "") +
            " path=" + to_string(r.path) + " generation=" +
            std::to_string(r.generation) + " MB/s=" +
            std::to_string(static_cast<uint64_t>(r.mb_per_s())) +
@@ -275,7 +426,7 @@ static void log_sync(const SyncReport& r) {
 
 Result<SyncReport> MirrorEngine::sync(
     const std::string& name, const std::function<void(SliceEntry&)>& amend,
-    const std::function<void(uint64_t)>& progress) {
+    const std::function<void(uint64_t)>& progress, const WriteBehind* behind) {
   std::lock_guard lock(mu_);
   const SliceEntry* e = find(volume_.table(), name);
   if (!e) return make_error(ENOENT, "no slice named '" + name + "'");
@@ -285,7 +436,9 @@ Result<SyncReport> MirrorEngine::sync(
                                  "' cannot be mirrored");
   const uint32_t target = e->next_copy();
   std::vector<SyncReport> reports;
-  const CopyRequest req{e, &e->copies[target], e->generation() + 1, progress};
+  if (behind && !behind->matches(*e, volume_.superblock().crc_chunk_bytes))
+    behind = nullptr;
+  const CopyRequest req{e, &e->copies[target], e->generation() + 1, progress, behind};
   PCIM_ASSIGN_OR_RETURN(auto copies, write_copies({&req, 1}, reports));
   const SyncReport report = reports.front();
   SliceTable next = volume_.table();
@@ -306,7 +459,8 @@ Result<SyncReport> MirrorEngine::sync(
 
 Result<std::vector<SyncReport>> MirrorEngine::sync_batch(
     const std::vector<std::string>& names,
-    const std::function<void(SliceEntry&)>& amend) {
+    const std::function<void(SliceEntry&)>& amend,
+    std::span<const WriteBehind* const> behind) {
   std::lock_guard lock(mu_);
   if (volume_.read_only())
     return make_error(EROFS, "volume on " + volume_.device().path() + " is read-only");
@@ -315,14 +469,18 @@ Result<std::vector<SyncReport>> MirrorEngine::sync_batch(
   std::unordered_map<std::string_view, const SliceEntry*> by_name;
   by_name.reserve(cur.slices.size());
   for (const SliceEntry& e : cur.slices) by_name.emplace(e.name, &e);
-  for (const std::string& n : names) {
+  const uint32_t chunk = volume_.superblock().crc_chunk_bytes;
+  for (size_t i = 0; i < names.size(); ++i) {
+    const std::string& n = names[i];
     auto it = by_name.find(n);
     if (it == by_name.end()) return make_error(ENOENT, "no slice named '" + n + "'");
     const SliceEntry* e = it->second;
     if (!e) continue;  // named twice
     it->second = nullptr;
     const MirrorCopy* target = &e->copies[e->next_copy()];
-    reqs.push_back({e, target, e->generation() + 1, {}});
+    const WriteBehind* wb = i < behind.size() ? behind[i] : nullptr;
+    if (wb && !wb->matches(*e, chunk)) wb = nullptr;
+    reqs.push_back({e, target, e->generation() + 1, {}, wb});
   }
   // In device order, so the engine can gather neighbouring copies.
   auto first_sector = [](const CopyRequest& r) {
@@ -372,7 +530,7 @@ Result<SyncReport> MirrorEngine::add_slice(SliceEntry entry, bool mirror_now) {
   if (mirror_now) {
     SliceEntry& e = next.slices.back();
     std::vector<SyncReport> reports;
-    const CopyRequest req{&e, &e.copies[0], 1, {}};
+    const CopyRequest req{&e, &e.copies[0], 1, {}, nullptr};
     PCIM_ASSIGN_OR_RETURN(auto copies, write_copies({&req, 1}, reports));
     e.copies[0] = std::move(copies.front());
     report = reports.front();
@@ -406,33 +564,40 @@ Status MirrorEngine::rename_slice(const std::string& from, const std::string& to
   return {};
 }
 
+namespace {
+// The whole-slice CRC32C must be the combination of the chunk CRCs (§5);
+// then chunks that each match their CRC make a copy whose whole CRC matches.
+Status check_whole_crc(const SliceEntry& e, const MirrorCopy& c, uint32_t chunk_bytes) {
+  if (c.chunk_crc32c.size() != chunk_count(e.length_bytes, chunk_bytes) ||
+      crc32c_of_chunks(c.chunk_crc32c, chunk_bytes, e.length_bytes) != c.crc32c)
+    return make_error(EUCLEAN, "whole-slice CRC32C mismatch");
+  return {};
+}
+}  // namespace
+
 Status verify_mirror(UringEngine& engine, const Superblock& sb,
                      const SliceEntry& e, const MirrorCopy& c,
                      const std::function<void(uint64_t)>& progress) {
   const uint32_t chunk_bytes = sb.crc_chunk_bytes;
-  CrcAccumulator crc(e.length_bytes, chunk_bytes);
+  PCIM_TRY(check_whole_crc(e, c, chunk_bytes));
+  ChunkCrcs crc(chunk_bytes);
   size_t checked = 0;
-  auto sink = [&](uint64_t off, const std::byte* data, uint64_t n) -> Status {
-    crc.feed(data, n);
-    if (progress) progress(off + n);
-    // Compare chunks as soon as they close, to stop early on damage.
+  auto check_closed = [&]() -> Status {
     for (; checked < crc.chunks().size(); ++checked)
       if (crc.chunks()[checked] != c.chunk_crc32c[checked])
         return make_error(EUCLEAN, "chunk " + std::to_string(checked) +
                                        " fails its CRC32C");
     return {};
   };
+  auto sink = [&](uint64_t off, const std::byte* data, uint64_t n) -> Status {
+    crc.feed(data, n);
+    if (progress) progress(off + n);
+    return check_closed();  // as soon as chunks close, to stop early on damage
+  };
   auto stats = engine.read(device_extents(c), e.length_bytes, sink);
   if (!stats.ok()) return stats.take_error();
   crc.finish();
-  for (; checked < crc.chunks().size(); ++checked)
-    if (checked >= c.chunk_crc32c.size() ||
-        crc.chunks()[checked] != c.chunk_crc32c[checked])
-      return make_error(EUCLEAN, "chunk " + std::to_string(checked) +
-                                     " fails its CRC32C");
-  if (crc.whole() != c.crc32c)
-    return make_error(EUCLEAN, "whole-slice CRC32C mismatch");
-  return {};
+  return check_closed();
 }
 
 Status MirrorEngine::copy_verified(const SliceEntry& e, const MirrorCopy& c,
@@ -441,10 +606,9 @@ Status MirrorEngine::copy_verified(const SliceEntry& e, const MirrorCopy& c,
   // one split across reads is staged, then verified and copied. Nothing
   // unverified reaches the region.
   const uint64_t chunk = volume_.superblock().crc_chunk_bytes;
+  PCIM_TRY(check_whole_crc(e, c, static_cast<uint32_t>(chunk)));
   AlignedBuffer staging(chunk, 4096);
-  uint32_t whole = 0;
   auto sink = [&](uint64_t off, const std::byte* data, uint64_t n) -> Status {
-    whole = crc32c_extend(whole, data, n);
     for (uint64_t done = 0; done < n;) {
       const uint64_t pos = off + done, k = pos / chunk, start = k * chunk;
       const uint64_t end = std::min<uint64_t>(start + chunk, e.length_bytes);
@@ -468,7 +632,6 @@ Status MirrorEngine::copy_verified(const SliceEntry& e, const MirrorCopy& c,
   };
   auto stats = engine_->read(device_extents(c), e.length_bytes, sink);
   if (!stats.ok()) return stats.take_error();
-  if (whole != c.crc32c) return make_error(EUCLEAN, "whole-slice CRC32C mismatch");
   return {};
 }
 

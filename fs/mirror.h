@@ -53,11 +53,31 @@ struct MirrorOptions {
 Status check_region_identity(const Superblock& sb, const Region& region,
                              bool ignore_device_id);
 
+/// Write-behind of one slice (docs/DESIGN.md, "Write-behind"): CRC chunks
+/// (crc_chunk_bytes of the slice, docs/FORMAT.md §5) already written, not
+/// yet flushed or committed, into the copy that the slice's next sync
+/// commits. The caller owns it (the FUSE layer keeps one per slice) and
+/// passes it to write_behind() and then to sync(); it is stale, and ignored,
+/// once anything else commits a mirror of the slice.
+struct WriteBehind {
+  uint32_t target_copy = 0;  ///< index into SliceEntry::copies
+  uint64_t generation = 0;   ///< generation the copy will carry; 0: not started
+  std::vector<uint32_t> chunk_crc32c;  ///< per chunk; valid where written
+  std::vector<uint8_t> written;        ///< 1: chunk k is on the device
+  uint64_t bounced_bytes = 0, direct_bytes = 0;  ///< how chunks were written
+  bool active() const { return generation != 0; }
+  /// True when this write-behind belongs to the next sync of `e`.
+  bool matches(const SliceEntry& e, uint32_t crc_chunk_bytes) const;
+  /// Bytes of the slice (length `length_bytes`) that are written.
+  uint64_t written_bytes(uint64_t length_bytes, uint32_t crc_chunk_bytes) const;
+};
+
 /// What one sync did.
 struct SyncReport {
   std::string slice;
   uint64_t generation = 0;  ///< the slice's new mirror generation
   uint64_t bytes = 0;
+  uint64_t behind_bytes = 0;  ///< of `bytes`, written ahead by write-behind
   uint64_t duration_ns = 0;  ///< data write + flush, excluding the commit
   MirrorPath path = MirrorPath::kNone;
   uint32_t crc32c = 0;
@@ -103,16 +123,33 @@ class MirrorEngine {
   /// the slice's entry (times, mode) in the table that the sync commits.
   /// `progress`, when given, is called with the bytes handed to the device
   /// so far (for the .progress xattr and progress bars).
+  /// `behind`, when given and still matching the slice, names chunks that
+  /// write_behind() has written already: only the other chunks are written.
   Result<SyncReport> sync(const std::string& name,
                           const std::function<void(SliceEntry&)>& amend = {},
-                          const std::function<void(uint64_t)>& progress = {});
+                          const std::function<void(uint64_t)>& progress = {},
+                          const WriteBehind* behind = nullptr);
+
+  /// Write-behind: writes CRC chunks [first_chunk, first_chunk + count) of
+  /// slice `name` from region memory into the copy its next sync commits,
+  /// with neither flush nor commit, so the committed mirror is untouched and
+  /// a crash loses nothing (docs/FORMAT.md §7). Starts `behind` if it is not
+  /// active. ESTALE when `behind` belongs to an older state of the slice
+  /// (the caller resets it), EOPNOTSUPP with one mirror copy (it would
+  /// overwrite the only mirror), ENOENT, EROFS, EINVAL for chunks past the
+  /// end; the write's errno otherwise, with those chunks left unwritten.
+  Status write_behind(const std::string& name, uint64_t first_chunk,
+                      uint64_t count, WriteBehind& behind);
 
   /// Mirrors several slices with one pipelined write, one flush and one
   /// metadata commit (group commit). All or nothing: on error nothing is
   /// committed. Each slice's sync time is its share of the batch, by size.
+  /// `behind`, when given, holds one write-behind (or nullptr) per name, as
+  /// for sync(). Reports come in device order.
   Result<std::vector<SyncReport>> sync_batch(
       const std::vector<std::string>& names,
-      const std::function<void(SliceEntry&)>& amend = {});
+      const std::function<void(SliceEntry&)>& amend = {},
+      std::span<const WriteBehind* const> behind = {});
 
   /// Adds slice `entry` (name, window, mode, owner, times) with fresh
   /// extents; with `mirror_now` also writes its first mirror, all in one
@@ -154,7 +191,21 @@ class MirrorEngine {
     const MirrorCopy* target;
     uint64_t generation;
     std::function<void(uint64_t)> progress;
+    const WriteBehind* behind = nullptr;  // chunks written already
   };
+  // One run of chunks [first_chunk, end_chunk) of a request to write.
+  struct Run {
+    size_t request;
+    uint64_t first_chunk, end_chunk;
+  };
+  struct RunResult {
+    std::vector<uint32_t> chunk_crc32c;
+    uint64_t bounced_bytes = 0, direct_bytes = 0;
+  };
+  // Writes the runs as one pipeline, without flushing. The engine's errno on
+  // failure.
+  Result<std::vector<RunResult>> write_runs(std::span<const CopyRequest> reqs,
+                                            std::span<const Run> runs);
   // Writes each request's memory into its target copy as one pipeline, then
   // flushes once (§7 steps 1-2); returns the copies filled in (CRCs, times,
   // path) and a report each.

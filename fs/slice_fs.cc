@@ -6,6 +6,7 @@
 #include <chrono>
 #include <cstdio>
 #include <ctime>
+#include <utility>
 
 #include "fs/allocator.h"
 #include "fs/slice_table.h"
@@ -41,6 +42,9 @@ std::string iso_time(int64_t ns) {
 }
 // Pending slices start on a page boundary of the region.
 constexpr uint64_t kNewSliceAlign = 4096;
+// Write-behind writes at most this many CRC chunks per engine call, so a
+// mirror waiting for the slice's lock does not wait long.
+constexpr uint64_t kBehindRunChunks = 16;
 
 }  // namespace
 
@@ -59,12 +63,52 @@ SliceFs::SliceFs(MirrorEngine& engine, SliceFsOptions options)
     s->offset_bytes = e.offset_bytes;
     s->length_bytes = e.length_bytes;
     s->entry = e;
+    init_chunks(*s);
     names_[e.name] = s->ino;
     slices_[s->ino] = std::move(s);
   }
 }
 
 SliceFs::~SliceFs() { stop_background(); }
+
+bool SliceFs::write_behind_on() const {
+  return options_.write_behind && !options_.read_only &&
+         options_.mirror_on_close != MirrorOnClose::kOff &&
+         engine_.superblock().mirror_copies > 1;
+}
+
+void SliceFs::init_chunks(Slice& s) const {
+  if (!write_behind_on()) return;
+  s.chunk_count = chunk_count(s.length_bytes.load(), engine_.superblock().crc_chunk_bytes);
+  s.chunk_state = std::make_unique<std::atomic<uint8_t>[]>(s.chunk_count);
+  s.behind = WriteBehind{};
+}
+
+bool SliceFs::mark_written(Slice& s, uint64_t offset_bytes, uint64_t size) const {
+  if (!s.chunk_state || size == 0) return false;
+  const uint64_t chunk = engine_.superblock().crc_chunk_bytes;
+  const uint64_t len = s.length_bytes.load(std::memory_order_relaxed);
+  const uint64_t end = offset_bytes + size;
+  bool ready = false;
+  for (uint64_t k = offset_bytes / chunk; k < s.chunk_count && k * chunk < end; ++k) {
+    uint8_t bits = kChunkDirty;
+    if (end >= std::min((k + 1) * chunk, len)) {
+      bits |= kChunkReady;
+      ready = true;
+    }
+    // Release: the chunk's new bytes are in memory before its mark.
+    s.chunk_state[k].fetch_or(bits, std::memory_order_release);
+  }
+  return ready;
+}
+
+void SliceFs::settle_chunks(Slice& s) {
+  const bool behind = s.behind.active();
+  for (uint64_t k = 0; k < s.chunk_count; ++k)
+    if (s.chunk_state[k].exchange(0, std::memory_order_acq_rel) && behind &&
+        k < s.behind.written.size())
+      s.behind.written[k] = 0;  // changed since write-behind wrote it
+}
 
 std::shared_ptr<SliceFs::Slice> SliceFs::get(uint64_t ino) const {
   std::shared_lock lock(tree_mu_);
@@ -145,6 +189,7 @@ Result<size_t> SliceFs::write(uint64_t ino, uint64_t offset_bytes, size_t size,
   auto s = get(ino);
   if (!s) return make_error(ENOENT, "no such inode");
   size_t n;
+  bool ready = false;
   {
     std::shared_lock lock(s->content);
     const uint64_t limit = s->pending ? s->max_bytes : s->length_bytes.load();
@@ -159,9 +204,17 @@ Result<size_t> SliceFs::write(uint64_t ino, uint64_t offset_bytes, size_t size,
       }
     }
     s->write_seq.fetch_add(1, std::memory_order_release);
+    ready = mark_written(*s, offset_bytes, n);
   }
-  std::unique_lock lock(s->meta);
-  s->entry.mtime_ns = s->entry.ctime_ns = now_ns();
+  {
+    std::unique_lock lock(s->meta);
+    s->entry.mtime_ns = s->entry.ctime_ns = now_ns();
+  }
+  if (ready && !s->behind_queued.exchange(true)) {
+    std::lock_guard lock(behind_mu_);
+    behind_queue_.push_back(ino);
+    behind_cv_.notify_one();
+  }
   return n;
 }
 
@@ -193,6 +246,7 @@ Status SliceFs::commit_pending(Slice& s) {
   PCIM_TRY(settle(s, r.ok() ? nullptr : &r.error()));
   s.pending = false;
   s.synced_seq = seq;
+  init_chunks(s);
   return {};
 }
 
@@ -207,6 +261,9 @@ Status SliceFs::sync_slice(Slice& s) {
   }
   s.syncing = true;
   s.progress_bytes = 0;
+  if (s.chunk_state) settle_chunks(s);
+  const WriteBehind behind = std::exchange(s.behind, WriteBehind{});
+  s.behind_paused = false;
   auto r = engine_.sync(
       name,
       [&](SliceEntry& e) {
@@ -215,7 +272,8 @@ Status SliceFs::sync_slice(Slice& s) {
         e.mtime_ns = s.entry.mtime_ns;
         e.ctime_ns = s.entry.ctime_ns;
       },
-      [&](uint64_t done) { s.progress_bytes.store(done, std::memory_order_relaxed); });
+      [&](uint64_t done) { s.progress_bytes.store(done, std::memory_order_relaxed); },
+      behind.active() ? &behind : nullptr);
   PCIM_TRY(settle(s, r.ok() ? nullptr : &r.error()));
   s.synced_seq.store(seq, std::memory_order_release);
   return {};
@@ -254,16 +312,23 @@ Status SliceFs::sync_batch(const std::vector<std::string>& names) {
   if (committed.empty()) return {};
   // Lock every slice in inode order (no deadlock with single syncs, which
   // take one lock), then one group commit.
-  std::vector<std::unique_lock<std::shared_mutex>> locks;
+  std::vector<std::unique_lock<WriterPriorityMutex>> locks;
   std::vector<std::string> batch;
   std::vector<uint64_t> seqs;
   std::map<std::string, Slice*> by_name;
-  for (auto& s : committed) {
+  std::vector<WriteBehind> behinds(committed.size());
+  std::vector<const WriteBehind*> behind_ptrs(committed.size());
+  for (size_t i = 0; i < committed.size(); ++i) {
+    Slice* s = committed[i].get();
     locks.emplace_back(s->content);
+    if (s->chunk_state) settle_chunks(*s);
+    behinds[i] = std::exchange(s->behind, WriteBehind{});
+    if (behinds[i].active()) behind_ptrs[i] = &behinds[i];
+    s->behind_paused = false;
     seqs.push_back(s->write_seq.load(std::memory_order_acquire));
     std::shared_lock meta(s->meta);
     batch.push_back(s->entry.name);
-    by_name[s->entry.name] = s.get();
+    by_name[s->entry.name] = s;
     s->syncing = true;
   }
   auto r = engine_.sync_batch(batch, [&](SliceEntry& e) {
@@ -272,7 +337,7 @@ Status SliceFs::sync_batch(const std::vector<std::string>& names) {
     e.atime_ns = s->entry.atime_ns;
     e.mtime_ns = s->entry.mtime_ns;
     e.ctime_ns = s->entry.ctime_ns;
-  });
+  }, behind_ptrs);
   Status st;
   for (size_t i = 0; i < committed.size(); ++i) {
     Status one = settle(*committed[i], r.ok() ? nullptr : &r.error());
@@ -497,7 +562,68 @@ void SliceFs::enqueue(uint64_t ino) {
   queue_cv_.notify_one();
 }
 
+void SliceFs::write_behind(Slice& s) {
+  s.behind_queued.store(false);  // marks from now on queue the slice again
+  std::shared_lock content(s.content);
+  if (s.pending || !s.chunk_state || s.behind_paused) return;
+  std::string name;
+  {
+    std::shared_lock meta(s.meta);
+    name = s.entry.name;
+  }
+  const uint64_t chunk = engine_.superblock().crc_chunk_bytes;
+  const uint64_t len = s.length_bytes.load();
+  for (uint64_t k = 0; k < s.chunk_count;) {
+    if (!(s.chunk_state[k].load(std::memory_order_relaxed) & kChunkReady)) {
+      ++k;
+      continue;
+    }
+    // Claim a run of ready chunks: clear each mark before its bytes are
+    // read (acquire pairs with the writer's release), so a write that lands
+    // meanwhile marks the chunk again and the mirror at close rewrites it.
+    uint64_t end = k;
+    while (end < s.chunk_count && end - k < kBehindRunChunks &&
+           (s.chunk_state[end].load(std::memory_order_relaxed) & kChunkReady)) {
+      s.chunk_state[end].exchange(0, std::memory_order_acq_rel);
+      ++end;
+    }
+    Status st = engine_.write_behind(name, k, end - k, s.behind);
+    if (!st.ok() && st.error().code == ESTALE) {
+      s.behind = WriteBehind{};  // a mirror was committed meanwhile: start over
+      st = engine_.write_behind(name, k, end - k, s.behind);
+    }
+    if (!st.ok()) {
+      // The chunks stay unwritten; the mirror at close writes them (and
+      // reports any error to the caller of close or fsync).
+      if (st.error().code != ENOENT) {
+        log_warning(st.error().message + "; write-behind paused until the next mirror");
+        s.behind_paused = true;
+      }
+      return;
+    }
+    behind_bytes_.fetch_add(std::min(end * chunk, len) - k * chunk, std::memory_order_relaxed);
+    k = end;
+  }
+}
+
+void SliceFs::behind_worker() {
+  std::unique_lock lock(behind_mu_);
+  while (true) {
+    behind_cv_.wait(lock, [&] { return behind_stopping_ || !behind_queue_.empty(); });
+    if (behind_stopping_) return;
+    const uint64_t ino = behind_queue_.front();
+    behind_queue_.pop_front();
+    lock.unlock();
+    if (auto s = get(ino)) write_behind(*s);
+    lock.lock();
+  }
+}
+
 void SliceFs::start_background() {
+  if (write_behind_on() && !behind_thread_.joinable()) {
+    behind_stopping_ = false;
+    behind_thread_ = std::thread([this] { behind_worker(); });
+  }
   if (worker_.joinable()) return;
   if (options_.interval_ms == 0 && options_.mirror_on_close != MirrorOnClose::kAsync)
     return;
@@ -506,6 +632,12 @@ void SliceFs::start_background() {
 }
 
 void SliceFs::stop_background() {
+  {
+    std::lock_guard lock(behind_mu_);
+    behind_stopping_ = true;
+  }
+  behind_cv_.notify_all();
+  if (behind_thread_.joinable()) behind_thread_.join();
   {
     std::lock_guard lock(queue_mu_);
     stopping_ = true;

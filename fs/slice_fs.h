@@ -26,6 +26,7 @@
 #include <vector>
 
 #include "fs/mirror.h"
+#include "fs/writer_priority_mutex.h"
 #include "io/result.h"
 
 namespace pcimirror {
@@ -61,6 +62,12 @@ struct SliceFsOptions {
   /// the device writes its memory unseen, unless host_only_writes.
   uint64_t interval_ms = 0;
   bool host_only_writes = false;
+  /// Write-behind (docs/DESIGN.md): with mirror_on_close sync or async, each
+  /// CRC chunk of a slice that a write through the mount completes is
+  /// written into the slice's next mirror copy while the writer goes on;
+  /// the mirror at close writes only the chunks still missing, then flushes
+  /// and commits. Needs two mirror copies (format --slots 2).
+  bool write_behind = true;
 };
 
 class SliceFs {
@@ -72,7 +79,8 @@ class SliceFs {
   SliceFs& operator=(const SliceFs&) = delete;
 
   /// Starts the worker for mirror_on_close=async and interval= (if either is
-  /// set); stop_background() ends it. The destructor stops it too.
+  /// set) and the write-behind thread (if on); stop_background() ends them.
+  /// The destructor stops them too.
   void start_background();
   void stop_background();
 
@@ -142,11 +150,33 @@ class SliceFs {
     mutable std::shared_mutex meta;  // guards `entry`
     SliceEntry entry;  // name, mode, owner, times
     std::atomic<bool> pending{false};  // changed under content (exclusive)
-    std::shared_mutex content;  // writes: shared; mirror/commit: exclusive
+    // Writes: shared; mirror/commit: exclusive, ahead of new writes.
+    WriterPriorityMutex content;
     std::atomic<uint64_t> write_seq{0}, synced_seq{0};
     std::atomic<bool> syncing{false}, failed{false};
     std::atomic<uint64_t> progress_bytes{0};
+    // Write-behind, for committed slices when it is on. Per CRC chunk:
+    // kChunkDirty once written through the mount since the chunk was last
+    // mirrored, plus kChunkReady when a write reached the chunk's end.
+    std::unique_ptr<std::atomic<uint8_t>[]> chunk_state;
+    uint64_t chunk_count = 0;
+    // Chunks written ahead; used by the write-behind thread under `content`
+    // shared (it is the only such user) and by mirrors under `content`
+    // exclusive.
+    WriteBehind behind;
+    bool behind_paused = false;  // after an I/O error, until the next mirror
+    std::atomic<bool> behind_queued{false};
   };
+  static constexpr uint8_t kChunkDirty = 1, kChunkReady = 2;
+  bool write_behind_on() const;
+  void init_chunks(Slice& s) const;  // holds s.content exclusively
+  // Marks the chunks of a write; true if one is ready for write-behind.
+  bool mark_written(Slice& s, uint64_t offset_bytes, uint64_t size) const;
+  // Clears every chunk's state before a mirror of `s` (content exclusive)
+  // and drops chunks dirtied since write-behind wrote them.
+  void settle_chunks(Slice& s);
+  void write_behind(Slice& s);
+  void behind_worker();
   std::shared_ptr<Slice> get(uint64_t ino) const;
   Status sync_slice(Slice& s);
   Status commit_pending(Slice& s);  // holds s.content exclusively
@@ -168,6 +198,17 @@ class SliceFs {
   std::condition_variable queue_cv_;
   std::deque<uint64_t> queue_;
   bool stopping_ = false;
+
+  std::thread behind_thread_;
+  std::mutex behind_mu_;
+  std::condition_variable behind_cv_;
+  std::deque<uint64_t> behind_queue_;
+  bool behind_stopping_ = false;
+  std::atomic<uint64_t> behind_bytes_{0};
+
+ public:
+  /// Bytes written by write-behind since the mount (for tests and status).
+  uint64_t behind_bytes() const { return behind_bytes_.load(); }
 };
 
 }  // namespace pcimirror

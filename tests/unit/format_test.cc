@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include <vector>
+
 #include "fs/crc32c.h"
 
 namespace pcimirror {
@@ -54,6 +56,33 @@ TEST(Crc32c, KnownVector) {
   // Extending in pieces equals one pass.
   uint32_t c = crc32c_extend(0, "1234", 4);
   EXPECT_EQ(crc32c_extend(c, "56789", 5), 0xE3069283u);
+}
+
+TEST(Crc32c, CombineEqualsOnePass) {
+  std::vector<uint8_t> data(3 << 20);
+  uint64_t x = 88172645463325252ull;
+  for (auto& b : data) {
+    x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+    b = static_cast<uint8_t>(x);
+  }
+  const uint32_t whole = crc32c(data.data(), data.size());
+  for (size_t split : {size_t{0}, size_t{1}, size_t{4096}, size_t{1} << 20,
+                       size_t{(1 << 20) + 17}, data.size() - 1, data.size()}) {
+    const uint32_t a = crc32c(data.data(), split);
+    const uint32_t b = crc32c(data.data() + split, data.size() - split);
+    EXPECT_EQ(crc32c_combine(a, b, data.size() - split), whole) << split;
+  }
+  // Chunk by chunk, as write-behind assembles a slice's CRC.
+  uint32_t acc = 0;
+  for (size_t off = 0; off < data.size(); off += 1 << 20)
+    acc = crc32c_combine(acc, crc32c(data.data() + off, 1 << 20), 1 << 20);
+  EXPECT_EQ(acc, whole);
+  // With a short last chunk.
+  std::vector<uint32_t> chunks;
+  const uint64_t len = data.size() - 1000;
+  for (uint64_t off = 0; off < len; off += 1 << 20)
+    chunks.push_back(crc32c(data.data() + off, std::min<uint64_t>(1 << 20, len - off)));
+  EXPECT_EQ(crc32c_of_chunks(chunks, 1 << 20, len), crc32c(data.data(), len));
 }
 
 TEST(Superblock, RoundTrip) {

@@ -4,11 +4,14 @@
 
 #include <gtest/gtest.h>
 
+#include <chrono>
 #include <cstring>
+#include <thread>
 
 #include "fs/crc32c.h"
 #include "fs/slice_fs.h"
 #include "fs/volume.h"
+#include "io/faulty_device.h"
 #include "pcimap/file_region.h"
 #include "test_util.h"
 
@@ -418,6 +421,131 @@ TEST_F(MirrorTest, InlineRestoreMatchesAndFallsBackOnDamage) {
   auto rb = e3->restore("b");
   ASSERT_FALSE(rb.ok());
   EXPECT_NE(rb.error().message.find("restore_verify=inline"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace pcimirror
+
+namespace pcimirror {
+namespace {
+
+TEST_F(MirrorTest, WriteBehindThenSyncWritesOnlyTheRest) {
+  Volume v = format();
+  auto eng = *MirrorEngine::create(v, *region, {});
+  randomize(21);
+  ASSERT_TRUE(eng->sync("a").ok());  // generation 1 in copy 0
+  const SliceSpec& a = slices[0];    // 4 MiB: four CRC chunks
+  const auto before = on_disk(reload(), "a");
+  randomize(22);
+  WriteBehind wb;
+  ASSERT_TRUE(eng->write_behind("a", 1, 2, wb).ok());
+  EXPECT_EQ(wb.target_copy, 1u);
+  EXPECT_EQ(wb.generation, 2u);
+  EXPECT_EQ(wb.written, (std::vector<uint8_t>{0, 1, 1, 0}));
+  // Nothing is committed: the previous mirror is intact and current.
+  EXPECT_EQ(on_disk(reload(), "a"), before);
+  EXPECT_EQ(eng->write_behind("a", 3, 2, wb).error().code, EINVAL);
+  EXPECT_EQ(eng->write_behind("nope", 0, 1, wb).error().code, ENOENT);
+
+  auto r = eng->sync("a", {}, {}, &wb);
+  ASSERT_TRUE(r.ok()) << r.error().what();
+  EXPECT_EQ(r->generation, 2u);
+  EXPECT_EQ(r->behind_bytes, 2u << 20);
+  EXPECT_EQ(r->crc32c, crc32c(window(a).data(), a.length_bytes));
+  Volume v2 = reload();
+  EXPECT_EQ(on_disk(v2, "a"), window(a));
+  EXPECT_TRUE(eng->verify("a").ok());
+
+  // The write-behind is stale now: refused, and ignored by sync.
+  EXPECT_EQ(eng->write_behind("a", 0, 1, wb).error().code, ESTALE);
+  randomize(23);
+  auto r2 = eng->sync("a", {}, {}, &wb);
+  ASSERT_TRUE(r2.ok());
+  EXPECT_EQ(r2->behind_bytes, 0u);
+  EXPECT_EQ(on_disk(reload(), "a"), window(a));
+}
+
+TEST_F(MirrorTest, WriteBehindCoversAShortLastChunkAndGroupSync) {
+  Volume v = format();
+  auto eng = *MirrorEngine::create(v, *region, {});
+  randomize(24);
+  const SliceSpec& b = slices[1];  // 2 MiB + 17 bytes: three chunks
+  WriteBehind wb;
+  ASSERT_TRUE(eng->write_behind("b", 2, 1, wb).ok());  // the 17-byte chunk
+  ASSERT_TRUE(eng->write_behind("b", 0, 1, wb).ok());
+  const WriteBehind* behind[] = {nullptr, &wb};
+  auto r = eng->sync_batch({"a", "b"}, {}, behind);
+  ASSERT_TRUE(r.ok()) << r.error().what();
+  for (const SyncReport& rep : *r)
+    EXPECT_EQ(rep.behind_bytes, rep.slice == "b" ? (1u << 20) + 17 : 0u) << rep.slice;
+  Volume v2 = reload();
+  EXPECT_EQ(on_disk(v2, "b"), window(b));
+  EXPECT_EQ(on_disk(v2, "a"), window(slices[0]));
+  EXPECT_TRUE(eng->verify("b").ok());
+}
+
+TEST_F(MirrorTest, WriteBehindNeedsTwoCopiesAndLeavesFailedChunksUnwritten) {
+  {
+    Volume v1 = format(1);
+    auto eng = *MirrorEngine::create(v1, *region, {});
+    WriteBehind wb;
+    EXPECT_EQ(eng->write_behind("a", 0, 1, wb).error().code, EOPNOTSUPP);
+  }
+  Volume v = format();
+  FaultyDevice faults;
+  v.device().set_observer(&faults);
+  auto eng = *MirrorEngine::create(v, *region, {});
+  randomize(25);
+  WriteBehind wb;
+  ASSERT_TRUE(eng->write_behind("a", 0, 1, wb).ok());
+  faults.arm(0, FaultyDevice::Fault::kEio);
+  EXPECT_EQ(eng->write_behind("a", 1, 2, wb).error().code, EIO);
+  EXPECT_EQ(wb.written, (std::vector<uint8_t>{1, 0, 0, 0}));
+  faults.arm(-1, FaultyDevice::Fault::kNone);
+  auto r = eng->sync("a", {}, {}, &wb);
+  ASSERT_TRUE(r.ok()) << r.error().what();
+  EXPECT_EQ(r->behind_bytes, 1u << 20);
+  v.device().set_observer(nullptr);
+  EXPECT_EQ(on_disk(reload(), "a"), window(slices[0]));
+}
+
+// SliceFs drives write-behind from writes: chunks a write completes are
+// written while the file is open; a chunk written again afterwards is
+// written again at close, so the mirror is exactly memory at close.
+TEST_F(MirrorTest, SliceFsWriteBehindMirrorsExactlyWhatCloseSees) {
+  Volume v = format();
+  auto eng = *MirrorEngine::create(v, *region, {});
+  SliceFs fs(*eng, {});
+  fs.start_background();
+  const uint64_t ino = *fs.lookup("a");
+  std::vector<std::byte> buf(1 << 20);
+  for (uint64_t k = 0; k < 4; ++k) {
+    fill_random(buf.data(), buf.size(), 30 + k);
+    ASSERT_EQ(*fs.write(ino, k << 20, buf.size(), buf.data()), buf.size());
+  }
+  for (int i = 0; i < 500 && fs.behind_bytes() < (4u << 20); ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  EXPECT_EQ(fs.behind_bytes(), 4u << 20);
+  EXPECT_EQ(eng->table().slices[0].generation(), 0u);  // nothing committed yet
+  // Rewrite part of chunk 1 (not ready: it does not reach the chunk's end).
+  fill_random(buf.data(), 4096, 40);
+  ASSERT_TRUE(fs.write(ino, (1 << 20) + 8192, 4096, buf.data()).ok());
+  ASSERT_TRUE(fs.close(ino, true).ok());
+  EXPECT_EQ(eng->table().slices[0].generation(), 1u);
+  EXPECT_EQ(on_disk(reload(), "a"), window(slices[0]));
+  EXPECT_TRUE(eng->verify("a").ok());
+
+  // write_behind=off: nothing is written before close.
+  SliceFsOptions off;
+  off.write_behind = false;
+  fs.stop_background();
+  SliceFs fs2(*eng, off);
+  fs2.start_background();
+  ASSERT_TRUE(fs2.write(ino, 0, buf.size(), buf.data()).ok());
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  EXPECT_EQ(fs2.behind_bytes(), 0u);
+  ASSERT_TRUE(fs2.close(ino, true).ok());
+  EXPECT_EQ(on_disk(reload(), "a"), window(slices[0]));
 }
 
 }  // namespace
