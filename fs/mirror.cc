@@ -7,6 +7,7 @@
 #include <functional>
 #include <map>
 #include <string_view>
+#include <thread>
 #include <unordered_map>
 
 #include "fs/crc32c.h"
@@ -234,14 +235,21 @@ Result<std::unique_ptr<MirrorEngine>> MirrorEngine::create(
       new MirrorEngine(volume, region, options, std::move(engine)));
 }
 
+std::unique_lock<std::mutex> MirrorEngine::lock_ahead_of_write_behind() const {
+  waiting_.fetch_add(1, std::memory_order_acq_rel);
+  std::unique_lock lock(mu_);
+  waiting_.fetch_sub(1, std::memory_order_acq_rel);
+  return lock;
+}
+
 SliceTable MirrorEngine::table() const {
-  std::lock_guard lock(mu_);
+  auto lock = lock_ahead_of_write_behind();
   return volume_.table();
 }
 
 Status MirrorEngine::commit_edit(
     const std::function<Status(SliceTable&)>& edit) {
-  std::lock_guard lock(mu_);
+  auto lock = lock_ahead_of_write_behind();
   SliceTable next = volume_.table();
   PCIM_TRY(edit(next));
   return volume_.commit(std::move(next));
@@ -373,7 +381,15 @@ Result<std::vector<MirrorCopy>> MirrorEngine::write_copies(
 
 Status MirrorEngine::write_behind(const std::string& name, uint64_t first_chunk,
                                   uint64_t count, WriteBehind& wb) {
-  std::lock_guard lock(mu_);
+  // Write-behind gives way to every other operation waiting for the engine
+  // (a mirror at close, a restore, a commit), so a long cp does not hold
+  // them off.
+  std::unique_lock lock(mu_);
+  while (waiting_.load(std::memory_order_acquire) > 0) {
+    lock.unlock();
+    std::this_thread::sleep_for(std::chrono::microseconds(200));
+    lock.lock();
+  }
   const SliceEntry* e = find(volume_.table(), name);
   if (!e) return make_error(ENOENT, "no slice named '" + name + "'");
   if (volume_.read_only())
@@ -427,7 +443,7 @@ static void log_sync(const SyncReport& r) {
 Result<SyncReport> MirrorEngine::sync(
     const std::string& name, const std::function<void(SliceEntry&)>& amend,
     const std::function<void(uint64_t)>& progress, const WriteBehind* behind) {
-  std::lock_guard lock(mu_);
+  auto lock = lock_ahead_of_write_behind();
   const SliceEntry* e = find(volume_.table(), name);
   if (!e) return make_error(ENOENT, "no slice named '" + name + "'");
   if (volume_.read_only())
@@ -461,7 +477,7 @@ Result<std::vector<SyncReport>> MirrorEngine::sync_batch(
     const std::vector<std::string>& names,
     const std::function<void(SliceEntry&)>& amend,
     std::span<const WriteBehind* const> behind) {
-  std::lock_guard lock(mu_);
+  auto lock = lock_ahead_of_write_behind();
   if (volume_.read_only())
     return make_error(EROFS, "volume on " + volume_.device().path() + " is read-only");
   const SliceTable& cur = volume_.table();
@@ -517,7 +533,7 @@ Result<std::vector<SyncReport>> MirrorEngine::sync_batch(
 }
 
 Result<SyncReport> MirrorEngine::add_slice(SliceEntry entry, bool mirror_now) {
-  std::lock_guard lock(mu_);
+  auto lock = lock_ahead_of_write_behind();
   if (volume_.read_only())
     return make_error(EROFS, "volume on " + volume_.device().path() + " is read-only");
   if (!region_.contains(entry.offset_bytes, entry.length_bytes))
@@ -546,7 +562,7 @@ Result<SyncReport> MirrorEngine::add_slice(SliceEntry entry, bool mirror_now) {
 }
 
 Status MirrorEngine::remove_slice(const std::string& name) {
-  std::lock_guard lock(mu_);
+  auto lock = lock_ahead_of_write_behind();
   SliceTable next = volume_.table();
   PCIM_TRY(remove_slice_from(next, name));
   PCIM_TRY(volume_.commit(std::move(next)));
@@ -556,7 +572,7 @@ Status MirrorEngine::remove_slice(const std::string& name) {
 
 Status MirrorEngine::rename_slice(const std::string& from, const std::string& to,
                                   bool replace) {
-  std::lock_guard lock(mu_);
+  auto lock = lock_ahead_of_write_behind();
   SliceTable next = volume_.table();
   PCIM_TRY(rename_slice_in(next, from, to, replace));
   PCIM_TRY(volume_.commit(std::move(next)));
@@ -636,7 +652,7 @@ Status MirrorEngine::copy_verified(const SliceEntry& e, const MirrorCopy& c,
 }
 
 Status MirrorEngine::verify(const std::string& name) {
-  std::lock_guard lock(mu_);
+  auto lock = lock_ahead_of_write_behind();
   const SliceEntry* e = find(volume_.table(), name);
   if (!e) return make_error(ENOENT, "no slice named '" + name + "'");
   const MirrorCopy* c = e->committed();
@@ -653,7 +669,7 @@ Status MirrorEngine::verify(const std::string& name) {
 
 Result<RestoreReport> MirrorEngine::restore(
     const std::string& name, const std::function<void(uint64_t)>& progress) {
-  std::lock_guard lock(mu_);
+  auto lock = lock_ahead_of_write_behind();
   const SliceEntry* e = find(volume_.table(), name);
   if (!e) return make_error(ENOENT, "no slice named '" + name + "'");
   RestoreReport r;

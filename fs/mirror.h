@@ -3,6 +3,7 @@
 // tests drive without a mount; the FUSE layer calls it.
 #pragma once
 
+#include <atomic>
 #include <functional>
 #include <memory>
 #include <mutex>
@@ -221,7 +222,11 @@ class MirrorEngine {
   Region& region_;
   MirrorOptions options_;
   std::unique_ptr<UringEngine> engine_;
+  // Serialises engine use. Everything but write-behind locks it through
+  // lock_ahead_of_write_behind(), which write-behind lets go first.
+  std::unique_lock<std::mutex> lock_ahead_of_write_behind() const;
   mutable std::mutex mu_;
+  mutable std::atomic<int> waiting_{0};
 };
 
 }  // namespace pcimirror
