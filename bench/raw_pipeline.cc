@@ -2,9 +2,12 @@
 // or read sequentially with O_DIRECT through io_uring from a few reused,
 // registered, pre-faulted buffers (default 16 x 1 MiB at queue depth 16),
 // with no FUSE, no metadata and no checksums.
-// Usage: raw_pipeline DEVICE write|read BYTES [BUFFERS] [BUFFER_BYTES] [QD] [flush]
+// Usage: raw_pipeline DEVICE write|read BYTES [BUFFERS] [BUFFER_BYTES] [QD]
+//        [flush|noflush] [OFFSET]
 // With "flush", a write ends with fdatasync (a durable write, as a mirror
-// must be). Prints "<MB/s>".
+// must be). OFFSET (bytes, default 0) is where on DEVICE the transfer starts,
+// so that bench/run can pair it with pcimirror on a mounted volume's free
+// space. Prints "<MB/s>".
 #include <fcntl.h>
 #include <liburing.h>
 #include <sys/mman.h>
@@ -18,7 +21,10 @@
 
 int main(int argc, char** argv) {
   if (argc < 4) {
-    std::fprintf(stderr, "usage: %s DEVICE write|read BYTES [BUFFERS] [BUFFER_BYTES] [QD]\n", argv[0]);
+    std::fprintf(stderr,
+                 "usage: %s DEVICE write|read BYTES [BUFFERS] [BUFFER_BYTES] [QD] "
+                 "[flush|noflush] [OFFSET]\n",
+                 argv[0]);
     return 2;
   }
   const bool write = std::strcmp(argv[2], "write") == 0;
@@ -27,6 +33,7 @@ int main(int argc, char** argv) {
   const size_t bsz = argc > 5 ? std::strtoull(argv[5], nullptr, 0) : (1 << 20);
   const unsigned qd = argc > 6 ? std::atoi(argv[6]) : 16;
   const bool flush = argc > 7 && std::strcmp(argv[7], "flush") == 0;
+  const uint64_t offset = argc > 8 ? std::strtoull(argv[8], nullptr, 0) : 0;
   int fd = ::open(argv[1], (write ? O_WRONLY : O_RDONLY) | O_DIRECT);
   if (fd < 0) return std::perror(argv[1]), 1;
   void* mem = ::mmap(nullptr, nbuf * bsz, PROT_READ | PROT_WRITE,
@@ -51,9 +58,9 @@ int main(int argc, char** argv) {
       const unsigned len = static_cast<unsigned>(std::min<uint64_t>(bsz, total - next));
       io_uring_sqe* sqe = io_uring_get_sqe(&ring);
       if (write)
-        io_uring_prep_write_fixed(sqe, fd, iov[b].iov_base, len, next, b);
+        io_uring_prep_write_fixed(sqe, fd, iov[b].iov_base, len, offset + next, b);
       else
-        io_uring_prep_read_fixed(sqe, fd, iov[b].iov_base, len, next, b);
+        io_uring_prep_read_fixed(sqe, fd, iov[b].iov_base, len, offset + next, b);
       io_uring_sqe_set_data64(sqe, b);
       next += len;
       ++inflight;

@@ -275,8 +275,9 @@ Result<std::vector<MirrorEngine::RunResult>> MirrorEngine::write_runs(
     std::span<const CopyRequest> reqs, std::span<const Run> runs) {
   // The measured rule for bounce=auto (docs/DESIGN.md, "Choosing the
   // path"): the registered, pre-faulted, reused bounce pool outran zero-copy
-  // from the region on every machine measured, so auto bounces; zero-copy is
-  // bounce=never, and only from pages that can be pinned.
+  // from the region on every machine measured, for syncs and write-behind
+  // alike, so auto bounces; zero-copy is bounce=never, and only from pages
+  // that can be pinned.
   const bool zero_copy = options_.bounce == BounceMode::kNever && region_.pages_pinnable();
   const uint32_t chunk = volume_.superblock().crc_chunk_bytes;
   const uint32_t lbs = volume_.device().logical_block_size();
@@ -681,6 +682,7 @@ Result<RestoreReport> MirrorEngine::restore(
     return r;
   }
   const uint64_t t0 = mono_ns();
+  region_.prefault_for_write(e->offset_bytes, e->length_bytes);
   if (options_.restore_verify == RestoreVerify::kInline) {
     Status s = copy_verified(*e, *c, [&](uint64_t b) {
       if (progress) progress(2 * b);  // one pass stands for both halves

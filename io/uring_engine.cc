@@ -408,7 +408,10 @@ Result<TransferStats> UringEngine::read(std::span<const DeviceExtent> extents,
   unsigned inflight = 0;
   std::deque<size_t> order;  // slots in mirror order
   std::vector<size_t> finished;
-  while (true) {
+  // Queues reads while slots and buffers are free, and submits them at once:
+  // the device keeps working while the sink checks and copies.
+  auto refill = [&] {
+    bool queued = false;
     while (err.ok() && !cursor.done() && inflight < m.options.queue_depth) {
       int si = m.free_slot();
       if (si < 0) break;
@@ -429,13 +432,20 @@ Result<TransferStats> UringEngine::read(std::span<const DeviceExtent> extents,
       }
       order.push_back(static_cast<size_t>(si));
       ++inflight;
+      queued = true;
     }
+    if (queued)
+      if (Status q = m.submit(); !q.ok() && err.ok()) err = q;
+  };
+  while (true) {
+    refill();
     if (inflight == 0) break;
     finished.clear();
     inflight -= m.reap(false, err, stats, finished);
     for (size_t i : finished) m.slots[i].finished = true;
     // Hand chunks to the sink in mirror order; a chunk that finished early
-    // keeps its buffer until every chunk before it has been consumed.
+    // keeps its buffer until every chunk before it has been consumed. Each
+    // freed buffer goes straight back to the device.
     while (!order.empty() && m.slots[order.front()].finished) {
       Slot& s = m.slots[order.front()];
       if (err.ok() && s.complete) {
@@ -446,6 +456,7 @@ Result<TransferStats> UringEngine::read(std::span<const DeviceExtent> extents,
       m.pool->release(static_cast<unsigned>(s.buffer));
       s.in_use = false;
       order.pop_front();
+      refill();
     }
   }
   if (!err.ok()) return err.take_error();

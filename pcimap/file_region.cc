@@ -4,6 +4,8 @@
 #include <sys/mman.h>
 #include <sys/stat.h>
 
+#include <algorithm>
+
 namespace pcimirror {
 
 Result<std::unique_ptr<FileRegion>> FileRegion::map(UniqueFd fd,
@@ -18,6 +20,19 @@ Result<std::unique_ptr<FileRegion>> FileRegion::map(UniqueFd fd,
   r->fd_ = std::move(fd);
   r->mapping_ = Mapping(p, size_bytes);
   return r;
+}
+
+void FileRegion::prefault_for_write(uint64_t offset_bytes, uint64_t length_bytes) {
+#ifdef MADV_POPULATE_WRITE
+  const uint64_t page = 4096;
+  const uint64_t start = offset_bytes / page * page;
+  const uint64_t end = std::min(size_bytes(), offset_bytes + length_bytes);
+  if (end > start)
+    (void)::madvise(base() + start, end - start, MADV_POPULATE_WRITE);
+#else
+  (void)offset_bytes;
+  (void)length_bytes;
+#endif
 }
 
 Result<std::unique_ptr<FileRegion>> FileRegion::open_file(
