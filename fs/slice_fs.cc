@@ -183,6 +183,19 @@ Result<size_t> SliceFs::read(uint64_t ino, uint64_t offset_bytes, size_t size,
   return n;
 }
 
+Result<std::span<const std::byte>> SliceFs::read_view(uint64_t ino, uint64_t offset_bytes,
+                                                      size_t size) const {
+  const Region& region = engine_.region();
+  if (!region.pages_pinnable())
+    return make_error(EOPNOTSUPP, "device memory needs an MMIO-aware copy");
+  auto s = get(ino);
+  if (!s) return make_error(ENOENT, "no such inode");
+  const uint64_t len = s->length_bytes.load();
+  if (offset_bytes >= len) return std::span<const std::byte>();
+  const size_t n = static_cast<size_t>(std::min<uint64_t>(size, len - offset_bytes));
+  return std::span<const std::byte>(region.base() + s->offset_bytes + offset_bytes, n);
+}
+
 Result<size_t> SliceFs::write(uint64_t ino, uint64_t offset_bytes, size_t size,
                               const std::byte* src) {
   if (options_.read_only) return make_error(EROFS, "mounted read-only");

@@ -21,6 +21,7 @@
 #include <mutex>
 #include <optional>
 #include <shared_mutex>
+#include <span>
 #include <string>
 #include <thread>
 #include <vector>
@@ -93,6 +94,12 @@ class SliceFs {
   /// Copies up to `size` bytes at `offset_bytes` into `dst`; 0 at the end.
   Result<size_t> read(uint64_t ino, uint64_t offset_bytes, size_t size,
                       std::byte* dst) const;
+  /// The bytes read() would copy, as a view into region memory, so a FUSE
+  /// reply copies them once. Plain memory only (a file or memfd region,
+  /// Region::pages_pinnable()): EOPNOTSUPP for a BAR, which needs read()'s
+  /// MMIO-aware copy. Empty at or past the end; ENOENT.
+  Result<std::span<const std::byte>> read_view(uint64_t ino, uint64_t offset_bytes,
+                                               size_t size) const;
   /// Copies `size` bytes in at `offset_bytes`; returns the bytes that fit.
   /// ENOSPC at or past the end (a pending slice grows up to its window).
   Result<size_t> write(uint64_t ino, uint64_t offset_bytes, size_t size,

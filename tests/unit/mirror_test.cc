@@ -308,6 +308,13 @@ TEST_F(MirrorTest, SliceFsBoundsDirtyTrackingAndFixedSize) {
   EXPECT_EQ(out[9], std::byte{7});
   EXPECT_EQ(*fs.read(ino, len, 100, out.data()), 0u);
   EXPECT_EQ(*fs.read(ino, UINT64_MAX, 100, out.data()), 0u);
+  // The zero-copy view of plain memory sees the same bytes and bounds.
+  auto view = *fs.read_view(ino, len - 10, 100);
+  ASSERT_EQ(view.size(), 10u);
+  EXPECT_EQ(view[9], std::byte{7});
+  EXPECT_EQ(view.data(), region->base() + slices[1].offset_bytes + len - 10);
+  EXPECT_TRUE(fs.read_view(ino, len, 100)->empty());
+  EXPECT_EQ(fs.read_view(999, 0, 1).error().code, ENOENT);
 
   // Truncation leaves the size unchanged; growing is refused.
   struct stat attr {};
