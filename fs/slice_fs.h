@@ -138,6 +138,9 @@ class SliceFs {
   /// Value of extended attribute `name` (kXattrNames); ENODATA otherwise.
   Result<std::string> getxattr(uint64_t ino, const std::string& name) const;
 
+  /// Bytes written by write-behind since the mount (for tests and status).
+  uint64_t behind_bytes() const { return behind_bytes_.load(); }
+
   struct Space {
     uint64_t total_bytes, free_bytes, block_bytes, files;
   };
@@ -212,10 +215,6 @@ class SliceFs {
   std::deque<uint64_t> behind_queue_;
   bool behind_stopping_ = false;
   std::atomic<uint64_t> behind_bytes_{0};
-
- public:
-  /// Bytes written by write-behind since the mount (for tests and status).
-  uint64_t behind_bytes() const { return behind_bytes_.load(); }
 };
 
 }  // namespace pcimirror
