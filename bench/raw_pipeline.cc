@@ -21,10 +21,11 @@
 
 int main(int argc, char** argv) {
   if (argc < 4) {
-    std::fprintf(stderr,
-                 "usage: %s DEVICE write|read BYTES [BUFFERS] [BUFFER_BYTES] [QD] "
-                 "[flush|noflush] [OFFSET]\n",
-                 argv[0]);
+    std::fprintf(
+        stderr,
+        "usage: %s DEVICE write|read BYTES [BUFFERS] [BUFFER_BYTES] [QD] "
+        "[flush|noflush] [OFFSET]\n",
+        argv[0]);
     return 2;
   }
   const bool write = std::strcmp(argv[2], "write") == 0;
@@ -58,9 +59,11 @@ int main(int argc, char** argv) {
       const unsigned len = static_cast<unsigned>(std::min<uint64_t>(bsz, total - next));
       io_uring_sqe* sqe = io_uring_get_sqe(&ring);
       if (write)
-        io_uring_prep_write_fixed(sqe, fd, iov[b].iov_base, len, offset + next, b);
+        io_uring_prep_write_fixed(sqe, fd, iov[b].iov_base, len, offset + next,
+                                  b);
       else
-        io_uring_prep_read_fixed(sqe, fd, iov[b].iov_base, len, offset + next, b);
+        io_uring_prep_read_fixed(sqe, fd, iov[b].iov_base, len, offset + next,
+                                 b);
       io_uring_sqe_set_data64(sqe, b);
       next += len;
       ++inflight;

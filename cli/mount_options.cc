@@ -105,10 +105,13 @@ Result<MountOptions> parse_mount_options(const std::string& text) {
       if (o.interval_ms != 0 && o.interval_ms < 100)
         return make_error(EINVAL, "-o interval=" + value + ": use at least 100ms, or 0 for never");
     } else if (key == "write_behind") {
-      if (value == "on") o.write_behind = true;
-      else if (value == "off") o.write_behind = false;
+      if (value == "on")
+        o.write_behind = true;
+      else if (value == "off")
+        o.write_behind = false;
       else
-        return make_error(EINVAL, "-o write_behind=" + value + ": use on or off");
+        return make_error(EINVAL,
+                          "-o write_behind=" + value + ": use on or off");
     } else if (key == "host_only_writes" && value.empty()) {
       o.host_only_writes = true;
     } else if (key == "ignore_device_id" && value.empty()) {

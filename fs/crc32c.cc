@@ -17,7 +17,7 @@ uint32_t multiply_mod(uint32_t a, uint32_t b) {
   uint32_t product = 0;
   for (int i = 0; i < 32 && a; ++i) {
     if (a & kOne) product ^= b;
-    a <<= 1;                                       // next coefficient of a
+    a <<= 1;                                           // next coefficient of a
     b = (b & 1) ? (b >> 1) ^ kReflectedPoly : b >> 1;  // b *= x
   }
   return product;
@@ -59,7 +59,8 @@ uint32_t crc32c_of_chunks(std::span<const uint32_t> chunk_crcs,
   uint64_t left = total_bytes;
   for (uint32_t c : chunk_crcs) {
     const uint64_t n = std::min<uint64_t>(left, chunk_bytes);
-    crc = multiply_mod(n == chunk_bytes ? full_shift : x_pow_mod(n * 8), crc) ^ c;
+    crc =
+        multiply_mod(n == chunk_bytes ? full_shift : x_pow_mod(n * 8), crc) ^ c;
     left -= n;
   }
   return crc;

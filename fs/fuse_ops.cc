@@ -118,8 +118,10 @@ void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
   // Plain memory goes out straight from the region: one copy, by the kernel.
   auto view = fs_of(req).read_view(ino, static_cast<uint64_t>(off), size);
   if (view.ok())
-    return (void)fuse_reply_buf(req, reinterpret_cast<const char*>(view->data()), view->size());
-  if (view.error().code != EOPNOTSUPP) return (void)fuse_reply_err(req, view.error().code);
+    return (void)fuse_reply_buf(
+        req, reinterpret_cast<const char*>(view->data()), view->size());
+  if (view.error().code != EOPNOTSUPP)
+    return (void)fuse_reply_err(req, view.error().code);
   // A BAR: an MMIO-aware copy into a buffer first.
   thread_local std::vector<std::byte> buf;
   if (buf.size() < size) {

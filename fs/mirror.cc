@@ -118,7 +118,8 @@ std::vector<DeviceExtent> device_extents(const MirrorCopy& c) {
 
 // The device extents of mirror bytes [start_bytes, start_bytes + length_bytes)
 // of copy `c`.
-std::vector<DeviceExtent> device_extents(const MirrorCopy& c, uint64_t start_bytes,
+std::vector<DeviceExtent> device_extents(const MirrorCopy& c,
+                                         uint64_t start_bytes,
                                          uint64_t length_bytes) {
   std::vector<DeviceExtent> out;
   uint64_t pos = 0;  // mirror offset of the extent's first byte
@@ -138,8 +139,8 @@ std::vector<DeviceExtent> device_extents(const MirrorCopy& c, uint64_t start_byt
 
 // Runs [first, end) of chunks still to write: all of them, or those that
 // write-behind has not written.
-std::vector<std::pair<uint64_t, uint64_t>> runs_to_write(uint64_t chunks,
-                                                         const WriteBehind* wb) {
+std::vector<std::pair<uint64_t, uint64_t>> runs_to_write(
+    uint64_t chunks, const WriteBehind* wb) {
   std::vector<std::pair<uint64_t, uint64_t>> runs;
   for (uint64_t k = 0; k < chunks;) {
     if (wb && wb->written[k]) {
@@ -267,7 +268,8 @@ uint64_t WriteBehind::written_bytes(uint64_t length_bytes,
   uint64_t n = 0;
   for (size_t k = 0; k < written.size(); ++k)
     if (written[k])
-      n += std::min<uint64_t>(crc_chunk_bytes, length_bytes - k * crc_chunk_bytes);
+      n += std::min<uint64_t>(crc_chunk_bytes,
+                              length_bytes - k * crc_chunk_bytes);
   return n;
 }
 
@@ -284,7 +286,8 @@ Result<std::vector<MirrorEngine::RunResult>> MirrorEngine::write_runs(
   std::vector<uint64_t> done(reqs.size());  // progress per request
   for (size_t i = 0; i < reqs.size(); ++i)
     if (reqs[i].behind)
-      done[i] = reqs[i].behind->written_bytes(reqs[i].entry->length_bytes, chunk);
+      done[i] =
+          reqs[i].behind->written_bytes(reqs[i].entry->length_bytes, chunk);
   std::vector<ChunkCrcs> crcs;
   std::vector<RegionSource> sources;
   std::vector<std::vector<DeviceExtent>> extents;
@@ -295,11 +298,14 @@ Result<std::vector<MirrorEngine::RunResult>> MirrorEngine::write_runs(
   for (const Run& run : runs) {
     const CopyRequest& r = reqs[run.request];
     const uint64_t start = run.first_chunk * chunk;
-    const uint64_t data = std::min<uint64_t>(run.end_chunk * chunk, r.entry->length_bytes) - start;
+    const uint64_t data =
+        std::min<uint64_t>(run.end_chunk * chunk, r.entry->length_bytes) -
+        start;
     crcs.emplace_back(chunk);
-    sources.emplace_back(region_, r.entry->offset_bytes + start, zero_copy, crcs.back(),
-                         done[run.request], r.progress);
-    extents.push_back(device_extents(*r.target, start, (data + lbs - 1) / lbs * lbs));
+    sources.emplace_back(region_, r.entry->offset_bytes + start, zero_copy,
+                         crcs.back(), done[run.request], r.progress);
+    extents.push_back(
+        device_extents(*r.target, start, (data + lbs - 1) / lbs * lbs));
     jobs.push_back({extents.back(), data, &sources.back()});
   }
   auto stats = engine_->write(jobs);
@@ -319,8 +325,8 @@ Result<std::vector<MirrorCopy>> MirrorEngine::write_copies(
   const uint32_t chunk = volume_.superblock().crc_chunk_bytes;
   std::vector<Run> runs;
   for (size_t i = 0; i < reqs.size(); ++i)
-    for (auto [first, end] :
-         runs_to_write(chunk_count(reqs[i].entry->length_bytes, chunk), reqs[i].behind))
+    for (auto [first, end] : runs_to_write(
+             chunk_count(reqs[i].entry->length_bytes, chunk), reqs[i].behind))
       runs.push_back({i, first, end});
   const uint64_t t0 = mono_ns();
   auto written = write_runs(reqs, runs);
@@ -356,7 +362,8 @@ Result<std::vector<MirrorCopy>> MirrorEngine::write_copies(
     const Run& run = runs[j];
     RunResult& rr = (*written)[j];
     std::copy(rr.chunk_crc32c.begin(), rr.chunk_crc32c.end(),
-              out[run.request].chunk_crc32c.begin() + static_cast<ptrdiff_t>(run.first_chunk));
+              out[run.request].chunk_crc32c.begin() +
+                  static_cast<ptrdiff_t>(run.first_chunk));
     bounced[run.request] += rr.bounced_bytes;
     direct[run.request] += rr.direct_bytes;
   }
@@ -369,11 +376,12 @@ Result<std::vector<MirrorCopy>> MirrorEngine::write_copies(
         ? static_cast<uint64_t>(static_cast<double>(batch_ns) * e.length_bytes / total_bytes)
         : batch_ns;
     c.crc32c = crc32c_of_chunks(c.chunk_crc32c, chunk, e.length_bytes);
-    c.path = bounced[i] == 0 ? MirrorPath::kZeroCopy
+    c.path = bounced[i] == 0  ? MirrorPath::kZeroCopy
              : direct[i] == 0 ? MirrorPath::kBounce
                               : MirrorPath::kMixed;
     const uint64_t behind =
-        reqs[i].behind ? reqs[i].behind->written_bytes(e.length_bytes, chunk) : 0;
+        reqs[i].behind ? reqs[i].behind->written_bytes(e.length_bytes, chunk)
+                       : 0;
     reports.push_back(SyncReport{e.name, c.generation, e.length_bytes, behind,
                                  c.sync_duration_ns, c.path, c.crc32c});
   }
@@ -394,10 +402,13 @@ Status MirrorEngine::write_behind(const std::string& name, uint64_t first_chunk,
   const SliceEntry* e = find(volume_.table(), name);
   if (!e) return make_error(ENOENT, "no slice named '" + name + "'");
   if (volume_.read_only())
-    return make_error(EROFS, "volume on " + volume_.device().path() + " is read-only");
+    return make_error(EROFS,
+                      "volume on " + volume_.device().path() + " is read-only");
   if (e->copies.size() < 2)
-    return make_error(EOPNOTSUPP, "slice '" + name + "' has one mirror copy; "
-                                  "write-behind would overwrite its only mirror");
+    return make_error(EOPNOTSUPP,
+                      "slice '" + name +
+                          "' has one mirror copy; "
+                          "write-behind would overwrite its only mirror");
   const uint32_t chunk = volume_.superblock().crc_chunk_bytes;
   const uint64_t n = chunk_count(e->length_bytes, chunk);
   if (!wb.active()) {
@@ -407,15 +418,18 @@ Status MirrorEngine::write_behind(const std::string& name, uint64_t first_chunk,
     wb.chunk_crc32c.assign(n, 0);
     wb.written.assign(n, 0);
   } else if (!wb.matches(*e, chunk)) {
-    return make_error(ESTALE, "write-behind of slice '" + name +
-                                  "' is stale: the slice was mirrored meanwhile");
+    return make_error(ESTALE,
+                      "write-behind of slice '" + name +
+                          "' is stale: the slice was mirrored meanwhile");
   }
   if (first_chunk >= n || count == 0 || count > n - first_chunk)
     return make_error(EINVAL, "chunks [" + std::to_string(first_chunk) + ", +" +
-                                  std::to_string(count) + ") lie outside slice '" +
-                                  name + "'");
-  for (uint64_t k = first_chunk; k < first_chunk + count; ++k) wb.written[k] = 0;
-  const CopyRequest req{e, &e->copies[wb.target_copy], wb.generation, {}, nullptr};
+                                  std::to_string(count) +
+                                  ") lie outside slice '" + name + "'");
+  for (uint64_t k = first_chunk; k < first_chunk + count; ++k)
+    wb.written[k] = 0;
+  const CopyRequest req{
+      e, &e->copies[wb.target_copy], wb.generation, {}, nullptr};
   const Run run{0, first_chunk, first_chunk + count};
   auto r = write_runs({&req, 1}, {&run, 1});
   if (!r.ok()) {
@@ -426,7 +440,8 @@ Status MirrorEngine::write_behind(const std::string& name, uint64_t first_chunk,
   RunResult& rr = r->front();
   std::copy(rr.chunk_crc32c.begin(), rr.chunk_crc32c.end(),
             wb.chunk_crc32c.begin() + static_cast<ptrdiff_t>(first_chunk));
-  for (uint64_t k = first_chunk; k < first_chunk + count; ++k) wb.written[k] = 1;
+  for (uint64_t k = first_chunk; k < first_chunk + count; ++k)
+    wb.written[k] = 1;
   wb.bounced_bytes += rr.bounced_bytes;
   wb.direct_bytes += rr.direct_bytes;
   return {};
@@ -434,10 +449,11 @@ Status MirrorEngine::write_behind(const std::string& name, uint64_t first_chunk,
 
 static void log_sync(const SyncReport& r) {
   log_info("sync slice=" + r.slice + " bytes=" + std::to_string(r.bytes) +
-           (r.behind_bytes ? " behind_bytes=" + std::to_string(r.behind_bytes) : "") +
-           " path=" + to_string(r.path) + " generation=" +
-           std::to_string(r.generation) + " MB/s=" +
-           std::to_string(static_cast<uint64_t>(r.mb_per_s())) +
+           (r.behind_bytes ? " behind_bytes=" + std::to_string(r.behind_bytes)
+                           : "") +
+           " path=" + to_string(r.path) +
+           " generation=" + std::to_string(r.generation) +
+           " MB/s=" + std::to_string(static_cast<uint64_t>(r.mb_per_s())) +
            " duration_ms=" + std::to_string(r.duration_ns / 1000000));
 }
 
@@ -455,7 +471,8 @@ Result<SyncReport> MirrorEngine::sync(
   std::vector<SyncReport> reports;
   if (behind && !behind->matches(*e, volume_.superblock().crc_chunk_bytes))
     behind = nullptr;
-  const CopyRequest req{e, &e->copies[target], e->generation() + 1, progress, behind};
+  const CopyRequest req{e, &e->copies[target], e->generation() + 1, progress,
+                        behind};
   PCIM_ASSIGN_OR_RETURN(auto copies, write_copies({&req, 1}, reports));
   const SyncReport report = reports.front();
   SliceTable next = volume_.table();
@@ -490,7 +507,8 @@ Result<std::vector<SyncReport>> MirrorEngine::sync_batch(
   for (size_t i = 0; i < names.size(); ++i) {
     const std::string& n = names[i];
     auto it = by_name.find(n);
-    if (it == by_name.end()) return make_error(ENOENT, "no slice named '" + n + "'");
+    if (it == by_name.end())
+      return make_error(ENOENT, "no slice named '" + n + "'");
     const SliceEntry* e = it->second;
     if (!e) continue;  // named twice
     it->second = nullptr;
@@ -501,11 +519,13 @@ Result<std::vector<SyncReport>> MirrorEngine::sync_batch(
   }
   // In device order, so the engine can gather neighbouring copies.
   auto first_sector = [](const CopyRequest& r) {
-    return r.target->extents.empty() ? 0 : r.target->extents.front().start_sector;
+    return r.target->extents.empty() ? 0
+                                     : r.target->extents.front().start_sector;
   };
-  std::sort(reqs.begin(), reqs.end(), [&](const CopyRequest& a, const CopyRequest& b) {
-    return first_sector(a) < first_sector(b);
-  });
+  std::sort(reqs.begin(), reqs.end(),
+            [&](const CopyRequest& a, const CopyRequest& b) {
+              return first_sector(a) < first_sector(b);
+            });
   std::vector<SyncReport> reports;
   PCIM_ASSIGN_OR_RETURN(auto copies, write_copies(reqs, reports));
   SliceTable next = cur;
@@ -524,12 +544,14 @@ Result<std::vector<SyncReport>> MirrorEngine::sync_batch(
   }
   if (Status c = volume_.commit(std::move(next)); !c.ok()) {
     Error err = c.take_error();
-    err.message = "group commit of " + std::to_string(reqs.size()) + " slices failed: " + err.message;
+    err.message = "group commit of " + std::to_string(reqs.size()) +
+                  " slices failed: " + err.message;
     return err;
   }
   uint64_t bytes = 0;
   for (const auto& r : reports) bytes += r.bytes;
-  log_info("group sync slices=" + std::to_string(reqs.size()) + " bytes=" + std::to_string(bytes));
+  log_info("group sync slices=" + std::to_string(reqs.size()) +
+           " bytes=" + std::to_string(bytes));
   return reports;
 }
 
@@ -584,7 +606,8 @@ Status MirrorEngine::rename_slice(const std::string& from, const std::string& to
 namespace {
 // The whole-slice CRC32C must be the combination of the chunk CRCs (§5);
 // then chunks that each match their CRC make a copy whose whole CRC matches.
-Status check_whole_crc(const SliceEntry& e, const MirrorCopy& c, uint32_t chunk_bytes) {
+Status check_whole_crc(const SliceEntry& e, const MirrorCopy& c,
+                       uint32_t chunk_bytes) {
   if (c.chunk_crc32c.size() != chunk_count(e.length_bytes, chunk_bytes) ||
       crc32c_of_chunks(c.chunk_crc32c, chunk_bytes, e.length_bytes) != c.crc32c)
     return make_error(EUCLEAN, "whole-slice CRC32C mismatch");

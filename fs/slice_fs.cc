@@ -79,18 +79,21 @@ bool SliceFs::write_behind_on() const {
 
 void SliceFs::init_chunks(Slice& s) const {
   if (!write_behind_on()) return;
-  s.chunk_count = chunk_count(s.length_bytes.load(), engine_.superblock().crc_chunk_bytes);
+  s.chunk_count =
+      chunk_count(s.length_bytes.load(), engine_.superblock().crc_chunk_bytes);
   s.chunk_state = std::make_unique<std::atomic<uint8_t>[]>(s.chunk_count);
   s.behind = WriteBehind{};
 }
 
-bool SliceFs::mark_written(Slice& s, uint64_t offset_bytes, uint64_t size) const {
+bool SliceFs::mark_written(Slice& s, uint64_t offset_bytes,
+                           uint64_t size) const {
   if (!s.chunk_state || size == 0) return false;
   const uint64_t chunk = engine_.superblock().crc_chunk_bytes;
   const uint64_t len = s.length_bytes.load(std::memory_order_relaxed);
   const uint64_t end = offset_bytes + size;
   bool ready = false;
-  for (uint64_t k = offset_bytes / chunk; k < s.chunk_count && k * chunk < end; ++k) {
+  for (uint64_t k = offset_bytes / chunk; k < s.chunk_count && k * chunk < end;
+       ++k) {
     uint8_t bits = kChunkDirty;
     if (end >= std::min((k + 1) * chunk, len)) {
       bits |= kChunkReady;
@@ -183,7 +186,8 @@ Result<size_t> SliceFs::read(uint64_t ino, uint64_t offset_bytes, size_t size,
   return n;
 }
 
-Result<std::span<const std::byte>> SliceFs::read_view(uint64_t ino, uint64_t offset_bytes,
+Result<std::span<const std::byte>> SliceFs::read_view(uint64_t ino,
+                                                      uint64_t offset_bytes,
                                                       size_t size) const {
   const Region& region = engine_.region();
   if (!region.pages_pinnable())
@@ -192,8 +196,10 @@ Result<std::span<const std::byte>> SliceFs::read_view(uint64_t ino, uint64_t off
   if (!s) return make_error(ENOENT, "no such inode");
   const uint64_t len = s->length_bytes.load();
   if (offset_bytes >= len) return std::span<const std::byte>();
-  const size_t n = static_cast<size_t>(std::min<uint64_t>(size, len - offset_bytes));
-  return std::span<const std::byte>(region.base() + s->offset_bytes + offset_bytes, n);
+  const size_t n =
+      static_cast<size_t>(std::min<uint64_t>(size, len - offset_bytes));
+  return std::span<const std::byte>(
+      region.base() + s->offset_bytes + offset_bytes, n);
 }
 
 Result<size_t> SliceFs::write(uint64_t ino, uint64_t offset_bytes, size_t size,
@@ -285,7 +291,9 @@ Status SliceFs::sync_slice(Slice& s) {
         e.mtime_ns = s.entry.mtime_ns;
         e.ctime_ns = s.entry.ctime_ns;
       },
-      [&](uint64_t done) { s.progress_bytes.store(done, std::memory_order_relaxed); },
+      [&](uint64_t done) {
+        s.progress_bytes.store(done, std::memory_order_relaxed);
+      },
       behind.active() ? &behind : nullptr);
   PCIM_TRY(settle(s, r.ok() ? nullptr : &r.error()));
   s.synced_seq.store(seq, std::memory_order_release);
@@ -344,13 +352,16 @@ Status SliceFs::sync_batch(const std::vector<std::string>& names) {
     by_name[s->entry.name] = s;
     s->syncing = true;
   }
-  auto r = engine_.sync_batch(batch, [&](SliceEntry& e) {
-    const Slice* s = by_name.at(e.name);
-    std::shared_lock meta(s->meta);
-    e.atime_ns = s->entry.atime_ns;
-    e.mtime_ns = s->entry.mtime_ns;
-    e.ctime_ns = s->entry.ctime_ns;
-  }, behind_ptrs);
+  auto r = engine_.sync_batch(
+      batch,
+      [&](SliceEntry& e) {
+        const Slice* s = by_name.at(e.name);
+        std::shared_lock meta(s->meta);
+        e.atime_ns = s->entry.atime_ns;
+        e.mtime_ns = s->entry.mtime_ns;
+        e.ctime_ns = s->entry.ctime_ns;
+      },
+      behind_ptrs);
   Status st;
   for (size_t i = 0; i < committed.size(); ++i) {
     Status one = settle(*committed[i], r.ok() ? nullptr : &r.error());
@@ -609,12 +620,14 @@ void SliceFs::write_behind(Slice& s) {
       // The chunks stay unwritten; the mirror at close writes them (and
       // reports any error to the caller of close or fsync).
       if (st.error().code != ENOENT) {
-        log_warning(st.error().message + "; write-behind paused until the next mirror");
+        log_warning(st.error().message +
+                    "; write-behind paused until the next mirror");
         s.behind_paused = true;
       }
       return;
     }
-    behind_bytes_.fetch_add(std::min(end * chunk, len) - k * chunk, std::memory_order_relaxed);
+    behind_bytes_.fetch_add(std::min(end * chunk, len) - k * chunk,
+                            std::memory_order_relaxed);
     k = end;
   }
 }
@@ -622,7 +635,8 @@ void SliceFs::write_behind(Slice& s) {
 void SliceFs::behind_worker() {
   std::unique_lock lock(behind_mu_);
   while (true) {
-    behind_cv_.wait(lock, [&] { return behind_stopping_ || !behind_queue_.empty(); });
+    behind_cv_.wait(lock,
+                    [&] { return behind_stopping_ || !behind_queue_.empty(); });
     if (behind_stopping_) return;
     const uint64_t ino = behind_queue_.front();
     behind_queue_.pop_front();

@@ -98,7 +98,8 @@ class SliceFs {
   /// reply copies them once. Plain memory only (a file or memfd region,
   /// Region::pages_pinnable()): EOPNOTSUPP for a BAR, which needs read()'s
   /// MMIO-aware copy. Empty at or past the end; ENOENT.
-  Result<std::span<const std::byte>> read_view(uint64_t ino, uint64_t offset_bytes,
+  Result<std::span<const std::byte>> read_view(uint64_t ino,
+                                               uint64_t offset_bytes,
                                                size_t size) const;
   /// Copies `size` bytes in at `offset_bytes`; returns the bytes that fit.
   /// ENOSPC at or past the end (a pending slice grows up to its window).

@@ -331,10 +331,12 @@ Result<TransferStats> UringEngine::write(std::span<const WriteJob> jobs) {
           break;
         }
         p = m.pool->buffer(static_cast<unsigned>(buffer));
-        auto bounce_piece = [&](WriteSource& src, const Chunk& piece, std::byte* dst) {
+        auto bounce_piece = [&](WriteSource& src, const Chunk& piece,
+                                std::byte* dst) {
           src.fill(piece.mirror_offset_bytes, dst, piece.data_bytes);
           if (piece.data_bytes < piece.io_bytes)
-            std::memset(dst + piece.data_bytes, 0, piece.io_bytes - piece.data_bytes);
+            std::memset(dst + piece.data_bytes, 0,
+                        piece.io_bytes - piece.data_bytes);
           src.observe(piece.mirror_offset_bytes, dst, piece.data_bytes);
           stats.bytes_bounced += piece.data_bytes;
         };

@@ -22,7 +22,8 @@ Result<std::unique_ptr<FileRegion>> FileRegion::map(UniqueFd fd,
   return r;
 }
 
-void FileRegion::prefault_for_write(uint64_t offset_bytes, uint64_t length_bytes) {
+void FileRegion::prefault_for_write(uint64_t offset_bytes,
+                                    uint64_t length_bytes) {
 #ifdef MADV_POPULATE_WRITE
   const uint64_t page = 4096;
   const uint64_t start = offset_bytes / page * page;

@@ -51,7 +51,8 @@ class Region {
   /// take a page fault per 4 KiB page (a fresh mapping of a 1 GiB memory
   /// file faults 262,144 times). Contents are unchanged. No-op by default (a
   /// BAR is mapped whole by mmap(2) of sysfs resourceN).
-  virtual void prefault_for_write(uint64_t offset_bytes, uint64_t length_bytes) {
+  virtual void prefault_for_write(uint64_t offset_bytes,
+                                  uint64_t length_bytes) {
     (void)offset_bytes;
     (void)length_bytes;
   }

@@ -167,15 +167,18 @@ std::vector<Recorded> record_workloads() {
                 {rep.generation, std::move(contents[rep.slice]), r.log().size()});
         }
       })));
-  out.push_back(record("write-behind, then commit", false,
-      with_engine([](MirrorEngine& e, Region& g, RecordingDevice& r, Recorded& rec) {
+  out.push_back(record(
+      "write-behind, then commit", false,
+      with_engine([](MirrorEngine& e, Region& g, RecordingDevice& r,
+                     Recorded& rec) {
         const SliceEntry a = e.table().slices[0];
         auto* mem = reinterpret_cast<uint8_t*>(g.base()) + a.offset_bytes;
         for (int round = 0; round < 3; ++round) {
           fill_random(g.base() + a.offset_bytes, a.length_bytes, 700 + round);
           WriteBehind wb;
           ASSERT_TRUE(e.write_behind("a", 0, 1, wb).ok());
-          if (round == 1) {  // written again after write-behind, as SliceFs marks it
+          if (round ==
+              1) {  // written again after write-behind, as SliceFs marks it
             fill_random(g.base() + a.offset_bytes, a.length_bytes, 750);
             wb.written[0] = 0;
           }
@@ -183,7 +186,8 @@ std::vector<Recorded> record_workloads() {
           auto rep = e.sync("a", {}, {}, &wb);
           ASSERT_TRUE(rep.ok()) << rep.error().what();
           EXPECT_EQ(rep->behind_bytes, round == 1 ? 0u : a.length_bytes);
-          rec.history["a"].push_back({rep->generation, std::move(content), r.log().size()});
+          rec.history["a"].push_back(
+              {rep->generation, std::move(content), r.log().size()});
         }
       })));
   out.push_back(record("metadata-only commit and restore", false,

@@ -123,12 +123,13 @@ TEST(Concurrency, WriteBehindRacesWritersAndMirrors) {
 #endif
   std::atomic<int> writing{3};
   std::atomic<int> errors{0};
-  auto writer = [&](uint64_t ino, uint64_t slice_bytes, uint8_t id, unsigned lane,
-                    unsigned lanes) {
+  auto writer = [&](uint64_t ino, uint64_t slice_bytes, uint8_t id,
+                    unsigned lane, unsigned lanes) {
     std::vector<std::byte> buf(kBlock);
     const uint64_t blocks = slice_bytes / kBlock / lanes;
     for (uint32_t round = 0; round < kRounds; ++round) {
-      std::memset(buf.data(), static_cast<int>((id << 4) | (round & 15)), kBlock);
+      std::memset(buf.data(), static_cast<int>((id << 4) | (round & 15)),
+                  kBlock);
       const uint64_t off = ((round * 5 % blocks) * lanes + lane) * kBlock;
       if (!fs.write(ino, off, kBlock, buf.data()).ok()) ++errors;
       // Syscalls space real writes through the mount; without a pause the
@@ -158,7 +159,8 @@ TEST(Concurrency, WriteBehindRacesWritersAndMirrors) {
 
   auto fresh = *FileRegion::create_memfd("fresh", 8 << 20);
   auto eng2 = *MirrorEngine::create(vol, *fresh, {});
-  for (const char* name : {"a", "b"}) ASSERT_TRUE(eng2->restore(name).ok()) << name;
+  for (const char* name : {"a", "b"})
+    ASSERT_TRUE(eng2->restore(name).ok()) << name;
   EXPECT_EQ(std::memcmp(fresh->base(), region->base(), (5 << 20) + 4096), 0);
 }
 

@@ -81,7 +81,8 @@ TEST(Crc32c, CombineEqualsOnePass) {
   std::vector<uint32_t> chunks;
   const uint64_t len = data.size() - 1000;
   for (uint64_t off = 0; off < len; off += 1 << 20)
-    chunks.push_back(crc32c(data.data() + off, std::min<uint64_t>(1 << 20, len - off)));
+    chunks.push_back(
+        crc32c(data.data() + off, std::min<uint64_t>(1 << 20, len - off)));
   EXPECT_EQ(crc32c_of_chunks(chunks, 1 << 20, len), crc32c(data.data(), len));
 }
 

@@ -484,7 +484,8 @@ TEST_F(MirrorTest, WriteBehindCoversAShortLastChunkAndGroupSync) {
   auto r = eng->sync_batch({"a", "b"}, {}, behind);
   ASSERT_TRUE(r.ok()) << r.error().what();
   for (const SyncReport& rep : *r)
-    EXPECT_EQ(rep.behind_bytes, rep.slice == "b" ? (1u << 20) + 17 : 0u) << rep.slice;
+    EXPECT_EQ(rep.behind_bytes, rep.slice == "b" ? (1u << 20) + 17 : 0u)
+        << rep.slice;
   Volume v2 = reload();
   EXPECT_EQ(on_disk(v2, "b"), window(b));
   EXPECT_EQ(on_disk(v2, "a"), window(slices[0]));

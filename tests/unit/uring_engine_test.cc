@@ -144,7 +144,7 @@ TEST(UringEngine, NeighbouringJobsGatherIntoOneRequest) {
   // Jobs side by side on the device (one with a padded tail), then a gap,
   // then two more side by side; one job in the first run allows direct
   // writes and so must not be gathered.
-  const uint64_t lens[] = {64 * 1024, 4096 + 17, 64 * 1024, 64 * 1024,
+  const uint64_t lens[] = {64 * 1024, 4096 + 17,  64 * 1024, 64 * 1024,
                            64 * 1024, 200 * 1024, 32 * 1024};
   const bool direct[] = {false, false, false, true, false, false, false};
   const uint64_t starts[] = {0, 64, 72, 136, 200, 1024, 1224};  // KiB
@@ -173,11 +173,14 @@ TEST(UringEngine, NeighbouringJobsGatherIntoOneRequest) {
   for (size_t i = 0; i < n; ++i) {
     EXPECT_EQ(src[i]->observed_, lens[i]);
     auto got = read_file(file.path(), ext[i][0].offset_bytes, lens[i]);
-    EXPECT_EQ(std::memcmp(got.data(), data[i].data(), lens[i]), 0) << "job " << i;
+    EXPECT_EQ(std::memcmp(got.data(), data[i].data(), lens[i]), 0)
+        << "job " << i;
   }
   // The padding of the unaligned job is zeros on the device.
-  auto pad = read_file(file.path(), ext[1][0].offset_bytes + lens[1], 4096 - 17);
-  EXPECT_EQ(std::count(pad.begin(), pad.end(), 0), static_cast<long>(pad.size()));
+  auto pad =
+      read_file(file.path(), ext[1][0].offset_bytes + lens[1], 4096 - 17);
+  EXPECT_EQ(std::count(pad.begin(), pad.end(), 0),
+            static_cast<long>(pad.size()));
 }
 
 TEST(UringEngine, RejectsBadOptionsAndExtents) {
