@@ -108,19 +108,11 @@ const SliceEntry* find(const SliceTable& t, const std::string& name) {
   return nullptr;
 }
 
-std::vector<DeviceExtent> device_extents(const MirrorCopy& c) {
-  std::vector<DeviceExtent> out;
-  out.reserve(c.extents.size());
-  for (const Extent& x : c.extents)
-    out.push_back({x.start_sector * kSectorBytes, x.sectors * kSectorBytes});
-  return out;
-}
-
 // The device extents of mirror bytes [start_bytes, start_bytes + length_bytes)
-// of copy `c`.
+// of copy `c`; by default all of them.
 std::vector<DeviceExtent> device_extents(const MirrorCopy& c,
-                                         uint64_t start_bytes,
-                                         uint64_t length_bytes) {
+                                         uint64_t start_bytes = 0,
+                                         uint64_t length_bytes = UINT64_MAX) {
   std::vector<DeviceExtent> out;
   uint64_t pos = 0;  // mirror offset of the extent's first byte
   for (const Extent& x : c.extents) {

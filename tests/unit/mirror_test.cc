@@ -430,12 +430,6 @@ TEST_F(MirrorTest, InlineRestoreMatchesAndFallsBackOnDamage) {
   EXPECT_NE(rb.error().message.find("restore_verify=inline"), std::string::npos);
 }
 
-}  // namespace
-}  // namespace pcimirror
-
-namespace pcimirror {
-namespace {
-
 TEST_F(MirrorTest, WriteBehindThenSyncWritesOnlyTheRest) {
   Volume v = format();
   auto eng = *MirrorEngine::create(v, *region, {});
