@@ -5,5 +5,5 @@ set -euo pipefail
 BUILD=${1:-build}
 STATES=${2:-1000000}
 start=$(date +%s)
-PCIMIRROR_CRASH_STATES=$STATES "$BUILD/tests/crash/crash_replay_test" 2>&1 | grep -v '^<'
+PCIMIRROR_CRASH_STATES=$STATES "$BUILD/tests/crash/crash_replay_test" 2>&1 | grep -vE '^pcimirror: (error|warning|info|debug): '
 echo "wall time: $(($(date +%s) - start)) s"
