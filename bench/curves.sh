@@ -16,6 +16,7 @@ cleanup() {
   rm -rf "$WORK" "$SHM".*
 }
 trap cleanup EXIT
+cd "$WORK"  # side files of the tools stay in the work directory
 mkdir "$WORK/mnt"
 truncate -s 10G "$WORK/disk.img"
 LOOP=$(losetup --find --show --direct-io=on "$WORK/disk.img")

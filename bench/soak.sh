@@ -17,6 +17,9 @@ cleanup() {
   rm -rf "$WORK" "$SHM".*
 }
 trap cleanup EXIT
+# Whatever fio leaves in its working directory (verify state files such as
+# local-f1-0-verify.state) goes to $WORK, not into the caller's tree.
+cd "$WORK"
 truncate -s 3G "$WORK/disk.img"
 LOOP=$(losetup --find --show --direct-io=on "$WORK/disk.img")
 mkdir "$WORK/mnt"

@@ -4,7 +4,9 @@
 #   scripts/dev.sh test   install dependencies, build, run every test, then
 #                         the sanitizer builds: ASan+UBSan over the unit,
 #                         crash, e2e and bad-input tests, and TSan over the
-#                         multi-threaded engine tests
+#                         multi-threaded engine tests, and last checks that
+#                         nothing left untracked files in the tree
+#                         (scripts/check-tree.sh)
 # Run as root on Debian 12. PCIMIRROR_QUICK=1 skips the sanitizer builds.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -30,10 +32,22 @@ fi
 
 started=$(date +%s)
 stage() { echo; echo "=== $* ($(($(date +%s) - started)) s)"; }
+# The untracked files before any test ran, so the final check can say which
+# ones the run left (scripts/check-tree.sh fails on any).
+untracked_before=$(mktemp /tmp/pcimirror-untracked.XXXXXX)
+trap 'rm -f "$untracked_before"' EXIT
+git ls-files --others --exclude-standard >"$untracked_before" 2>/dev/null || true
+check_tree() {
+  stage "tree: no untracked files left behind"
+  bash scripts/check-tree.sh --before "$untracked_before"
+}
 
 stage "tests: unit, fuzz corpus, e2e, crash, badinput, vm"
 (cd "$BUILD" && ctest --output-on-failure -j"$JOBS" --timeout 900)
-[[ ${PCIMIRROR_QUICK:-0} == 1 ]] && exit 0
+if [[ ${PCIMIRROR_QUICK:-0} == 1 ]]; then
+  check_tree
+  exit 0
+fi
 
 stage "ASan + UBSan: unit, crash, e2e, badinput"
 configure build-asan -DPCIMIRROR_SANITIZE=address,undefined -DPCIMIRROR_BUILD_BENCH=OFF
@@ -59,4 +73,5 @@ cmake --build build-tsan -j"$JOBS" --target concurrency_test mirror_test crash_r
 supp=$PWD/tests/tsan.supp
 (cd build-tsan && TSAN_OPTIONS="halt_on_error=1 suppressions=$supp" PCIMIRROR_CRASH_STATES=2000 \
   ctest --output-on-failure -j"$JOBS" -R "^(Concurrency|MirrorTest|CrashReplay)\.")
+check_tree
 stage "all tests passed"
