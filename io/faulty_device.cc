@@ -22,4 +22,12 @@ int FaultyDevice::on_flush(int result) {
   return fault_ == Fault::kEio ? -EIO : result;
 }
 
+int FaultyDevice::on_enter() {
+  const int64_t n = enter_count_.fetch_add(1);
+  const int64_t t = enter_target_;
+  if (t < 0 || n < t || (n > t && !enter_sticky_)) return 0;
+  enter_fired_ = true;
+  return -enter_error_;
+}
+
 }  // namespace pcimirror

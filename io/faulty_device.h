@@ -1,7 +1,8 @@
 // Injects one fault at a chosen I/O: the Nth completed write, read or flush
 // (counted from 0 across all three) reports -EIO, a short write, or a failed
 // flush. The data of a write reported as failed may or may not have reached
-// the device, as on real hardware.
+// the device, as on real hardware. Separately, arm_enter() fails the Nth
+// io_uring_enter(2) of the io_uring engine (a failed submit or wait).
 #pragma once
 
 #include <atomic>
@@ -30,10 +31,25 @@ class FaultyDevice final : public IoObserver {
   int64_t count() const { return count_; }
   bool fired() const { return fired_; }
 
+  /// Fails io_uring_enter number `index` (counted from 0 since this call)
+  /// with `error` (a positive errno, e.g. EAGAIN or EIO); with `sticky`,
+  /// every enter from `index` on fails. -1 disarms.
+  void arm_enter(int64_t index, int error, bool sticky = false) {
+    enter_target_ = index;
+    enter_error_ = error;
+    enter_sticky_ = sticky;
+    enter_count_ = 0;
+    enter_fired_ = false;
+  }
+  /// io_uring_enter calls seen since arm_enter().
+  int64_t enter_count() const { return enter_count_; }
+  bool enter_fired() const { return enter_fired_; }
+
   int64_t on_write(uint64_t, const std::byte*, uint64_t length_bytes,
                    int64_t result) override;
   int64_t on_read(uint64_t, uint64_t, int64_t result) override;
   int on_flush(int result) override;
+  int on_enter() override;
 
  private:
   bool hit() {
@@ -45,6 +61,11 @@ class FaultyDevice final : public IoObserver {
   std::atomic<int64_t> count_{0};
   std::atomic<bool> fired_{false};
   Fault fault_ = Fault::kNone;
+  std::atomic<int64_t> enter_target_{-1};
+  std::atomic<int64_t> enter_count_{0};
+  std::atomic<int> enter_error_{0};
+  std::atomic<bool> enter_sticky_{false};
+  std::atomic<bool> enter_fired_{false};
 };
 
 }  // namespace pcimirror

@@ -24,6 +24,12 @@ class IoObserver {
   /// A flush (fdatasync / IORING_OP_FSYNC) completed with `result` (0 or
   /// -errno); returns the result to report.
   virtual int on_flush(int result) = 0;
+  /// The io_uring engine is about to call io_uring_enter(2) to submit its
+  /// prepared requests and/or wait for completions. Returns 0 to make the
+  /// call, or -errno to fail it with that errno without entering the
+  /// kernel: the prepared SQEs stay in the SQ ring, as after a real failed
+  /// submit. The default makes every call.
+  virtual int on_enter() { return 0; }
 };
 
 }  // namespace pcimirror

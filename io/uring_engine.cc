@@ -4,9 +4,11 @@
 #include <sys/resource.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cstring>
 #include <deque>
 #include <optional>
+#include <thread>
 #include <vector>
 
 #include "io/bounce_pool.h"
@@ -67,6 +69,20 @@ class ChunkCursor {
 // Requests at least this large are submitted as soon as they are prepared.
 constexpr uint32_t kEagerSubmitBytes = 256 * 1024;
 
+// A request's user_data: a sequence number above kTagIndexBits bits of slot
+// index. A fresh number per SQE, so that only the CQE of a slot's current
+// request frees it. The fsync of flush() takes the index kFlushIndex, which
+// no slot has (queue_depth <= 1024).
+constexpr unsigned kTagIndexBits = 16;
+constexpr uint64_t kTagIndexMask = (uint64_t{1} << kTagIndexBits) - 1;
+constexpr uint64_t kFlushIndex = kTagIndexMask;
+
+// A failed io_uring_enter is retried, up to this many times in a row for
+// EAGAIN, EBUSY and EINTR (pausing longer each time, about 1 s in all), and
+// for any other errno; past that the ring is taken as broken.
+constexpr unsigned kMaxTransientEnterFailures = 100;
+constexpr unsigned kMaxHardEnterFailures = 4;
+
 struct Slot {
   Chunk chunk;
   std::byte* data = nullptr;  // where the request reads or writes
@@ -74,7 +90,19 @@ struct Slot {
   uint32_t done_bytes = 0;
   bool complete = false;  // all io_bytes transferred
   bool finished = false;  // no request outstanding (complete or failed)
-  bool in_use = false;
+  bool in_use = false;    // held by an operation
+  // An SQE with `tag` is in the SQ ring or in the kernel. Only its CQE
+  // clears this; until then the slot and its memory belong to the request.
+  bool in_flight = false;
+  uint64_t tag = 0;
+};
+
+// What completions report to the operation that is running.
+struct Op {
+  bool is_write = false;
+  Status err;  // the first error
+  TransferStats stats;
+  std::vector<size_t> finished;  // slots whose requests ended, not yet taken
 };
 
 std::string memlock_hint(size_t bytes) {
@@ -98,9 +126,26 @@ struct UringEngine::Impl {
   bool ring_ready = false;
   std::optional<BouncePool> pool;
   std::vector<Slot> slots;
+  unsigned in_flight = 0;  // SQEs prepared whose CQE has not been handled
+  uint64_t tag_seq = 0;
+  bool flush_in_flight = false;
+  uint64_t flush_tag = 0;
+  int flush_result = 0;
+  unsigned failed_enters = 0;  // io_uring_enter failures in a row
+  // Set when the ring is given up with requests possibly outstanding: every
+  // later call fails with it, and no slot in flight is ever reused.
+  std::optional<Error> broken;
+  std::vector<size_t> requeue_list;
 
   ~Impl() {
+    // Requests still in flight (a broken ring) are cancelled or awaited by
+    // the kernel; registered buffers stay pinned until they end.
     if (ring_ready) io_uring_queue_exit(&ring);
+  }
+
+  Status usable() const {
+    if (broken) return *broken;
+    return {};
   }
 
   Status check_extents(std::span<const DeviceExtent> extents,
@@ -123,10 +168,17 @@ struct UringEngine::Impl {
     return -1;
   }
 
-  // Prepares an SQE for the not-yet-done part of slot `i`. It is submitted
-  // by submit() or by reap()'s submit-and-wait.
+  uint64_t next_tag(uint64_t index) {
+    return (++tag_seq << kTagIndexBits) | index;
+  }
+
+  // Prepares an SQE for the not-yet-done part of slot `i`, which from then
+  // on is in flight until its CQE. It is submitted by the next pump(). On
+  // error no SQE was prepared and the slot is not in flight.
   Status queue(size_t i, bool is_write) {
     Slot& s = slots[i];
+    // Never empty: SQEs pending are at most one per slot, and the SQ ring
+    // has queue_depth entries.
     io_uring_sqe* sqe = io_uring_get_sqe(&ring);
     if (!sqe) return make_error(EBUSY, "io_uring submission queue full");
     std::byte* p = s.data + s.done_bytes;
@@ -140,100 +192,155 @@ struct UringEngine::Impl {
     } else {
       io_uring_prep_write(sqe, device->fd(), p, len, off);
     }
-    io_uring_sqe_set_data64(sqe, i);
+    s.tag = next_tag(i);
+    s.in_flight = true;
+    ++in_flight;
+    io_uring_sqe_set_data64(sqe, s.tag);
     return {};
   }
 
-  // Submits every prepared SQE.
-  Status submit() {
-    if (io_uring_sq_ready(&ring) == 0) return {};
-    int r = io_uring_submit(&ring);
-    if (r < 0) return sys_error(r, "io_uring submit on " + device->path());
-    return {};
+  // One io_uring_enter: submits every prepared SQE and, with `wait`, waits
+  // for a completion. The observer may fail it (fault injection).
+  int enter(bool wait) {
+    if (IoObserver* obs = device->observer())
+      if (int r = obs->on_enter(); r < 0) return r;
+    return wait ? io_uring_submit_and_wait(&ring, 1) : io_uring_submit(&ring);
   }
 
-  // Waits for at least one CQE and handles every CQE available. Returns the
-  // number of requests that finished (completed or failed) and records the
-  // first error in `err`.
-  unsigned reap(bool is_write, Status& err, TransferStats& stats,
-                std::vector<size_t>& finished) {
-    io_uring_cqe* cqe = nullptr;
-    // One syscall submits what is prepared and waits for a completion.
-    int r = io_uring_submit_and_wait(&ring, 1);
-    if (r == -EINTR) return 0;
-    if (r < 0) {
-      if (err.ok()) err = sys_error(r, "io_uring submit and wait on " + device->path());
-      return 0;
+  // Submits every prepared SQE and, with `wait`, waits for a completion;
+  // then handles every completion available. A failed io_uring_enter leaves
+  // the prepared SQEs in the SQ ring, where the next enter sends them. After
+  // a failure the completions available are handled (EBUSY asks for that)
+  // and the enter is retried: at once for EINTR, after a growing pause for
+  // EAGAIN and EBUSY, and for any other errno too, after recording it as
+  // the operation's error, so that what is in flight is still awaited. Too
+  // many failures in a row break the engine.
+  void pump(Op& op, bool wait) {
+    while (!broken) {
+      const int r = enter(wait);
+      if (r >= 0) {
+        failed_enters = 0;
+        break;
+      }
+      ++failed_enters;
+      const bool transient = r == -EAGAIN || r == -EBUSY || r == -EINTR;
+      if (!transient && op.err.ok())
+        op.err =
+            sys_error(r, "io_uring_enter on " + device->path() + " failed");
+      if (failed_enters >
+          (transient ? kMaxTransientEnterFailures : kMaxHardEnterFailures)) {
+        broken = make_error(
+            EIO, "io_uring on " + device->path() + " failed " +
+                     std::to_string(failed_enters) + " times in a row (" +
+                     std::strerror(-r) + ") with " + std::to_string(in_flight) +
+                     " requests outstanding; the engine is disabled");
+        if (op.err.ok()) op.err = *broken;
+        return;
+      }
+      if (handle_cqes(op) > 0 || !wait) return;  // progress; the caller loops
+      if (r != -EINTR) {
+        const unsigned shift = std::min(failed_enters, 8u);
+        std::this_thread::sleep_for(
+            std::chrono::microseconds(std::min(50u << shift, 10000u)));
+      }
     }
-    unsigned n = 0;
+    handle_cqes(op);
+  }
+
+  // Handles every CQE available, without entering the kernel; requeues
+  // what needs it. Returns the number of CQEs handled.
+  unsigned handle_cqes(Op& op) {
+    io_uring_cqe* cqe = nullptr;
     unsigned head;
     unsigned seen = 0;
     io_uring_for_each_cqe(&ring, head, cqe) {
       ++seen;
-      size_t i = static_cast<size_t>(io_uring_cqe_get_data64(cqe));
-      int res = cqe->res;
-      Slot& s = slots[i];
-      if (IoObserver* obs = device->observer()) {
-        const uint64_t off = s.chunk.device_offset_bytes + s.done_bytes;
-        const uint64_t len = s.chunk.io_bytes - s.done_bytes;
-        res = static_cast<int>(
-            is_write ? obs->on_write(off, s.data + s.done_bytes, len, res)
-                     : obs->on_read(off, len, res));
-      }
-      bool requeue = false;
-      if (res == -EAGAIN || res == -EINTR) {
-        requeue = true;
-      } else if (res < 0) {
-        if (err.ok())
-          err = sys_error(res, std::string(is_write ? "write" : "read") +
-                                    " of " + std::to_string(s.chunk.io_bytes) +
-                                    " bytes at byte " +
-                                    std::to_string(s.chunk.device_offset_bytes) +
-                                    " of " + device->path() + " failed");
-      } else if (res == 0) {
-        if (err.ok())
-          err = make_error(EIO, std::string(is_write ? "write" : "read") +
-                                    " at byte " +
-                                    std::to_string(s.chunk.device_offset_bytes) +
-                                    " of " + device->path() +
-                                    " made no progress");
-      } else {
-        s.done_bytes += static_cast<uint32_t>(res);
-        if (s.done_bytes < s.chunk.io_bytes) {
-          if (s.done_bytes % device->logical_block_size()) {
-            if (err.ok())
-              err = make_error(EIO, "unaligned short transfer on " +
-                                        device->path());
-          } else {
-            requeue = true;
-          }
-        }
-      }
-      if (requeue && err.ok()) {
-        ++stats.requeues;
-        ++stats.requests;
-        requeue_list.push_back(i);
-      } else {
-        s.complete = res > 0 && s.done_bytes == s.chunk.io_bytes;
-        finished.push_back(i);
-        ++n;
-      }
+      complete(op, io_uring_cqe_get_data64(cqe), cqe->res);
     }
     io_uring_cq_advance(&ring, seen);
     for (size_t i : requeue_list) {
-      Status q = queue(i, is_write);
-      if (!q.ok()) {
-        if (err.ok()) err = q;
-        finished.push_back(i);
-        ++n;
+      if (Status q = queue(i, op.is_write); !q.ok()) {
+        if (op.err.ok()) op.err = q;
+        slots[i].finished = true;
+        op.finished.push_back(i);
       }
     }
-    if (Status s = submit(); !s.ok() && err.ok()) err = s;
     requeue_list.clear();
-    return n;
+    return seen;
   }
 
-  std::vector<size_t> requeue_list;
+  // One CQE. Only the CQE whose user_data is a slot's current tag ends that
+  // slot's request; any other is an EIO of the operation.
+  void complete(Op& op, uint64_t tag, int res) {
+    const uint64_t index = tag & kTagIndexMask;
+    if (index == kFlushIndex && flush_in_flight && tag == flush_tag) {
+      flush_in_flight = false;
+      --in_flight;
+      if (IoObserver* obs = device->observer()) res = obs->on_flush(res);
+      flush_result = res;
+      return;
+    }
+    if (index >= slots.size() || !slots[index].in_flight ||
+        slots[index].tag != tag) {
+      if (op.err.ok())
+        op.err = make_error(
+            EIO, "io_uring on " + device->path() +
+                     " completed a request that is not in flight (user_data " +
+                     std::to_string(tag) + ", result " + std::to_string(res) +
+                     ")");
+      return;
+    }
+    const size_t i = static_cast<size_t>(index);
+    Slot& s = slots[i];
+    s.in_flight = false;
+    --in_flight;
+    const bool is_write = op.is_write;
+    if (IoObserver* obs = device->observer()) {
+      const uint64_t off = s.chunk.device_offset_bytes + s.done_bytes;
+      const uint64_t len = s.chunk.io_bytes - s.done_bytes;
+      res = static_cast<int>(
+          is_write ? obs->on_write(off, s.data + s.done_bytes, len, res)
+                   : obs->on_read(off, len, res));
+    }
+    Status& err = op.err;
+    bool requeue = false;
+    if (res == -EAGAIN || res == -EINTR) {
+      requeue = true;
+    } else if (res < 0) {
+      if (err.ok())
+        err = sys_error(res, std::string(is_write ? "write" : "read") + " of " +
+                                 std::to_string(s.chunk.io_bytes) +
+                                 " bytes at byte " +
+                                 std::to_string(s.chunk.device_offset_bytes) +
+                                 " of " + device->path() + " failed");
+    } else if (res == 0) {
+      if (err.ok())
+        err = make_error(
+            EIO, std::string(is_write ? "write" : "read") + " at byte " +
+                     std::to_string(s.chunk.device_offset_bytes) + " of " +
+                     device->path() + " made no progress");
+    } else {
+      s.done_bytes += static_cast<uint32_t>(res);
+      if (s.done_bytes < s.chunk.io_bytes) {
+        if (s.done_bytes % device->logical_block_size()) {
+          if (err.ok())
+            err = make_error(EIO,
+                             "unaligned short transfer on " + device->path());
+        } else {
+          requeue = true;
+        }
+      }
+    }
+    if (requeue && err.ok()) {
+      ++op.stats.requeues;
+      ++op.stats.requests;
+      requeue_list.push_back(i);
+    } else {
+      s.complete = res > 0 && s.done_bytes == s.chunk.io_bytes;
+      s.finished = true;
+      op.finished.push_back(i);
+    }
+  }
 };
 
 UringEngine::UringEngine(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
@@ -294,6 +401,7 @@ Result<TransferStats> UringEngine::write(std::span<const DeviceExtent> extents,
 
 Result<TransferStats> UringEngine::write(std::span<const WriteJob> jobs) {
   Impl& m = *impl_;
+  PCIM_TRY(m.usable());
   const uint32_t lbs = m.device->logical_block_size();
   std::vector<ChunkCursor> cursors;
   cursors.reserve(jobs.size());
@@ -302,14 +410,22 @@ Result<TransferStats> UringEngine::write(std::span<const WriteJob> jobs) {
     PCIM_TRY(m.check_extents(j.extents, aligned));
     cursors.emplace_back(j.extents, j.length_bytes, aligned, m.options.io_size_bytes);
   }
-  TransferStats stats;
+  Op op;
+  op.is_write = true;
+  TransferStats& stats = op.stats;
   size_t job = 0;  // the job whose chunks are being submitted
-  Status err;
-  unsigned inflight = 0;
-  std::vector<size_t> finished;
+  // Slots whose requests ended give back their buffers.
+  auto take_finished = [&] {
+    for (size_t i : op.finished) {
+      Slot& s = m.slots[i];
+      if (s.buffer >= 0) m.pool->release(static_cast<unsigned>(s.buffer));
+      s.in_use = false;
+    }
+    op.finished.clear();
+  };
   while (true) {
     while (job < jobs.size() && cursors[job].done()) ++job;
-    while (err.ok() && job < jobs.size() && inflight < m.options.queue_depth) {
+    while (op.err.ok() && !m.broken && job < jobs.size()) {
       int si = m.free_slot();
       if (si < 0) break;
       ChunkCursor& cursor = cursors[job];
@@ -369,31 +485,32 @@ Result<TransferStats> UringEngine::write(std::span<const WriteJob> jobs) {
         source.observe(c.mirror_offset_bytes, p, c.data_bytes);
       }
       Slot& s = m.slots[static_cast<size_t>(si)];
-      s = Slot{c, p, buffer, 0, false, false, true};
+      s = Slot{c, p, buffer};
+      s.in_use = true;
       ++stats.requests;
-      Status q = m.queue(static_cast<size_t>(si), true);
-      // A large request starts at once, so the copy of the next one overlaps
-      // it; small ones go in batches with the next submit-and-wait.
-      if (q.ok() && c.io_bytes >= kEagerSubmitBytes) q = m.submit();
-      if (!q.ok()) {
-        err = q;
+      if (Status q = m.queue(static_cast<size_t>(si), true); !q.ok()) {
+        // No SQE was prepared: the slot is not in flight, ours to free.
+        op.err = q;
         if (buffer >= 0) m.pool->release(static_cast<unsigned>(buffer));
         s.in_use = false;
         break;
       }
-      ++inflight;
+      // A large request starts at once, so the copy of the next one overlaps
+      // it; small ones go in batches with the next submit-and-wait.
+      if (c.io_bytes >= kEagerSubmitBytes) {
+        m.pump(op, false);
+        take_finished();
+      }
       while (job < jobs.size() && cursors[job].done()) ++job;
     }
-    if (inflight == 0) break;
-    finished.clear();
-    inflight -= m.reap(true, err, stats, finished);
-    for (size_t i : finished) {
-      Slot& s = m.slots[i];
-      if (s.buffer >= 0) m.pool->release(static_cast<unsigned>(s.buffer));
-      s.in_use = false;
-    }
+    // Returns only when no request is in flight, or the engine is broken
+    // (whose slots in flight are never freed).
+    if (m.in_flight == 0 || m.broken) break;
+    m.pump(op, true);
+    take_finished();
   }
-  if (!err.ok()) return err.take_error();
+  if (!op.err.ok()) return op.err.take_error();
+  if (m.broken) return *m.broken;
   return stats;
 }
 
@@ -401,89 +518,99 @@ Result<TransferStats> UringEngine::read(std::span<const DeviceExtent> extents,
                                         uint64_t length_bytes,
                                         const ReadSink& sink) {
   Impl& m = *impl_;
+  PCIM_TRY(m.usable());
   const uint32_t lbs = m.device->logical_block_size();
   const uint64_t aligned = (length_bytes + lbs - 1) / lbs * lbs;
   PCIM_TRY(m.check_extents(extents, aligned));
-  TransferStats stats;
+  Op op;
+  op.is_write = false;
+  TransferStats& stats = op.stats;
   ChunkCursor cursor(extents, length_bytes, aligned, m.options.io_size_bytes);
-  Status err;
-  unsigned inflight = 0;
   std::deque<size_t> order;  // slots in mirror order
-  std::vector<size_t> finished;
   // Queues reads while slots and buffers are free, and submits them at once:
   // the device keeps working while the sink checks and copies.
   auto refill = [&] {
     bool queued = false;
-    while (err.ok() && !cursor.done() && inflight < m.options.queue_depth) {
+    while (op.err.ok() && !m.broken && !cursor.done()) {
       int si = m.free_slot();
       if (si < 0) break;
       int buffer = m.pool->acquire();
       if (buffer < 0) break;
       Chunk c = cursor.next();
       Slot& s = m.slots[static_cast<size_t>(si)];
-      s = Slot{c, m.pool->buffer(static_cast<unsigned>(buffer)), buffer, 0,
-               false, false, true};
+      s = Slot{c, m.pool->buffer(static_cast<unsigned>(buffer)), buffer};
+      s.in_use = true;
       ++stats.requests;
       stats.bytes_bounced += c.data_bytes;
-      Status q = m.queue(static_cast<size_t>(si), false);
-      if (!q.ok()) {
-        err = q;
+      if (Status q = m.queue(static_cast<size_t>(si), false); !q.ok()) {
+        // No SQE was prepared: the slot is not in flight, ours to free.
+        op.err = q;
         m.pool->release(static_cast<unsigned>(buffer));
         s.in_use = false;
         break;
       }
       order.push_back(static_cast<size_t>(si));
-      ++inflight;
       queued = true;
     }
-    if (queued)
-      if (Status q = m.submit(); !q.ok() && err.ok()) err = q;
+    if (queued) m.pump(op, false);
   };
   while (true) {
     refill();
-    if (inflight == 0) break;
-    finished.clear();
-    inflight -= m.reap(false, err, stats, finished);
-    for (size_t i : finished) m.slots[i].finished = true;
     // Hand chunks to the sink in mirror order; a chunk that finished early
     // keeps its buffer until every chunk before it has been consumed. Each
     // freed buffer goes straight back to the device.
     while (!order.empty() && m.slots[order.front()].finished) {
       Slot& s = m.slots[order.front()];
-      if (err.ok() && s.complete) {
+      if (op.err.ok() && s.complete) {
         Status st =
             sink(s.chunk.mirror_offset_bytes, s.data, s.chunk.data_bytes);
-        if (!st.ok()) err = st;
+        if (!st.ok()) op.err = st;
       }
       m.pool->release(static_cast<unsigned>(s.buffer));
       s.in_use = false;
       order.pop_front();
       refill();
     }
+    op.finished.clear();
+    // Returns only when no request is in flight, or the engine is broken
+    // (whose slots in flight are never freed).
+    if (m.in_flight == 0 || m.broken) break;
+    m.pump(op, true);
   }
-  if (!err.ok()) return err.take_error();
+  if (!op.err.ok()) return op.err.take_error();
+  if (m.broken) return *m.broken;
   return stats;
 }
 
 Status UringEngine::flush() {
   Impl& m = *impl_;
+  PCIM_TRY(m.usable());
   io_uring_sqe* sqe = io_uring_get_sqe(&m.ring);
   if (!sqe) return make_error(EBUSY, "io_uring submission queue full");
   io_uring_prep_fsync(sqe, m.device->fd(), IORING_FSYNC_DATASYNC);
-  io_uring_sqe_set_data64(sqe, UINT64_MAX);
-  int r = io_uring_submit(&m.ring);
-  if (r < 0) return sys_error(r, "io_uring submit on " + m.device->path());
-  while (true) {
-    io_uring_cqe* cqe = nullptr;
-    r = io_uring_wait_cqe(&m.ring, &cqe);
-    if (r == -EINTR) continue;
-    if (r < 0) return sys_error(r, "io_uring wait on " + m.device->path());
-    int res = cqe->res;
-    io_uring_cqe_seen(&m.ring, cqe);
-    if (IoObserver* obs = m.device->observer()) res = obs->on_flush(res);
-    if (res < 0) return sys_error(res, "flush of " + m.device->path() + " failed");
-    return {};
-  }
+  m.flush_tag = m.next_tag(kFlushIndex);
+  io_uring_sqe_set_data64(sqe, m.flush_tag);
+  m.flush_in_flight = true;
+  ++m.in_flight;
+  // Waits for the fsync's own CQE; any other is an error (handled by pump).
+  Op op;
+  while (m.flush_in_flight && !m.broken) m.pump(op, true);
+  if (!op.err.ok()) return op.err.take_error();
+  if (m.broken) return *m.broken;
+  if (m.flush_result < 0)
+    return sys_error(m.flush_result,
+                     "flush of " + m.device->path() + " failed");
+  return {};
+}
+
+Status UringEngine::inject_stray_completion_for_testing(uint64_t user_data) {
+  io_uring_sqe* sqe = io_uring_get_sqe(&impl_->ring);
+  if (!sqe) return make_error(EBUSY, "io_uring submission queue full");
+  io_uring_prep_nop(sqe);
+  io_uring_sqe_set_data64(sqe, user_data);
+  int r = io_uring_submit(&impl_->ring);
+  if (r < 0) return sys_error(r, "io_uring submit");
+  return {};
 }
 
 }  // namespace pcimirror

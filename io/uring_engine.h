@@ -9,6 +9,15 @@
 // memory. Short transfers, -EAGAIN and -EINTR are requeued; any other error
 // fails the operation with its errno after all in-flight requests drained.
 //
+// One owner per request: a slot (and its buffer or caller memory) is freed
+// only by the CQE carrying that request's own user_data, and every
+// operation returns only when none of its requests is in flight. A failed
+// io_uring_enter leaves its SQEs in the SQ ring; it is retried (EAGAIN,
+// EBUSY, EINTR), or recorded as the operation's error and retried a few
+// times (any other errno) so that what is in flight is still awaited. A
+// ring that keeps failing with requests outstanding disables the engine:
+// every later call fails with EIO (see docs/DESIGN.md).
+//
 // Not thread-safe: one caller at a time (the mirror engine holds a lock).
 #pragma once
 
@@ -99,9 +108,12 @@ class UringEngine {
   size_t bounce_pool_bytes() const;
 
   /// Writes `length_bytes` of mirror image over `extents` (whose total must
-  /// cover length_bytes rounded up to the logical block size). Errors: the
-  /// first failing request's errno (EIO, ENOSPC, ...), EINVAL for bad
-  /// extents.
+  /// cover length_bytes rounded up to the logical block size). Returns once
+  /// no request is in flight. Errors: the first failing request's errno
+  /// (EIO, ENOSPC, ...); EINVAL for bad extents; a failed io_uring_enter's
+  /// errno (EAGAIN, EBUSY and EINTR are retried first); EIO for a
+  /// completion that is no request's in flight, and when the engine is
+  /// disabled (a ring that kept failing).
   Result<TransferStats> write(std::span<const DeviceExtent> extents,
                               uint64_t length_bytes, WriteSource& source);
 
@@ -115,13 +127,23 @@ class UringEngine {
   Result<TransferStats> write(std::span<const WriteJob> jobs);
 
   /// Reads `length_bytes` of mirror image from `extents` through the bounce
-  /// pool and hands each chunk to `sink` in mirror order.
+  /// pool and hands each chunk to `sink` in mirror order. Returns once no
+  /// request is in flight. Errors as write(), and the sink's.
   Result<TransferStats> read(std::span<const DeviceExtent> extents,
                              uint64_t length_bytes, const ReadSink& sink);
 
   /// IORING_OP_FSYNC with IORING_FSYNC_DATASYNC: completed writes become
-  /// durable.
+  /// durable. Reports only the result of its own fsync's CQE (its own
+  /// user_data), and returns once that CQE arrived. Errors: the fsync's
+  /// errno (EIO, ...); a failed io_uring_enter's errno (EAGAIN, EBUSY and
+  /// EINTR are retried first); EIO for any other completion meanwhile, and
+  /// when the engine is disabled.
   Status flush();
+
+  /// Testing only: submits a no-op request tagged `user_data` that no
+  /// operation prepared, so the next operation meets a completion that is
+  /// not its own (and must report EIO for it). Errors: io_uring_submit's.
+  Status inject_stray_completion_for_testing(uint64_t user_data);
 
  private:
   struct Impl;
