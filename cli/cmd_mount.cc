@@ -183,17 +183,27 @@ void add_mount(CLI::App& app, int& rc, Settings& settings) {
   auto a = std::make_shared<Args>();
   CLI::App* c = app.add_subcommand(
       "mount", "Serve the slices of a volume as files at a mount point");
-  c->fallthrough();  // settings (--bounce, --config, ...) belong to the app
+  c->fallthrough();  // --config belongs to the app
   c->add_option("device", a->device,
                 "Block device or image file (or source= in the config)");
   c->add_option("mountpoint", a->mountpoint,
                 "Directory to mount on (or mountpoint= in the config)");
   c->add_option("-o", a->options,
-                "Mount options: file=,size=,bounce=auto|always|never,"
-                "queue_depth=,io_size=,bounce_buffers=,restore=never|on_mount,"
-                "ro,allow_other,default_permissions,debug")
+                "Settings as KEY=VALUE,FLAG,...: every --KEY "
+                "below, e.g. -o bounce=always,ro (fstab's generic options "
+                "nofail, noauto, x-*, ... are accepted and ignored)")
+      ->type_name("OPTIONS")
       ->allow_extra_args(false);
   c->add_flag("-f,--foreground", a->foreground, "Stay in the foreground");
+  add_settings(*c, settings, kUseMount);
+  auto help = std::make_shared<CLI::Formatter>();
+  help->column_width(36);
+  c->formatter(help);
+  c->footer(
+      "Precedence, lowest first: the config file (--config NAME, before or "
+      "after the command: /etc/pcimirror/NAME.conf, pcimirror.conf(5)), "
+      "--KEY options, -o options. The mount is always nosuid,nodev,noexec. "
+      "See pcimirror(8).");
   c->callback([a, &rc, &settings] {
     const std::string dev = a->device.empty() ? settings.source : a->device;
     const std::string mnt = a->mountpoint.empty() ? settings.mountpoint : a->mountpoint;

@@ -71,10 +71,22 @@ void add_restore(CLI::App& app, int& rc, Settings& settings) {
   c->add_option("device", a->device, "Block device or image file (or source= in the config)");
   c->add_option("--memory", a->memory,
                 "Memory spec to restore into (default: the one recorded at "
-                "format)");
-  c->add_option("-o", a->options, "Engine options: bounce=,io_size=,...")
+                "format)")
+      ->type_name("SPEC");
+  c->add_option("-o", a->options,
+                "Settings as KEY=VALUE,FLAG,...: every --KEY "
+                "below, e.g. -o restore_verify=inline")
+      ->type_name("OPTIONS")
       ->allow_extra_args(false);
   c->add_option("names", a->names, "Slices to restore (default: all)");
+  add_settings(*c, settings, kUseRestore);
+  auto help = std::make_shared<CLI::Formatter>();
+  help->column_width(36);
+  c->formatter(help);
+  c->footer(
+      "Memory settings replace the spec recorded at format, as --memory "
+      "does. Precedence, lowest first: the config file (--config NAME), "
+      "--KEY options, -o options, --memory. See pcimirror(8).");
   c->callback([a, &rc, &settings] {
     const std::string dev = a->device.empty() ? settings.source : a->device;
     if (dev.empty()) {

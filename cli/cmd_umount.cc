@@ -61,6 +61,12 @@ void add_umount(CLI::App& app, int& rc, Settings& settings) {
       "umount", "Mirror dirty slices, then unmount and wait for the daemon");
   c->fallthrough();
   c->add_option("mountpoint", *mnt, "Mount point (or mountpoint= in the config)");
+  // The volume's config file (--config NAME) gives the mount point; the
+  // other settings of the file are accepted and play no part here.
+  add_settings(*c, settings, 0);
+  c->footer(
+      "--config NAME (before or after the command) takes the mount point "
+      "from /etc/pcimirror/NAME.conf (pcimirror.conf(5)).");
   c->callback([mnt, &rc, &settings] {
     const std::string m = mnt->empty() ? settings.mountpoint : *mnt;
     if (m.empty()) {

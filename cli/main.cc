@@ -51,9 +51,10 @@ int main(int argc, char** argv) {
   int rc = kOk;
   // Commands report results themselves; the daemon (mount) raises this.
   pcimirror::set_log_level(pcimirror::LogLevel::kWarning);
+  add_config_option(app);
   add_format(app, rc);
+  // Shared by the commands that take settings; only the one run fills it.
   Settings settings;
-  add_settings(app, settings);
   add_mount(app, rc, settings);
   add_status(app, rc);
   add_sync(app, rc);

@@ -2,53 +2,151 @@
 
 #include <CLI/CLI.hpp>
 #include <cstdlib>
+#include <cstring>
 
 namespace pcimirror::cli {
 namespace {
 
-struct Key {
-  const char* name;
-  bool flag;
-  const char* help;
+constexpr const char* kGroups[] = {"Memory", "Engine", "Mirroring policy",
+                                   "Access"};
+
+constexpr unsigned kBoth = kUseMount | kUseRestore;
+constexpr const char* kRecorded = "as recorded at format";
+
+// The settings: mount options of pcimirror(8), keys of pcimirror.conf(5).
+// Keep the order: grouped as kGroups.
+constexpr SettingInfo kSettings[] = {
+    // Memory: any of these replaces the spec recorded at format.
+    {"file", false, "Memory", "PATH", kRecorded,
+     "Emulated region: a file mapped shared (created at size=)", kBoth},
+    {"memfd", false, "Memory", "NAME", kRecorded,
+     "Emulated region: an anonymous memfd", kBoth},
+    {"size", false, "Memory", "SIZE", kRecorded,
+     "Size of an emulated region, in bytes (K/M/G suffixes)", kBoth},
+    {"pci", false, "Memory", "SLOT", kRecorded,
+     "PCI slot of the board, e.g. 0000:03:00.0", kBoth},
+    {"vendor", false, "Memory", "ID", kRecorded,
+     "PCI vendor ID of the board, e.g. 0x1af4", kBoth},
+    {"device", false, "Memory", "ID", kRecorded,
+     "PCI device ID of the board, e.g. 0x1110", kBoth},
+    {"index", false, "Memory", "N", "0",
+     "Which of several boards with these IDs (0: the first)", kBoth},
+    {"bar", false, "Memory", "N", kRecorded, "BAR number of the board", kBoth},
+    {"window", false, "Memory", "OFFSET:LENGTH", "the whole BAR",
+     "Part of the BAR, in bytes (K/M/G); OFFSET a multiple of 4096", kBoth},
+    {"ignore_device_id", true, "Memory", "", "off",
+     "Accept a PCI device or a BAR size other than the one recorded at "
+     "format",
+     kBoth},
+    // Engine: the io_uring pipeline to and from the partition.
+    {"bounce", false, "Engine", "auto|always|never", "auto",
+     "always: through the registered bounce pool; never: zero-copy from "
+     "pinnable memory (refused on a BAR); auto: the measured rule, today the "
+     "bounce pool",
+     kBoth},
+    {"queue_depth", false, "Engine", "N", "16",
+     "io_uring requests in flight, 1 to 1024", kBoth},
+    {"io_size", false, "Engine", "SIZE", "1M",
+     "Bytes per request, 4K to 64M, a multiple of 4096 (K/M/G)", kBoth},
+    {"bounce_buffers", false, "Engine", "N", "16",
+     "Registered bounce buffers of io_size bytes each, 1 to 1024 (locked "
+     "memory: bounce_buffers x io_size)",
+     kBoth},
+    {"max_write", false, "Engine", "SIZE", "1M",
+     "Largest FUSE write request, in bytes, 4K to 1M (K/M)", kUseMount},
+    // Mirroring policy: when mirrors are written and read back.
+    {"mirror_on_close", false, "Mirroring policy", "sync|async|off", "sync",
+     "What closing a written file does: mirror before close returns (sync), "
+     "in the background (async), or nothing (off)",
+     kUseMount},
+    {"write_behind", false, "Mirroring policy", "on|off", "on",
+     "Write each 1 MiB chunk into the next mirror copy while the file is "
+     "written, so close only finishes the mirror",
+     kUseMount},
+    {"interval", false, "Mirroring policy", "DURATION", "0 (never)",
+     "Mirror every slice periodically; a number with ms, s, m or h (s if "
+     "none), at least 100ms",
+     kUseMount},
+    {"host_only_writes", true, "Mirroring policy", "", "off",
+     "Only writes through the mount change memory: interval= mirrors only "
+     "slices written through it",
+     kUseMount},
+    {"restore", false, "Mirroring policy", "never|on_mount", "never",
+     "Write the mirrors into device memory before serving", kUseMount},
+    {"restore_verify", false, "Mirroring policy", "prepass|inline", "prepass",
+     "Verify the whole mirror, then copy it (prepass), or verify each 1 MiB "
+     "chunk just before copying it (inline: one pass)",
+     kBoth},
+    // Access: who may use the slice files, and which volume is served.
+    {"ro", true, "Access", "", "off", "Read-only mount", kUseMount},
+    {"uid", false, "Access", "N", "as recorded (chown)",
+     "Owner of every slice file (numeric user ID); chown is then refused",
+     kUseMount},
+    {"gid", false, "Access", "N", "as recorded (chown)",
+     "Group of every slice file (numeric group ID); chown is then refused",
+     kUseMount},
+    {"umask", false, "Access", "OOO", "as recorded (chmod)",
+     "Mode mask, octal: every slice file gets mode 0666 & ~umask; chmod is "
+     "then refused",
+     kUseMount},
+    {"allow_other", true, "Access", "", "off",
+     "Let other users in; needs default_permissions", kUseMount},
+    {"default_permissions", true, "Access", "", "off",
+     "The kernel checks access against each file's mode and owner", kUseMount},
+    {"uuid", false, "Access", "UUID", "any volume",
+     "Refuse a volume with another UUID (as `pcimirror status` prints it)",
+     kUseMount},
+    {"debug", true, "Access", "", "off",
+     "FUSE debug output and debug log lines", kUseMount},
 };
 
-// The mount options of pcimirror(8); each is also a config-file key.
-constexpr Key kKeys[] = {
-    {"file", false, "Emulated region: a file mapped shared"},
-    {"memfd", false, "Emulated region: an anonymous memfd"},
-    {"size", false, "Size of an emulated region (K/M/G)"},
-    {"pci", false, "PCI slot of the board, e.g. 0000:03:00.0"},
-    {"vendor", false, "PCI vendor ID of the board, e.g. 0x1af4"},
-    {"device", false, "PCI device ID of the board, e.g. 0x1110"},
-    {"index", false, "Which of several boards with these IDs (0 first)"},
-    {"bar", false, "BAR number"},
-    {"window", false, "OFFSET:LENGTH inside the BAR"},
-    {"bounce", false, "auto|always|never"},
-    {"queue_depth", false, "io_uring requests in flight (16)"},
-    {"io_size", false, "Bytes per request (1M)"},
-    {"bounce_buffers", false, "Registered bounce buffers (16)"},
-    {"max_write", false, "Largest FUSE write (1M)"},
-    {"mirror_on_close", false,
-     "sync|async|off: mirror when a written file is closed"},
-    {"write_behind", false,
-     "on|off: mirror chunks while a file is written, not all at close"},
-    {"interval", false, "Mirror periodically, e.g. 30s, 5m, 1h (0: never)"},
-    {"restore", false, "never|on_mount"},
-    {"restore_verify", false,
-     "prepass|inline: verify the whole mirror first, or chunk by chunk"},
-    {"uid", false, "Owner of the slice files"},
-    {"gid", false, "Group of the slice files"},
-    {"umask", false, "Mode mask of the slice files (octal)"},
-    {"uuid", false, "Refuse a volume with another UUID"},
-    {"ro", true, "Read-only mount"},
-    {"allow_other", true, "Let other users in (needs default_permissions)"},
-    {"default_permissions", true, "Kernel permission checks"},
-    {"host_only_writes", true, "Only writes through the mount change memory"},
-    {"ignore_device_id", true, "Accept another PCI device or a smaller BAR"},
-    {"debug", true, "FUSE debug output"},
+// CLI11's TOML reader, with each key handed to the command being run (its
+// --KEY options) instead of to the top-level app, and unknown keys refused
+// by name.
+class CommandConfig : public CLI::ConfigTOML {
+ public:
+  explicit CommandConfig(const CLI::App* app) : app_(app) {}
+
+  std::vector<CLI::ConfigItem> from_config(std::istream& in) const override {
+    std::vector<CLI::ConfigItem> read = CLI::ConfigTOML::from_config(in);
+    const CLI::App* command = nullptr;
+    for (const CLI::App* sub : app_->get_subcommands()) command = sub;
+    if (command == nullptr ||
+        command->get_option_no_throw("--source") == nullptr)
+      throw CLI::ConfigError(
+          "--config applies to the commands mount, restore and umount");
+    for (CLI::ConfigItem& item : read) {
+      if (!item.parents.empty()) {
+        const bool section = item.name == "++" || item.name == "--";
+        throw CLI::ConfigError(
+            "config file: " +
+            (section ? "section [" + CLI::detail::join(item.parents, ".") + "]"
+                     : "key '" + item.fullname() + "'") +
+            ": sections and dotted keys are not used; write key = value "
+            "(pcimirror.conf(5))");
+      }
+      const std::string& key = item.name;
+      bool known = key == "source" || key == "mountpoint";
+      for (const SettingInfo& s : kSettings) known |= key == s.name;
+      if (!known)
+        throw CLI::ConfigError(
+            "config file: unknown key '" + key +
+            "'; the keys are source, mountpoint and the settings of "
+            "`pcimirror mount --help` (pcimirror.conf(5))");
+      item.parents = {command->get_name()};
+    }
+    return read;
+  }
+
+ private:
+  const CLI::App* app_;
 };
 
 }  // namespace
+
+std::span<const SettingInfo> setting_table() { return kSettings; }
+
+std::span<const char* const> setting_groups() { return kGroups; }
 
 std::string Settings::to_options() const {
   std::string out;
@@ -56,30 +154,53 @@ std::string Settings::to_options() const {
     if (!out.empty()) out += ',';
     out += s;
   };
-  for (const Key& k : kKeys) {
+  for (const SettingInfo& k : kSettings) {
     if (k.flag) {
       auto it = flags.find(k.name);
       if (it != flags.end() && it->second) add(k.name);
-    } else if (auto it = values.find(k.name); it != values.end() && !it->second.empty()) {
+    } else if (auto it = values.find(k.name);
+               it != values.end() && !it->second.empty()) {
       add(std::string(k.name) + "=" + it->second);
     }
   }
   return out;
 }
 
-void add_settings(CLI::App& app, Settings& s) {
-  const std::string group = "Settings (mount options and config-file keys)";
-  app.add_option("--source", s.source, "Block device (config key for DEVICE)")
-      ->group(group);
-  app.add_option("--mountpoint", s.mountpoint, "Mount point (config key)")->group(group);
-  for (const Key& k : kKeys) {
-    if (k.flag)
-      app.add_flag(std::string("--") + k.name, s.flags[k.name], k.help)->group(group);
-    else
-      app.add_option(std::string("--") + k.name, s.values[k.name], k.help)->group(group);
+void add_settings(CLI::App& command, Settings& s, unsigned use) {
+  command
+      .add_option("--source", s.source,
+                  "Block device: the config-file key for DEVICE")
+      ->type_name("DEVICE")
+      ->group(use != 0 ? "Options" : "");
+  command
+      .add_option("--mountpoint", s.mountpoint,
+                  "Mount point: the config-file key for MOUNTPOINT")
+      ->type_name("DIR")
+      ->group((use & kUseRestore) ? "" : "Options");
+  for (const char* group : kGroups) {
+    for (const SettingInfo& k : kSettings) {
+      if (std::strcmp(k.group, group) != 0) continue;
+      const std::string shown = (k.use & use) ? group : "";
+      const std::string name = std::string("--") + k.name;
+      const std::string help =
+          std::string(k.help) + " [default: " + k.default_value + "]";
+      if (k.flag)
+        command.add_flag(name, s.flags[k.name], help)->group(shown);
+      else
+        command.add_option(name, s.values[k.name], help)
+            ->type_name(k.value)
+            ->group(shown);
+    }
   }
+}
+
+void add_config_option(CLI::App& app) {
   app.set_config("--config", "",
-                 "Config file: NAME for /etc/pcimirror/NAME.conf, or a path");
+                 "Config file of a volume, for mount, restore and umount: "
+                 "NAME for /etc/pcimirror/NAME.conf, or a path "
+                 "(pcimirror.conf(5))")
+      ->type_name("NAME|PATH");
+  app.config_formatter(std::make_shared<CommandConfig>(&app));
   app.allow_config_extras(false);
 }
 
