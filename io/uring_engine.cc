@@ -78,8 +78,9 @@ constexpr uint64_t kTagIndexMask = (uint64_t{1} << kTagIndexBits) - 1;
 constexpr uint64_t kFlushIndex = kTagIndexMask;
 
 // A failed io_uring_enter is retried, up to this many times in a row for
-// EAGAIN, EBUSY and EINTR (pausing longer each time, about 1 s in all), and
-// for any other errno; past that the ring is taken as broken.
+// EAGAIN and EBUSY (pausing longer each time, about 1 s in all), and for
+// any other errno; past that the ring is taken as broken. EINTR (a signal
+// during the wait) is retried at once, however often.
 constexpr unsigned kMaxTransientEnterFailures = 100;
 constexpr unsigned kMaxHardEnterFailures = 4;
 
@@ -214,7 +215,7 @@ struct UringEngine::Impl {
   // and the enter is retried: at once for EINTR, after a growing pause for
   // EAGAIN and EBUSY, and for any other errno too, after recording it as
   // the operation's error, so that what is in flight is still awaited. Too
-  // many failures in a row break the engine.
+  // many failures in a row (EINTR aside) break the engine.
   void pump(Op& op, bool wait) {
     while (!broken) {
       const int r = enter(wait);
@@ -222,8 +223,12 @@ struct UringEngine::Impl {
         failed_enters = 0;
         break;
       }
+      if (r == -EINTR) {  // a signal: the ring is fine, the wait goes on
+        if (handle_cqes(op) > 0 || !wait) return;
+        continue;
+      }
       ++failed_enters;
-      const bool transient = r == -EAGAIN || r == -EBUSY || r == -EINTR;
+      const bool transient = r == -EAGAIN || r == -EBUSY;
       if (!transient && op.err.ok())
         op.err =
             sys_error(r, "io_uring_enter on " + device->path() + " failed");
@@ -238,11 +243,9 @@ struct UringEngine::Impl {
         return;
       }
       if (handle_cqes(op) > 0 || !wait) return;  // progress; the caller loops
-      if (r != -EINTR) {
-        const unsigned shift = std::min(failed_enters, 8u);
-        std::this_thread::sleep_for(
-            std::chrono::microseconds(std::min(50u << shift, 10000u)));
-      }
+      const unsigned shift = std::min(failed_enters, 8u);
+      std::this_thread::sleep_for(
+          std::chrono::microseconds(std::min(50u << shift, 10000u)));
     }
     handle_cqes(op);
   }
