@@ -3,23 +3,22 @@
 // returns.
 #include <dirent.h>
 #include <fcntl.h>
-#include <unistd.h>
-
 #include <sys/stat.h>
 #include <sys/xattr.h>
+#include <unistd.h>
 
 #include <CLI/CLI.hpp>
 #include <atomic>
-#include <thread>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
 #include <iostream>
+#include <thread>
 
 #include "cli/commands.h"
 #include "cli/common.h"
 #include "cli/progress.h"
-#include "fs/slice_fs.h"
+#include "fs/control_xattr.h"
 #include "io/unique_fd.h"
 
 namespace pcimirror::cli {
@@ -36,10 +35,14 @@ int group_sync(const std::string& mountpoint, const std::vector<std::string>& na
     if (::stat((mountpoint + "/" + n).c_str(), &st) == 0) bytes += static_cast<uint64_t>(st.st_size);
   }
   auto t0 = std::chrono::steady_clock::now();
-  if (::setxattr(mountpoint.c_str(), kSyncXattr, value.data(), value.size(), 0) != 0)
-    return fail(errno_error("group sync of " + std::to_string(names.size()) + " slices on " +
-                            mountpoint + " failed; the daemon's log (journalctl -t "
-                            "pcimirror) names the cause"));
+  if (::setxattr(mountpoint.c_str(), kSyncXattr, value.data(), value.size(),
+                 0) != 0) {
+    const int err = errno;
+    return fail("group sync of " + std::to_string(names.size()) +
+                " slices on " + mountpoint + " failed (" + std::strerror(err) +
+                "): " + control_error_detail(mountpoint, err) +
+                "; nothing was committed");
+  }
   double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   for (const std::string& n : names) std::printf("synced %s\n", n.c_str());
   std::printf("synced %zu slices, %llu bytes in %.3f s, %.0f MB/s, one commit\n", names.size(),

@@ -1,6 +1,7 @@
 #include "cli/common.h"
 
 #include <limits.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -9,6 +10,8 @@
 #include <fstream>
 #include <iostream>
 #include <sstream>
+
+#include "fs/control_xattr.h"
 
 namespace pcimirror::cli {
 
@@ -42,10 +45,10 @@ static std::string unescape(const std::string& s) {
   return out;
 }
 
-std::optional<std::string> device_of_mountpoint(const std::string& path) {
-  std::error_code ec;
-  auto canon = std::filesystem::weakly_canonical(path, ec);
-  if (ec) return std::nullopt;
+namespace {
+// Each pcimirror mount in /proc/self/mountinfo as {mount point, source}.
+std::vector<std::pair<std::string, std::string>> pcimirror_mounts() {
+  std::vector<std::pair<std::string, std::string>> out;
   std::ifstream in("/proc/self/mountinfo");
   std::string line;
   while (std::getline(in, line)) {
@@ -58,9 +61,43 @@ std::optional<std::string> device_of_mountpoint(const std::string& path) {
     while (dash < f.size() && f[dash] != "-") ++dash;
     if (f.size() < 5 || dash + 2 >= f.size()) continue;
     if (f[dash + 1] != "fuse.pcimirror") continue;
-    if (unescape(f[4]) == canon.string()) return unescape(f[dash + 2]);
+    out.emplace_back(unescape(f[4]), unescape(f[dash + 2]));
+  }
+  return out;
+}
+}  // namespace
+
+std::optional<std::string> device_of_mountpoint(const std::string& path) {
+  std::error_code ec;
+  auto canon = std::filesystem::weakly_canonical(path, ec);
+  // A mount that only its owner may enter (no allow_other) cannot be
+  // resolved by others: compare the plain absolute path then.
+  if (ec) canon = std::filesystem::absolute(path, ec).lexically_normal();
+  if (ec) return std::nullopt;
+  for (const auto& [mnt, source] : pcimirror_mounts())
+    if (mnt == canon.string()) return source;
+  return std::nullopt;
+}
+
+std::optional<std::string> mountpoint_of_device(const std::string& device) {
+  std::error_code ec;
+  auto canon = std::filesystem::weakly_canonical(device, ec);
+  if (ec) return std::nullopt;
+  for (const auto& [mnt, source] : pcimirror_mounts()) {
+    auto src = std::filesystem::weakly_canonical(source, ec);
+    if (!ec && src == canon) return mnt;
   }
   return std::nullopt;
+}
+
+std::string control_error_detail(const std::string& mountpoint, int err) {
+  if (err == EPERM || err == EACCES)
+    return "only root and the mount's owner may control the volume";
+  char msg[4096] = {};
+  const ssize_t n =
+      ::getxattr(mountpoint.c_str(), kLastErrorXattr, msg, sizeof msg - 1);
+  if (n > 0) return std::string(msg, static_cast<size_t>(n));
+  return "the daemon's log (journalctl -t pcimirror) names the cause";
 }
 
 Result<MemorySpec> effective_memory_spec(const Superblock& sb,

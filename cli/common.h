@@ -29,6 +29,14 @@ Result<Volume> open_volume(const std::string& device_path, bool exclusive);
 /// If `path` is a pcimirror mount point, the device it serves (from
 /// /proc/self/mountinfo); otherwise nullopt.
 std::optional<std::string> device_of_mountpoint(const std::string& path);
+/// If `device` is served by a pcimirror mount, its mount point (from
+/// /proc/self/mountinfo); otherwise nullopt.
+std::optional<std::string> mountpoint_of_device(const std::string& device);
+
+/// Why a control request (setxattr of a control name, fs/control_xattr.h)
+/// on `mountpoint` failed with `err`: the daemon's message from the root's
+/// user.pcimirror.last_error, or a remedy for permission errors.
+std::string control_error_detail(const std::string& mountpoint, int err);
 
 /// The memory spec to use: `override_spec` when non-empty, else the one
 /// recorded in the superblock.

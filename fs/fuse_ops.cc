@@ -6,32 +6,73 @@
 #include "fs/fuse_ops.h"
 
 #include <fuse_lowlevel.h>
-
 #include <linux/fs.h>
+#include <unistd.h>
+
+#include <atomic>
 #include <cstring>
 #include <memory>
+#include <mutex>
 #include <new>
+#include <string>
 #include <vector>
 
+#include "fs/control_xattr.h"
 #include "io/log.h"
 
 namespace pcimirror {
 namespace {
 
 constexpr double kAttrTimeout = 1.0;
+// Names are never cached: an online `pcimirror slice rm|rename` shows on
+// the mount at once (a lookup per path walk is the price).
+constexpr double kEntryTimeout = 0.0;
 
 struct Handle {
-  bool wrote = false;
+  bool writable = false;  // opened for writing
+  // Set by writes and ftruncate on any FUSE thread (a dup'd descriptor
+  // shares the handle); close and fsync take it with exchange() before they
+  // mirror.
+  std::atomic<bool> wrote{false};
+  // Set by open(O_TRUNC), whose zero-fill is mirrored by the first close
+  // after a write or, failing that, at release. Not at the first close:
+  // dd and shells close a duplicate of the new descriptor before writing,
+  // and a mirror of the zeros then would cost a mirror and a generation.
+  std::atomic<bool> truncated{false};
 };
 
 // Session state, passed as userdata (no globals).
 struct Context {
   SliceFs* fs;
   uint32_t max_write_bytes;
+  std::string mountpoint;
+  uid_t owner_uid;  // who mounted: may control the volume, as root may
+  std::mutex mu;
+  std::string last_error;  // guarded by mu: the last refused control request
 };
 
-SliceFs& fs_of(fuse_req_t req) {
-  return *static_cast<Context*>(fuse_req_userdata(req))->fs;
+Context& ctx_of(fuse_req_t req) {
+  return *static_cast<Context*>(fuse_req_userdata(req));
+}
+SliceFs& fs_of(fuse_req_t req) { return *ctx_of(req).fs; }
+
+// Root and the mount's owner control the volume (syncs, slice changes).
+bool may_control(fuse_req_t req) {
+  const uid_t uid = fuse_req_ctx(req)->uid;
+  return uid == 0 || uid == ctx_of(req).owner_uid;
+}
+
+// A namespace change through the mount: refused, with one log line naming
+// the command that does it (contract: the mount never creates, moves or
+// deletes a slice).
+void refuse(fuse_req_t req, const char* op, const std::string& name,
+            const std::string& remedy) {
+  log_warning(std::string(op) + " of '" + name + "' on " +
+              ctx_of(req).mountpoint +
+              " refused (EPERM): slices are fixed windows of device memory, "
+              "declared with pcimirror slice; " +
+              remedy);
+  fuse_reply_err(req, EPERM);
 }
 
 void reply_attr(fuse_req_t req, const Result<struct stat>& st) {
@@ -50,7 +91,7 @@ Result<fuse_entry_param> entry_of(SliceFs& fs, uint64_t ino) {
   e.ino = ino;
   e.attr = *st;
   e.attr_timeout = kAttrTimeout;
-  e.entry_timeout = kAttrTimeout;
+  e.entry_timeout = kEntryTimeout;
   return e;
 }
 
@@ -81,8 +122,19 @@ void op_getattr(fuse_req_t req, fuse_ino_t ino, fuse_file_info*) {
 }
 
 void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set,
-                fuse_file_info*) {
-  reply_attr(req, fs_of(req).setattr(ino, *attr, to_set));
+                fuse_file_info* fi) {
+  SliceFs& fs = fs_of(req);
+  auto st = fs.setattr(ino, *attr, to_set);
+  if (st.ok() && (to_set & FUSE_SET_ATTR_SIZE)) {
+    // A truncation wrote zeros: ftruncate's descriptor mirrors them at
+    // close; truncate(2) has none, so it mirrors now, as a close would.
+    if (fi && fi->fh) {
+      reinterpret_cast<Handle*>(fi->fh)->wrote = true;
+    } else if (Status c = fs.close(ino, true); !c.ok()) {
+      return (void)fuse_reply_err(req, c.error().code);
+    }
+  }
+  reply_attr(req, st);
 }
 
 void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
@@ -105,12 +157,13 @@ void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
   fuse_reply_buf(req, buf.data(), used);
 }
 
-void reply_open(fuse_req_t req, fuse_file_info* fi, const fuse_entry_param* e);
+void reply_open(fuse_req_t req, fuse_file_info* fi, bool wrote, bool writable);
 
 void op_open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
-  Status s = fs_of(req).open(ino, fi->flags);
-  if (!s.ok()) return (void)fuse_reply_err(req, s.error().code);
-  reply_open(req, fi, nullptr);
+  // O_TRUNC (FUSE_CAP_ATOMIC_O_TRUNC) zero-fills the slice: a write.
+  auto wrote = fs_of(req).open(ino, fi->flags);
+  if (!wrote.ok()) return (void)fuse_reply_err(req, wrote.error().code);
+  reply_open(req, fi, *wrote, (fi->flags & O_ACCMODE) != O_RDONLY);
 }
 
 void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
@@ -141,83 +194,117 @@ void op_write(fuse_req_t req, fuse_ino_t ino, const char* data, size_t size,
   auto n = fs_of(req).write(ino, static_cast<uint64_t>(off), size,
                             reinterpret_cast<const std::byte*>(data));
   if (!n.ok()) return (void)fuse_reply_err(req, n.error().code);
-  reinterpret_cast<Handle*>(fi->fh)->wrote = true;
+  reinterpret_cast<Handle*>(fi->fh)->wrote.store(true);
   fuse_reply_write(req, *n);
 }
 
-// close(2): commits a new slice, and mirrors a written one per
-// mirror_on_close before close returns, so cp and dd report failures.
-// Errors reach the caller as EIO.
+// close(2): mirrors a written slice per mirror_on_close before close
+// returns, so cp and dd report failures. Errors reach the caller as EIO.
 void op_flush(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   auto* h = reinterpret_cast<Handle*>(fi->fh);
-  Status s = fs_of(req).close(ino, h && h->wrote);
-  if (!s.ok()) return (void)fuse_reply_err(req, EIO);
-  if (h) h->wrote = false;
+  // Taken before the mirror: a write through a dup'd descriptor that lands
+  // meanwhile sets it again, and the next close mirrors that write.
+  const bool wrote = h && h->wrote.exchange(false);
+  if (wrote) h->truncated = false;  // this mirror covers the zero-fill too
+  Status s = fs_of(req).close(ino, wrote);
+  if (!s.ok()) {
+    if (h) h->wrote = true;  // still unmirrored: the next close tries again
+    return (void)fuse_reply_err(req, EIO);
+  }
   fuse_reply_err(req, 0);
 }
 
-void reply_open(fuse_req_t req, fuse_file_info* fi, const fuse_entry_param* e) {
+void reply_open(fuse_req_t req, fuse_file_info* fi, bool wrote, bool writable) {
   auto* h = new (std::nothrow) Handle();
   if (!h) return (void)fuse_reply_err(req, ENOMEM);
+  h->writable = writable;
+  h->truncated = wrote;
   fi->fh = reinterpret_cast<uint64_t>(h);
   fi->direct_io = 1;  // device memory changes behind our back: no page cache
   fi->keep_cache = 0;
-  int r = e ? fuse_reply_create(req, e, fi) : fuse_reply_open(req, fi);
-  if (r == -ENOENT) delete h;  // interrupted
+  if (fuse_reply_open(req, fi) == -ENOENT) delete h;  // interrupted
 }
 
-void op_create(fuse_req_t req, fuse_ino_t parent, const char* name,
-               mode_t mode, fuse_file_info* fi) {
-  if (parent != kRootIno) return (void)fuse_reply_err(req, ENOTDIR);
-  SliceFs& fs = fs_of(req);
-  const fuse_ctx* ctx = fuse_req_ctx(req);
-  auto ino = fs.create(name, mode, ctx->uid, ctx->gid);
-  if (!ino.ok()) return (void)fuse_reply_err(req, ino.error().code);
-  auto e = entry_of(fs, *ino);
-  if (!e.ok()) return (void)fuse_reply_err(req, e.error().code);
-  reply_open(req, fi, &*e);
+// The namespace is fixed (fs/slice_fs.h): every call that would create,
+// move or delete a name fails with EPERM and changes nothing.
+void op_create(fuse_req_t req, fuse_ino_t, const char* name, mode_t,
+               fuse_file_info*) {
+  refuse(req, "create", name,
+         "to declare a new one: pcimirror slice add " + ctx_of(req).mountpoint +
+             " " + name + ":OFFSET:LENGTH");
 }
-
-void op_unlink(fuse_req_t req, fuse_ino_t parent, const char* name) {
-  if (parent != kRootIno) return (void)fuse_reply_err(req, ENOTDIR);
-  Status s = fs_of(req).unlink(name);
-  fuse_reply_err(req, s.ok() ? 0 : s.error().code);
+void op_mknod(fuse_req_t req, fuse_ino_t, const char* name, mode_t, dev_t) {
+  op_create(req, kRootIno, name, 0, nullptr);
 }
-
-void op_rename(fuse_req_t req, fuse_ino_t parent, const char* name,
-               fuse_ino_t newparent, const char* newname, unsigned int flags) {
-  if (parent != kRootIno || newparent != kRootIno)
-    return (void)fuse_reply_err(req, ENOTDIR);
-  if (flags & RENAME_EXCHANGE) return (void)fuse_reply_err(req, EINVAL);
-  Status s = fs_of(req).rename(name, newname, flags & RENAME_NOREPLACE);
-  fuse_reply_err(req, s.ok() ? 0 : s.error().code);
+void op_mkdir(fuse_req_t req, fuse_ino_t, const char* name, mode_t) {
+  refuse(req, "mkdir", name, "the mount holds slice files only");
+}
+void op_symlink(fuse_req_t req, const char*, fuse_ino_t, const char* name) {
+  refuse(req, "symlink", name, "the mount holds slice files only");
+}
+void op_link(fuse_req_t req, fuse_ino_t, fuse_ino_t, const char* name) {
+  refuse(req, "link", name, "the mount holds slice files only");
+}
+void op_unlink(fuse_req_t req, fuse_ino_t, const char* name) {
+  refuse(req, "unlink", name,
+         "to remove the slice (device memory stays): pcimirror slice rm " +
+             ctx_of(req).mountpoint + " " + name);
+}
+void op_rmdir(fuse_req_t req, fuse_ino_t, const char* name) {
+  refuse(req, "rmdir", name, "the mount holds slice files only");
+}
+void op_rename(fuse_req_t req, fuse_ino_t, const char* name, fuse_ino_t,
+               const char* newname, unsigned int) {
+  refuse(req, "rename", name,
+         std::string("to rename a slice: pcimirror slice rename ") +
+             ctx_of(req).mountpoint + " " + name + " " + newname +
+             "; to replace a slice's contents, write it in place (cp, dd "
+             "conv=notrunc, rsync --inplace)");
 }
 
 void op_getxattr(fuse_req_t req, fuse_ino_t ino, const char* name, size_t size) {
-  auto v = fs_of(req).getxattr(ino, name);
+  Context& ctx = ctx_of(req);
+  Result<std::string> v = make_error(ENODATA, "no such attribute");
+  if (ino == kRootIno && std::strcmp(name, kLastErrorXattr) == 0) {
+    std::lock_guard lock(ctx.mu);
+    if (!ctx.last_error.empty()) v = ctx.last_error;
+  } else {
+    v = ctx.fs->getxattr(ino, name);
+  }
   if (!v.ok()) return (void)fuse_reply_err(req, v.error().code);
   if (size == 0) return (void)fuse_reply_xattr(req, v->size());
   if (size < v->size()) return (void)fuse_reply_err(req, ERANGE);
   fuse_reply_buf(req, v->data(), v->size());
 }
 
-// `pcimirror sync` sets user.pcimirror.sync on the root: a group commit of
-// the slices named in the value (newline-separated), or of all.
+// Control requests on the root (fs/control_xattr.h): `pcimirror sync` and
+// `pcimirror slice add|rm|rename MOUNTPOINT`. Only root and the mount's
+// owner may send them.
 void op_setxattr(fuse_req_t req, fuse_ino_t ino, const char* name,
                  const char* value, size_t size, int) {
-  if (ino != kRootIno || std::strcmp(name, kSyncXattr) != 0)
+  if (ino != kRootIno || !is_control_xattr(name))
     return (void)fuse_reply_err(req, ENOTSUP);
-  std::vector<std::string> names;
-  std::string cur;
-  for (size_t i = 0; i <= size; ++i) {
-    if (i == size || value[i] == '\n') {
-      if (!cur.empty()) names.push_back(cur);
-      cur.clear();
-    } else {
-      cur.push_back(value[i]);
+  Context& ctx = ctx_of(req);
+  Status s;
+  if (!may_control(req)) {
+    s = make_error(EPERM, std::string(name) + " on " + ctx.mountpoint +
+                              " refused for uid " +
+                              std::to_string(fuse_req_ctx(req)->uid) +
+                              ": only root and the mount's owner (uid " +
+                              std::to_string(ctx.owner_uid) +
+                              ") control a volume");
+  } else {
+    try {
+      s = apply_control_xattr(*ctx.fs, name, std::string(value, size));
+    } catch (const std::exception& e) {  // bad_alloc: no exception escapes
+      s = make_error(ENOMEM, std::string(name) + ": " + e.what());
     }
   }
-  Status s = fs_of(req).sync_batch(names);
+  if (!s.ok()) {
+    log_error(s.error().what());
+    std::lock_guard lock(ctx.mu);
+    ctx.last_error = s.error().what();
+  }
   fuse_reply_err(req, s.ok() ? 0 : s.error().code);
 }
 
@@ -230,15 +317,39 @@ void op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size) {
   fuse_reply_buf(req, names.data(), names.size());
 }
 
+// fsync mirrors the slice. A writer may make its writes durable; through a
+// read-only descriptor only root and the mount's owner may start a mirror
+// (`pcimirror sync NAME` does so).
 void op_fsync(fuse_req_t req, fuse_ino_t ino, int, fuse_file_info* fi) {
+  auto* h = fi && fi->fh ? reinterpret_cast<Handle*>(fi->fh) : nullptr;
+  if (!(h && h->writable) && !may_control(req)) {
+    log_warning("fsync of a read-only descriptor on " + ctx_of(req).mountpoint +
+                " by uid " + std::to_string(fuse_req_ctx(req)->uid) +
+                " refused (EPERM): only root and the mount's owner start "
+                "mirrors");
+    return (void)fuse_reply_err(req, EPERM);
+  }
+  const bool wrote = h && h->wrote.exchange(false);
   Status s = fs_of(req).sync(ino);
-  if (!s.ok()) return (void)fuse_reply_err(req, EIO);
-  if (fi && fi->fh) reinterpret_cast<Handle*>(fi->fh)->wrote = false;
+  if (!s.ok()) {
+    if (wrote) h->wrote = true;
+    return (void)fuse_reply_err(req, EIO);
+  }
   fuse_reply_err(req, 0);
 }
 
-void op_release(fuse_req_t req, fuse_ino_t, fuse_file_info* fi) {
-  delete reinterpret_cast<Handle*>(fi->fh);
+// The last close of an open file: a truncation that no close after a write
+// mirrored (`: > FILE`, open(O_TRUNC) then close) is mirrored now, per
+// mirror_on_close. The kernel does not wait for release, so a failure is
+// logged and shows in the slice's state.
+void op_release(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
+  auto* h = reinterpret_cast<Handle*>(fi->fh);
+  if (h->truncated.exchange(false) || h->wrote.exchange(false)) {
+    if (Status s = fs_of(req).close(ino, true); !s.ok())
+      log_error("mirror at release of inode " + std::to_string(ino) + ": " +
+                s.error().what());
+  }
+  delete h;
   fuse_reply_err(req, 0);
 }
 
@@ -266,7 +377,12 @@ fuse_lowlevel_ops make_ops() {
   ops.readdir = op_readdir;
   ops.open = op_open;
   ops.create = op_create;
+  ops.mknod = op_mknod;
+  ops.mkdir = op_mkdir;
+  ops.symlink = op_symlink;
+  ops.link = op_link;
   ops.unlink = op_unlink;
+  ops.rmdir = op_rmdir;
   ops.rename = op_rename;
   ops.getxattr = op_getxattr;
   ops.listxattr = op_listxattr;
@@ -318,7 +434,7 @@ Status serve_fuse(SliceFs& fs, const FuseMountOptions& opts,
   for (auto& w : words) argv.push_back(w.data());
   fuse_args args = FUSE_ARGS_INIT(static_cast<int>(argv.size()), argv.data());
   static const fuse_lowlevel_ops ops = make_ops();
-  Context ctx{&fs, opts.max_write_bytes};
+  Context ctx{&fs, opts.max_write_bytes, opts.mountpoint, ::getuid(), {}, {}};
   FuseSession se(fuse_session_new(&args, &ops, sizeof(ops), &ctx));
   fuse_opt_free_args(&args);  // fuse_session_new parsed a copy it allocated
   if (!se.get())

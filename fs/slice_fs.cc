@@ -1,6 +1,7 @@
 #include "fs/slice_fs.h"
 
 #include <fcntl.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
@@ -40,8 +41,8 @@ std::string iso_time(int64_t ns) {
   std::snprintf(out, sizeof out, "%s.%03dZ", buf, static_cast<int>(ns / 1000000 % 1000));
   return out;
 }
-// Pending slices start on a page boundary of the region.
-constexpr uint64_t kNewSliceAlign = 4096;
+// Zero-fills go out in pieces of this size from one static zero buffer.
+constexpr size_t kZeroPieceBytes = 1u << 20;
 // Write-behind writes at most this many CRC chunks per engine call, so a
 // mirror waiting for the slice's lock does not wait long.
 constexpr uint64_t kBehindRunChunks = 16;
@@ -80,22 +81,22 @@ bool SliceFs::write_behind_on() const {
 void SliceFs::init_chunks(Slice& s) const {
   if (!write_behind_on()) return;
   s.chunk_count =
-      chunk_count(s.length_bytes.load(), engine_.superblock().crc_chunk_bytes);
+      chunk_count(s.length_bytes, engine_.superblock().crc_chunk_bytes);
   s.chunk_state = std::make_unique<std::atomic<uint8_t>[]>(s.chunk_count);
   s.behind = WriteBehind{};
 }
 
-bool SliceFs::mark_written(Slice& s, uint64_t offset_bytes,
-                           uint64_t size) const {
+bool SliceFs::mark_written(Slice& s, uint64_t offset_bytes, uint64_t size,
+                           bool ready_allowed) const {
   if (!s.chunk_state || size == 0) return false;
   const uint64_t chunk = engine_.superblock().crc_chunk_bytes;
-  const uint64_t len = s.length_bytes.load(std::memory_order_relaxed);
+  const uint64_t len = s.length_bytes;
   const uint64_t end = offset_bytes + size;
   bool ready = false;
   for (uint64_t k = offset_bytes / chunk; k < s.chunk_count && k * chunk < end;
        ++k) {
     uint8_t bits = kChunkDirty;
-    if (end >= std::min((k + 1) * chunk, len)) {
+    if (ready_allowed && end >= std::min((k + 1) * chunk, len)) {
       bits |= kChunkReady;
       ready = true;
     }
@@ -120,7 +121,13 @@ std::shared_ptr<SliceFs::Slice> SliceFs::get(uint64_t ino) const {
 }
 
 bool SliceFs::dirty(const Slice& s) const {
-  return s.pending || s.write_seq.load() != s.synced_seq.load();
+  return s.write_seq.load() != s.synced_seq.load();
+}
+
+std::shared_ptr<SliceFs::Slice> SliceFs::find(const std::string& name) const {
+  std::shared_lock lock(tree_mu_);
+  auto it = names_.find(name);
+  return it == names_.end() ? nullptr : slices_.at(it->second);
 }
 
 Result<uint64_t> SliceFs::lookup(const std::string& name) const {
@@ -144,21 +151,27 @@ Result<struct stat> SliceFs::getattr(uint64_t ino) const {
   st.st_ino = ino;
   st.st_blksize = kPreferredIoBytes;
   if (ino == kRootIno) {
-    st.st_mode = S_IFDIR | (options_.read_only ? 0555 : 0755);
+    // Sticky and owned by the mount's owner: under default_permissions the
+    // kernel then answers EPERM itself when anyone else sets a control
+    // xattr (xattr_permission() in fs/xattr.c), and the sticky bit says
+    // what the namespace is: nobody removes or renames entries.
+    st.st_mode = S_IFDIR | S_ISVTX | (options_.read_only ? 0555 : 0755);
+    st.st_uid = ::getuid();
+    st.st_gid = ::getgid();
     st.st_nlink = 2;
     const auto t = to_timespec(engine_.superblock().format_time_ns);
     st.st_atim = st.st_mtim = st.st_ctim = t;
     return st;
   }
   auto s = get(ino);
-  if (!s) return make_error(ENOENT, "no such inode");
+  if (!s || s->removed) return make_error(ENOENT, "no such inode");
   std::shared_lock lock(s->meta);
   const SliceEntry& e = s->entry;
   st.st_mode = S_IFREG | (options_.umask ? (0666 & ~*options_.umask) : (e.mode & 07777));
   st.st_nlink = 1;
   st.st_uid = options_.uid.value_or(e.uid);
   st.st_gid = options_.gid.value_or(e.gid);
-  const uint64_t len = s->length_bytes.load();
+  const uint64_t len = s->length_bytes;
   st.st_size = static_cast<off_t>(len);
   st.st_blocks = static_cast<blkcnt_t>((len + 511) / 512);
   st.st_atim = to_timespec(e.atime_ns);
@@ -167,19 +180,46 @@ Result<struct stat> SliceFs::getattr(uint64_t ino) const {
   return st;
 }
 
-Status SliceFs::open(uint64_t ino, int flags) const {
+Result<bool> SliceFs::open(uint64_t ino, int flags) {
   if (ino == kRootIno) return make_error(EISDIR, "is the root directory");
-  if (!get(ino)) return make_error(ENOENT, "no such inode");
-  if (options_.read_only && (flags & O_ACCMODE) != O_RDONLY)
+  auto s = get(ino);
+  if (!s || s->removed) return make_error(ENOENT, "no such inode");
+  const bool writes = (flags & O_ACCMODE) != O_RDONLY;
+  if (options_.read_only && writes)
     return make_error(EROFS, "mounted read-only");
+  if (!writes || !(flags & O_TRUNC)) return false;
+  PCIM_TRY(zero_fill(*s, 0));
+  return true;
+}
+
+Status SliceFs::zero_fill(Slice& s, uint64_t from_bytes) {
+  static const std::vector<std::byte> zeros(kZeroPieceBytes);
+  {
+    std::shared_lock lock(s.content);
+    if (s.removed) return make_error(ENOENT, "slice was removed");
+    const uint64_t len = s.length_bytes;
+    if (from_bytes >= len) return {};
+    for (uint64_t off = from_bytes; off < len;) {
+      const size_t n =
+          static_cast<size_t>(std::min<uint64_t>(kZeroPieceBytes, len - off));
+      engine_.region().copy_to(s.offset_bytes + off, zeros.data(), n);
+      off += n;
+    }
+    s.write_seq.fetch_add(1, std::memory_order_release);
+    // Dirty, not ready: the writer that truncated rewrites these chunks
+    // next, so write-behind waits for those writes (or the close).
+    mark_written(s, from_bytes, len - from_bytes, /*ready=*/false);
+  }
+  std::unique_lock lock(s.meta);
+  s.entry.mtime_ns = s.entry.ctime_ns = now_ns();
   return {};
 }
 
 Result<size_t> SliceFs::read(uint64_t ino, uint64_t offset_bytes, size_t size,
                              std::byte* dst) const {
   auto s = get(ino);
-  if (!s) return make_error(ENOENT, "no such inode");
-  const uint64_t len = s->length_bytes.load();
+  if (!s || s->removed) return make_error(ENOENT, "no such inode");
+  const uint64_t len = s->length_bytes;
   if (offset_bytes >= len) return size_t{0};
   size_t n = static_cast<size_t>(std::min<uint64_t>(size, len - offset_bytes));
   engine_.region().copy_from(s->offset_bytes + offset_bytes, dst, n);
@@ -193,8 +233,8 @@ Result<std::span<const std::byte>> SliceFs::read_view(uint64_t ino,
   if (!region.pages_pinnable())
     return make_error(EOPNOTSUPP, "device memory needs an MMIO-aware copy");
   auto s = get(ino);
-  if (!s) return make_error(ENOENT, "no such inode");
-  const uint64_t len = s->length_bytes.load();
+  if (!s || s->removed) return make_error(ENOENT, "no such inode");
+  const uint64_t len = s->length_bytes;
   if (offset_bytes >= len) return std::span<const std::byte>();
   const size_t n =
       static_cast<size_t>(std::min<uint64_t>(size, len - offset_bytes));
@@ -211,17 +251,12 @@ Result<size_t> SliceFs::write(uint64_t ino, uint64_t offset_bytes, size_t size,
   bool ready = false;
   {
     std::shared_lock lock(s->content);
-    const uint64_t limit = s->pending ? s->max_bytes : s->length_bytes.load();
+    if (s->removed) return make_error(ENOENT, "slice was removed");
+    const uint64_t limit = s->length_bytes;
     if (offset_bytes >= limit)
       return make_error(ENOSPC, "write past the end of a slice");
     n = static_cast<size_t>(std::min<uint64_t>(size, limit - offset_bytes));
     engine_.region().copy_to(s->offset_bytes + offset_bytes, src, n);
-    if (s->pending) {  // grow to the furthest byte written
-      uint64_t cur = s->length_bytes.load();
-      while (cur < offset_bytes + n &&
-             !s->length_bytes.compare_exchange_weak(cur, offset_bytes + n)) {
-      }
-    }
     s->write_seq.fetch_add(1, std::memory_order_release);
     ready = mark_written(*s, offset_bytes, n);
   }
@@ -245,33 +280,9 @@ Status SliceFs::settle(Slice& s, const Error* err) {
   return make_error(EIO, err->message);  // what cp/dd/fsync see
 }
 
-Status SliceFs::commit_pending(Slice& s) {
-  const uint64_t len = s.length_bytes.load();
-  if (len == 0) {
-    log_info("slice file '" + s.entry.name +
-             "' is empty: not a slice until it is written or truncated to a size");
-    return {};
-  }
-  SliceEntry e;
-  {
-    std::shared_lock lock(s.meta);
-    e = s.entry;
-  }
-  e.offset_bytes = s.offset_bytes;
-  e.length_bytes = len;
-  const uint64_t seq = s.write_seq.load();
-  s.syncing = true;
-  auto r = engine_.add_slice(e, /*mirror_now=*/true);
-  PCIM_TRY(settle(s, r.ok() ? nullptr : &r.error()));
-  s.pending = false;
-  s.synced_seq = seq;
-  init_chunks(s);
-  return {};
-}
-
 Status SliceFs::sync_slice(Slice& s) {
   std::unique_lock lock(s.content);
-  if (s.pending) return commit_pending(s);
+  if (s.removed) return make_error(ENOENT, "slice was removed");
   const uint64_t seq = s.write_seq.load(std::memory_order_acquire);
   std::string name;
   {
@@ -324,16 +335,21 @@ Status SliceFs::sync_batch(const std::vector<std::string>& names) {
   }
   std::sort(group.begin(), group.end(), [](const auto& a, const auto& b) { return a->ino < b->ino; });
   group.erase(std::unique(group.begin(), group.end()), group.end());
-  // Pending slices get their first commit of their own.
+  // Lock every slice in inode order (no deadlock with single syncs, which
+  // take one lock), then one group commit. A slice removed meanwhile is
+  // left out when all were asked for, and ENOENT when named.
+  std::vector<std::unique_lock<WriterPriorityMutex>> locks;
   std::vector<std::shared_ptr<Slice>> committed;
   for (auto& s : group) {
-    if (s->pending) PCIM_TRY(sync_slice(*s));
-    else committed.push_back(s);
+    std::unique_lock lock(s->content);
+    if (s->removed) {
+      if (names.empty()) continue;
+      return make_error(ENOENT, "slice '" + s->entry.name + "' was removed");
+    }
+    locks.push_back(std::move(lock));
+    committed.push_back(s);
   }
   if (committed.empty()) return {};
-  // Lock every slice in inode order (no deadlock with single syncs, which
-  // take one lock), then one group commit.
-  std::vector<std::unique_lock<WriterPriorityMutex>> locks;
   std::vector<std::string> batch;
   std::vector<uint64_t> seqs;
   std::map<std::string, Slice*> by_name;
@@ -341,7 +357,6 @@ Status SliceFs::sync_batch(const std::vector<std::string>& names) {
   std::vector<const WriteBehind*> behind_ptrs(committed.size());
   for (size_t i = 0; i < committed.size(); ++i) {
     Slice* s = committed[i].get();
-    locks.emplace_back(s->content);
     if (s->chunk_state) settle_chunks(*s);
     behinds[i] = std::exchange(s->behind, WriteBehind{});
     if (behinds[i].active()) behind_ptrs[i] = &behinds[i];
@@ -374,11 +389,7 @@ Status SliceFs::sync_batch(const std::vector<std::string>& names) {
 Status SliceFs::close(uint64_t ino, bool wrote) {
   if (options_.read_only) return {};
   auto s = get(ino);
-  if (!s) return {};  // unlinked meanwhile
-  if (s->pending) {
-    std::unique_lock lock(s->content);
-    if (s->pending) return commit_pending(*s);
-  }
+  if (!s || s->removed) return {};  // removed meanwhile: nothing to mirror
   if (!wrote || !dirty(*s)) return {};
   switch (options_.mirror_on_close) {
     case MirrorOnClose::kSync: return sync_slice(*s);
@@ -395,109 +406,89 @@ void SliceFs::sync_all_dirty() {
     for (auto& [ino, s] : slices_) all.push_back(s);
   }
   for (auto& s : all)
-    if (dirty(*s)) (void)sync_slice(*s);
+    if (dirty(*s) && !s->removed) (void)sync_slice(*s);
 }
 
-Result<uint64_t> SliceFs::create(const std::string& name, uint32_t mode,
-                                 uint32_t uid, uint32_t gid) {
+Status SliceFs::add_slice(const SliceSpec& spec) {
   if (options_.read_only) return make_error(EROFS, "mounted read-only");
-  PCIM_TRY(validate_name(name));
-  std::unique_lock lock(tree_mu_);
-  if (names_.count(name)) return make_error(EEXIST, "slice '" + name + "' exists");
-  std::vector<std::pair<uint64_t, uint64_t>> windows;
-  for (const auto& [ino, s] : slices_)
-    windows.emplace_back(s->offset_bytes, s->pending ? s->max_bytes : s->length_bytes.load());
-  // Within the region as recorded at format (a larger BAR may back it).
-  const uint64_t region_bytes =
-      std::min(engine_.region().size_bytes(), engine_.superblock().region_bytes);
-  auto [off, room] = largest_free_window(region_bytes, windows, kNewSliceAlign);
-  if (room == 0)
-    return make_error(ENOSPC, "no free space left in " + engine_.region().name());
+  std::lock_guard control(control_mu_);
+  SliceEntry e;
+  e.name = spec.name;
+  e.offset_bytes = spec.offset_bytes;
+  e.length_bytes = spec.length_bytes;
+  e.atime_ns = e.mtime_ns = e.ctime_ns = now_ns();
+  // Checks name, window and space, allocates and commits: no namespace lock
+  // is held, so reads and writes of other slices go on meanwhile.
+  auto r = engine_.add_slice(e, /*mirror_now=*/false);
+  if (!r.ok()) return r.take_error();
   auto s = std::make_shared<Slice>();
-  s->ino = next_ino_++;
-  s->offset_bytes = off;
-  s->max_bytes = room;
-  s->pending = true;
-  s->entry.name = name;
-  s->entry.mode = mode & 07777;
-  s->entry.uid = uid;
-  s->entry.gid = gid;
-  s->entry.atime_ns = s->entry.mtime_ns = s->entry.ctime_ns = now_ns();
-  names_[name] = s->ino;
-  slices_[s->ino] = s;
-  log_info("new slice file '" + name + "' at region offset " + std::to_string(off) +
-           ", up to " + std::to_string(room) + " bytes");
-  return s->ino;
-}
-
-Status SliceFs::unlink(const std::string& name) {
-  if (options_.read_only) return make_error(EROFS, "mounted read-only");
+  s->offset_bytes = e.offset_bytes;
+  s->length_bytes = e.length_bytes;
+  for (const SliceEntry& c : engine_.table().slices)
+    if (c.name == e.name) s->entry = c;
+  init_chunks(*s);
+  s->write_seq = 1;  // never mirrored: the next sync or unmount mirrors it
   std::unique_lock lock(tree_mu_);
-  auto it = names_.find(name);
-  if (it == names_.end()) return make_error(ENOENT, "no slice named '" + name + "'");
-  auto s = slices_.at(it->second);
-  if (!s->pending) {
-    Status r = engine_.remove_slice(name);
-    if (!r.ok()) {
-      log_error(r.error().what());
-      return make_error(EIO, r.error().message);
-    }
-  }
-  slices_.erase(it->second);
-  names_.erase(it);
+  s->ino = next_ino_++;
+  names_[e.name] = s->ino;
+  slices_[s->ino] = std::move(s);
   return {};
 }
 
-Status SliceFs::rename(const std::string& from, const std::string& to,
-                       bool no_replace) {
+Status SliceFs::remove_slice(const std::string& name) {
+  if (options_.read_only) return make_error(EROFS, "mounted read-only");
+  std::lock_guard control(control_mu_);
+  auto s = find(name);
+  if (!s) return make_error(ENOENT, "no slice named '" + name + "'");
+  // Waits for writes and mirrors of this slice in flight, and keeps new
+  // ones out until it is gone.
+  std::unique_lock content(s->content);
+  PCIM_TRY(engine_.remove_slice(name));
+  s->removed = true;
+  std::unique_lock lock(tree_mu_);
+  names_.erase(name);
+  slices_.erase(s->ino);
+  return {};
+}
+
+Status SliceFs::rename_slice(const std::string& from, const std::string& to) {
   if (options_.read_only) return make_error(EROFS, "mounted read-only");
   PCIM_TRY(validate_name(to));
-  std::unique_lock lock(tree_mu_);
-  auto src = names_.find(from);
-  if (src == names_.end()) return make_error(ENOENT, "no slice named '" + from + "'");
+  std::lock_guard control(control_mu_);
+  auto s = find(from);
+  if (!s) return make_error(ENOENT, "no slice named '" + from + "'");
   if (from == to) return {};
-  auto dst = names_.find(to);
-  if (dst != names_.end() && no_replace)
-    return make_error(EEXIST, "slice '" + to + "' exists");
-  auto s = slices_.at(src->second);
-  std::shared_ptr<Slice> victim = dst == names_.end() ? nullptr : slices_.at(dst->second);
-  Status r;
-  if (!s->pending) {
-    r = engine_.rename_slice(from, to, /*replace=*/true);
-  } else if (victim && !victim->pending) {
-    r = engine_.remove_slice(to);
+  // Mirrors and write-behind address the slice by name in the engine: none
+  // may run while the name changes.
+  std::unique_lock content(s->content);
+  PCIM_TRY(engine_.rename_slice(from, to, /*replace=*/false));
+  {
+    std::unique_lock meta(s->meta);
+    s->entry.name = to;
+    s->entry.ctime_ns = now_ns();
   }
-  if (!r.ok()) {
-    log_error(r.error().what());
-    return make_error(EIO, r.error().message);
-  }
-  if (victim) {
-    slices_.erase(victim->ino);
-    names_.erase(to);
-  }
+  std::unique_lock lock(tree_mu_);
   names_.erase(from);
   names_[to] = s->ino;
-  std::unique_lock meta(s->meta);
-  s->entry.name = to;
-  s->entry.ctime_ns = now_ns();
   return {};
 }
 
 Result<struct stat> SliceFs::setattr(uint64_t ino, const struct stat& attr,
                                      int to_set) {
   auto s = get(ino);
-  if (!s) return make_error(ino == kRootIno ? EPERM : ENOENT, "setattr");
+  if (!s || s->removed)
+    return make_error(ino == kRootIno ? EPERM : ENOENT, "setattr");
   if (options_.read_only) return make_error(EROFS, "mounted read-only");
   if (to_set & kSetSize) {
+    if (attr.st_size < 0) return make_error(EINVAL, "negative size");
     const uint64_t want = static_cast<uint64_t>(attr.st_size);
-    std::unique_lock lock(s->content);
-    if (s->pending) {
-      if (want > s->max_bytes)
-        return make_error(EFBIG, "larger than the free region window");
-      s->length_bytes = want;
-    } else if (want > s->length_bytes.load()) {
-      return make_error(EFBIG, "slice '" + s->entry.name + "' has a fixed size");
+    if (want > s->length_bytes) {
+      std::shared_lock meta(s->meta);
+      return make_error(EFBIG, "slice '" + s->entry.name +
+                                   "' has a fixed size of " +
+                                   std::to_string(s->length_bytes) + " bytes");
     }
+    PCIM_TRY(zero_fill(*s, want));
   }
   const bool meta = to_set & (kSetMode | kSetUid | kSetGid);
   if (meta && (options_.uid || options_.gid || options_.umask))
@@ -517,8 +508,14 @@ Result<struct stat> SliceFs::setattr(uint64_t ino, const struct stat& attr,
     e.ctime_ns = now;
     snapshot = e;
   }
-  if (meta && !s->pending) {
-    // Ownership and permissions are metadata: commit them now.
+  if (meta) {
+    // Ownership and permissions are metadata: commit them now, under the
+    // name the slice has (no online rename meanwhile).
+    std::lock_guard control(control_mu_);
+    {
+      std::shared_lock lock(s->meta);
+      snapshot.name = s->entry.name;
+    }
     Status c = engine_.commit_edit([&](SliceTable& t) -> Status {
       for (SliceEntry& e : t.slices)
         if (e.name == snapshot.name) {
@@ -538,15 +535,18 @@ Result<struct stat> SliceFs::setattr(uint64_t ino, const struct stat& attr,
 }
 
 Result<std::string> SliceFs::getxattr(uint64_t ino, const std::string& name) const {
+  // The root has no attributes of its own to read (ls, cp -a and rsync -a
+  // probe ACLs and security labels on every inode: ENODATA, not ENOENT).
+  if (ino == kRootIno) return make_error(ENODATA, "no such attribute");
   auto s = get(ino);
-  if (!s) return make_error(ENOENT, "no such inode");
+  if (!s || s->removed) return make_error(ENOENT, "no such inode");
   const std::string prefix = "user.pcimirror.";
   if (name.rfind(prefix, 0) != 0) return make_error(ENODATA, "no such attribute");
   const std::string key = name.substr(prefix.size());
   if (key == "state")
     return std::string(s->syncing ? "syncing" : s->failed ? "error" : dirty(*s) ? "dirty" : "clean");
   if (key == "progress") {
-    const uint64_t total = s->length_bytes.load();
+    const uint64_t total = s->length_bytes;
     const uint64_t done = s->syncing ? s->progress_bytes.load() : total;
     return std::to_string(done) + "/" + std::to_string(total);
   }
@@ -589,14 +589,14 @@ void SliceFs::enqueue(uint64_t ino) {
 void SliceFs::write_behind(Slice& s) {
   s.behind_queued.store(false);  // marks from now on queue the slice again
   std::shared_lock content(s.content);
-  if (s.pending || !s.chunk_state || s.behind_paused) return;
+  if (s.removed || !s.chunk_state || s.behind_paused) return;
   std::string name;
   {
     std::shared_lock meta(s.meta);
     name = s.entry.name;
   }
   const uint64_t chunk = engine_.superblock().crc_chunk_bytes;
-  const uint64_t len = s.length_bytes.load();
+  const uint64_t len = s.length_bytes;
   for (uint64_t k = 0; k < s.chunk_count;) {
     if (!(s.chunk_state[k].load(std::memory_order_relaxed) & kChunkReady)) {
       ++k;

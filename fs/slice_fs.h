@@ -3,11 +3,14 @@
 // never throws, so FUSE handlers (fs/fuse_ops.cc) stay thin adapters and
 // tests drive this class without a mount.
 //
-// Slices change through the mount too: create (`truncate -s`, `cp` onto a
-// new name) makes a *pending* slice in the largest free window of the
-// region that grows as it is written and is committed, trimmed to its size,
-// with its first mirror, at close; unlink removes a slice (device memory is
-// untouched); rename renames it. Each is one metadata commit.
+// The namespace is fixed: the root lists exactly the declared slices, each
+// at its window (its identity: the board reads its memory there). Nothing
+// through the mount creates, moves or deletes a slice; the FUSE layer
+// refuses create, mknod, mkdir, symlink, link, unlink and rename with EPERM.
+// Slices change only through `pcimirror slice add|rm|rename`, which on a
+// mounted volume calls add_slice(), remove_slice() and rename_slice() here
+// (through the root's control xattrs, fs/fuse_ops.cc): each is one metadata
+// commit (docs/FORMAT.md §7).
 #pragma once
 
 #include <sys/stat.h>
@@ -35,9 +38,6 @@ namespace pcimirror {
 constexpr uint64_t kRootIno = 1;
 /// st_blksize of slice files: cp(1) sizes its buffer from it.
 constexpr uint32_t kPreferredIoBytes = 1u << 20;
-/// Setting this xattr on the root directory mirrors the slices named in the
-/// value (newline-separated; empty: all) with one group commit.
-constexpr const char* kSyncXattr = "user.pcimirror.sync";
 /// Extended attributes of slice files (getfattr -d -m pcimirror FILE).
 constexpr const char* kXattrNames[] = {
     "user.pcimirror.generation", "user.pcimirror.last_sync",
@@ -89,8 +89,11 @@ class SliceFs {
   Result<struct stat> getattr(uint64_t ino) const;
   std::vector<std::pair<std::string, uint64_t>> list() const;
 
-  /// Checks access for open(2) flags: -ENOENT, -EROFS, -EISDIR.
-  Status open(uint64_t ino, int flags) const;
+  /// open(2) with `flags`: ENOENT, EROFS, EISDIR. With O_TRUNC and write
+  /// access, the slice reads as zeros afterwards: its device memory is
+  /// zero-filled, and it counts as written (truncate_to(ino, 0)). Returns
+  /// true when the open wrote device memory.
+  Result<bool> open(uint64_t ino, int flags);
   /// Copies up to `size` bytes at `offset_bytes` into `dst`; 0 at the end.
   Result<size_t> read(uint64_t ino, uint64_t offset_bytes, size_t size,
                       std::byte* dst) const;
@@ -102,37 +105,48 @@ class SliceFs {
                                                uint64_t offset_bytes,
                                                size_t size) const;
   /// Copies `size` bytes in at `offset_bytes`; returns the bytes that fit.
-  /// ENOSPC at or past the end (a pending slice grows up to its window).
+  /// ENOSPC at or past the end; ENOENT for a removed slice.
   Result<size_t> write(uint64_t ino, uint64_t offset_bytes, size_t size,
                        const std::byte* src);
   /// Mirrors the slice now and returns when committed (fsync, `pcimirror
-  /// sync`); commits a pending slice. EIO on failure (details logged).
+  /// sync`). EIO on failure (details logged).
   Status sync(uint64_t ino);
   /// Mirrors the named slices (all when `names` is empty) with one group
-  /// commit; pending ones are committed first. The root directory's
+  /// commit. The root directory's
   /// `user.pcimirror.sync` xattr, set by `pcimirror sync`, calls this.
   /// ENOENT for an unknown name, EIO on failure.
   Status sync_batch(const std::vector<std::string>& names);
-  /// close(2) of a descriptor: commits a pending slice; if `wrote`, mirrors
-  /// per mirror_on_close. EIO on failure.
+  /// close(2) of a descriptor: if `wrote`, mirrors per mirror_on_close. EIO
+  /// on failure.
   Status close(uint64_t ino, bool wrote);
-  /// Mirrors every dirty slice and commits pending ones (unmount).
+  /// Mirrors every dirty slice (unmount).
   void sync_all_dirty();
 
-  /// Creates pending slice `name` in the largest free window of the region.
-  /// EEXIST, EINVAL (bad name), ENOSPC (no free region space), EROFS.
-  Result<uint64_t> create(const std::string& name, uint32_t mode, uint32_t uid,
-                          uint32_t gid);
-  /// Removes slice `name` (one commit; memory untouched). ENOENT, EROFS, EIO.
-  Status unlink(const std::string& name);
-  /// Renames slice `from` to `to`, replacing `to` unless `no_replace`
-  /// (EEXIST). One commit. ENOENT, EINVAL, EROFS, EIO.
-  Status rename(const std::string& from, const std::string& to, bool no_replace);
+  /// Online slice changes (`pcimirror slice add|rm|rename MOUNTPOINT`). Each
+  /// is one crash-safe metadata commit (docs/FORMAT.md §7); the file appears
+  /// or disappears at once. Changes are serialised among themselves; each
+  /// waits for writes and mirrors of its slice in flight (the slice's content
+  /// lock, exclusive) and holds no lock over the namespace during I/O.
+  /// Errors pass through with their errno: EROFS, EINVAL (bad name, window
+  /// outside the region or overlapping a slice), EEXIST, ENOENT, ENOSPC
+  /// (data area full), or the commit's I/O errno.
+  ///
+  /// Declares slice `spec` with fresh mirror extents and no mirror yet; it
+  /// counts as dirty, so the next sync, interval tick or unmount mirrors it.
+  /// Device memory is untouched.
+  Status add_slice(const SliceSpec& spec);
+  /// Removes slice `name` and frees its mirror's extents; device memory is
+  /// untouched. Open descriptors of it get ENOENT from then on.
+  Status remove_slice(const std::string& name);
+  /// Renames slice `from` to `to`; EEXIST when `to` exists (never replaces).
+  Status rename_slice(const std::string& from, const std::string& to);
 
-  /// Handles setattr: a committed slice has a fixed size (a smaller or equal
-  /// size is accepted and ignored, so O_TRUNC and truncate leave it; a
-  /// larger one is EFBIG); a pending slice takes the size up to its window.
-  /// mode/uid/gid are committed at once; times with the next mirror.
+  /// Handles setattr. A slice has a fixed size: a size `s` below its length
+  /// zero-fills device memory from `s` to the slice's end (so truncate(2),
+  /// ftruncate and O_TRUNC leave what a regular file would hold, followed by
+  /// zeros) and counts as a write; its own length is a no-op; a larger size
+  /// is EFBIG. mode/uid/gid are committed at once; times with the next
+  /// mirror.
   Result<struct stat> setattr(uint64_t ino, const struct stat& attr,
                               int to_set_mask);
 
@@ -155,12 +169,13 @@ class SliceFs {
  private:
   struct Slice {
     uint64_t ino = 0;
-    uint64_t offset_bytes = 0;              // fixed for the slice's life
-    std::atomic<uint64_t> length_bytes{0};  // grows while pending
-    uint64_t max_bytes = 0;                 // pending: its region window
+    uint64_t offset_bytes = 0;  // the window: fixed for the slice's life
+    uint64_t length_bytes = 0;
     mutable std::shared_mutex meta;  // guards `entry`
     SliceEntry entry;  // name, mode, owner, times
-    std::atomic<bool> pending{false};  // changed under content (exclusive)
+    // Set by remove_slice() under `content` exclusive: from then on nothing
+    // reads, writes or mirrors the slice.
+    std::atomic<bool> removed{false};
     // Writes: shared; mirror/commit: exclusive, ahead of new writes.
     WriterPriorityMutex content;
     std::atomic<uint64_t> write_seq{0}, synced_seq{0};
@@ -182,7 +197,12 @@ class SliceFs {
   bool write_behind_on() const;
   void init_chunks(Slice& s) const;  // holds s.content exclusively
   // Marks the chunks of a write; true if one is ready for write-behind.
-  bool mark_written(Slice& s, uint64_t offset_bytes, uint64_t size) const;
+  // `ready`: false for zero-fills, whose chunks the writer rewrites next.
+  bool mark_written(Slice& s, uint64_t offset_bytes, uint64_t size,
+                    bool ready = true) const;
+  // Zero-fills [from_bytes, length) of `s` as a write (truncation).
+  Status zero_fill(Slice& s, uint64_t from_bytes);
+  std::shared_ptr<Slice> find(const std::string& name) const;
   // Clears every chunk's state before a mirror of `s` (content exclusive)
   // and drops chunks dirtied since write-behind wrote them.
   void settle_chunks(Slice& s);
@@ -190,7 +210,6 @@ class SliceFs {
   void behind_worker();
   std::shared_ptr<Slice> get(uint64_t ino) const;
   Status sync_slice(Slice& s);
-  Status commit_pending(Slice& s);  // holds s.content exclusively
   // Ends a mirror of `s`: clears syncing, records failure; EIO on `err`.
   Status settle(Slice& s, const Error* err);
   bool dirty(const Slice& s) const;
@@ -199,6 +218,9 @@ class SliceFs {
 
   MirrorEngine& engine_;
   SliceFsOptions options_;
+  // Serialises online slice changes; held across their commit, never by
+  // reads, writes or mirrors.
+  std::mutex control_mu_;
   mutable std::shared_mutex tree_mu_;  // slices_, names_, next_ino_
   std::map<uint64_t, std::shared_ptr<Slice>> slices_;
   std::map<std::string, uint64_t> names_;

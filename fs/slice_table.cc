@@ -69,22 +69,4 @@ Status rename_slice_in(SliceTable& table, const std::string& from,
   return {};
 }
 
-std::pair<uint64_t, uint64_t> largest_free_window(
-    uint64_t region_bytes, std::vector<std::pair<uint64_t, uint64_t>> windows,
-    uint64_t align_bytes) {
-  std::sort(windows.begin(), windows.end());
-  std::pair<uint64_t, uint64_t> best{0, 0};
-  uint64_t cursor = 0;
-  auto consider = [&](uint64_t start, uint64_t end) {
-    start = (start + align_bytes - 1) / align_bytes * align_bytes;
-    if (end > start && end - start > best.second) best = {start, end - start};
-  };
-  for (const auto& [off, len] : windows) {
-    if (off > cursor) consider(cursor, off);
-    cursor = std::max(cursor, off + len);
-  }
-  if (region_bytes > cursor) consider(cursor, region_bytes);
-  return best;
-}
-
 }  // namespace pcimirror

@@ -1,12 +1,11 @@
 // Edits of the slice table that change which slices exist: add, remove,
 // rename. Each is one metadata commit (docs/FORMAT.md §7), so each is as
-// crash-safe as a sync. Used offline by `pcimirror slice` and, through
-// MirrorEngine, by the mount (truncate/cp onto a new name, rm, mv).
+// crash-safe as a sync. Used by `pcimirror slice`: offline directly, and on
+// a mounted volume through the daemon (SliceFs, MirrorEngine).
 #pragma once
 
 #include <cstdint>
 #include <string>
-#include <utility>
 #include <vector>
 
 #include "fs/format.h"
@@ -30,11 +29,5 @@ Status remove_slice_from(SliceTable& table, const std::string& name);
 /// when `replace`, else EEXIST. ENOENT, EINVAL (bad name). Does not commit.
 Status rename_slice_in(SliceTable& table, const std::string& from,
                        const std::string& to, bool replace);
-
-/// The largest window of the region no slice covers, aligned to
-/// `align_bytes`: {offset_bytes, length_bytes}; length 0 when full.
-std::pair<uint64_t, uint64_t> largest_free_window(
-    uint64_t region_bytes, std::vector<std::pair<uint64_t, uint64_t>> windows,
-    uint64_t align_bytes);
 
 }  // namespace pcimirror

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Operations on a real loop device: config files and settings precedence,
-# xattrs, mirror_on_close, interval mirroring, slices changed through the
-# mount (mv, rm, truncate -s, cp onto a new name: one commit each) and
-# offline (pcimirror slice), and `pcimirror umount`.
+# xattrs, mirror_on_close, interval mirroring, slices changed online
+# (pcimirror slice ... MOUNTPOINT: one commit each, visible at once) and
+# offline (pcimirror slice ... DEVICE), and `pcimirror umount`.
 source "$(dirname "$0")/lib.sh"
 command -v getfattr >/dev/null || skip "no getfattr (apt-get install attr)"
 P=$PCIMIRROR
@@ -91,26 +91,37 @@ m=$(meta); ga=$(gen a); gb=$(gen b); gc=$(gen c)
 [[ $(meta) == $((m + 1)) ]] || die "group sync took $(( $(meta) - m )) commits"
 [[ $(gen a) == $((ga + 1)) && $(gen b) == $((gb + 1)) && $(gen c) == $((gc + 1)) ]] || die "group sync generations"
 
-log "slices through the mount: one commit each"
+log "online: pcimirror slice add|rename|rm MOUNTPOINT, one commit each, visible at once"
 m=$(meta)
-mv "$MNT/a" "$MNT/renamed"
-[[ $(meta) == $((m + 1)) && $(gen renamed) == $(gen renamed) && -z $(gen a) ]] || die "mv"
+"$P" slice rename "$MNT" a renamed
+[[ $(meta) == $((m + 1)) && -n $(gen renamed) && -z $(gen a) ]] || die "online rename"
+[[ ! -e $MNT/a && -e $MNT/renamed ]] || die "rename not visible at once"
 cmp "$WORK/a1" "$MNT/renamed" || die "renamed slice lost its memory"
 head -c 1M "$SHM.ram" >"$WORK/before-rm"
-rm "$MNT/renamed"
-[[ $(meta) == $((m + 2)) && -z $(gen renamed) ]] || die "rm"
+"$P" slice rm "$MNT" renamed
+[[ $(meta) == $((m + 2)) && -z $(gen renamed) && ! -e $MNT/renamed ]] || die "online rm"
 cmp "$WORK/before-rm" <(head -c 1M "$SHM.ram") || die "rm changed device memory"
-truncate -s 1M "$MNT/new1"
-[[ $(meta) == $((m + 3)) ]] || die "truncate -s NEW: $(meta) != $((m + 3))"
-[[ $("$P" status "$DEV" --json | jq '.slices[] | select(.name=="new1") | .length_bytes') == 1048576 ]] || die "new1 length"
+"$P" slice add "$MNT" new1:12M:1M
+[[ $(meta) == $((m + 3)) && -e $MNT/new1 ]] || die "online add: not visible at once"
+[[ $(stat -c %s "$MNT/new1") == 1048576 ]] || die "new1 size"
+[[ $(slice_field "$DEV" new1 offset_bytes) == $((12 << 20)) ]] || die "new1 window"
 random_file "$WORK/n2" 3
-cp "$WORK/n2" "$MNT/new2"
-[[ $(meta) == $((m + 4)) ]] || die "cp onto a new name: $(meta) != $((m + 4))"
-[[ $(stat -c %s "$MNT/new2") == 3145728 ]] || die "new2 not trimmed to its size"
+"$P" slice add "$MNT" new2:16M:3M
+cp "$WORK/n2" "$MNT/new2"  # mirror_on_close=sync: the first mirror
+[[ $(meta) == $((m + 5)) && $(gen new2) == 1 ]] || die "cp onto an added slice did not mirror"
 mirror_of "$DEV" new2 "$WORK/n2.disk"
 cmp "$WORK/n2" "$WORK/n2.disk" || die "new2's mirror differs"
-if out=$(mv "$MNT/b" "$MNT/c" 2>&1); then :; fi  # replace: c goes, b becomes c
-[[ -z $(gen b) && $(gen c) -ge 1 ]] || die "mv onto an existing slice"
+log "online refusals change nothing"
+before=$(device_sum "$DEV"); m=$(meta)
+if out=$("$P" slice add "$MNT" bad:12M:4K 2>&1); then die "overlapping slice added online"; fi
+grep -q "overlap" <<<"$out" || die "message: $out"
+if out=$("$P" slice rename "$MNT" b c 2>&1); then die "rename over a slice accepted"; fi
+grep -q "File exists" <<<"$out" || die "message: $out"
+if out=$("$P" slice rm "$MNT" nope 2>&1); then die "rm of a missing slice"; fi
+grep -q "No such file" <<<"$out" || die "message: $out"
+if out=$("$P" slice add "$DEV" x:30M:1M 2>&1); then die "offline edit of a mounted device"; fi
+grep -q "is mounted on $MNT" <<<"$out" || die "message: $out"
+[[ $(meta) == "$m" && $(device_sum "$DEV") == "$before" ]] || die "a refused edit changed the device"
 umount_all
 "$P" fsck "$DEV" --verify >/dev/null || die "fsck after the changes"
 "$P" restore "$DEV" --memory "file=$SHM.r,size=64M" new2 >/dev/null

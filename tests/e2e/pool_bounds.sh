@@ -22,7 +22,14 @@ for mode in always auto; do
   wait $sync_pid || die "sync failed"
   path=$(slice_field "$DEV" big path)
   log "bounce=$mode: path $path, peak RssAnon $((peak / 1024)) MiB while mirroring 1 GiB"
-  ((peak < 64 * 1024)) || die "daemon anonymous RSS reached $((peak / 1024)) MiB"
+  # A sanitizer's shadow memory for the 1 GiB region counts as RssAnon
+  # (ASan: about 1/8 of what the process touches), so the bound holds only
+  # for plain builds; sanitizer builds keep every other assertion.
+  if [[ -n ${PCIMIRROR_SANITIZE:-} ]]; then
+    log "bound not asserted in a $PCIMIRROR_SANITIZE build (shadow memory)"
+  else
+    ((peak < 64 * 1024)) || die "daemon anonymous RSS reached $((peak / 1024)) MiB"
+  fi
   fusermount3 -u "$MNT"
   wait_released "$DEV"
 done
