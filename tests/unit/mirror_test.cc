@@ -4,6 +4,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstring>
 #include <thread>
@@ -339,6 +340,110 @@ TEST_F(MirrorTest, SliceFsBoundsDirtyTrackingAndFixedSize) {
   auto sp = fs.statfs();
   EXPECT_GT(sp.total_bytes, sp.free_bytes);
   EXPECT_EQ(sp.files, slices.size());
+}
+
+// Issue 11: truncation zero-fills from the new size to the slice's end and
+// never changes the size; nothing outside the slice is written.
+TEST_F(MirrorTest, SliceFsTruncationZeroFillsToTheEnd) {
+  Volume v = format();
+  auto eng = *MirrorEngine::create(v, *region, {});
+  SliceFs fs(*eng, {});
+  randomize(11);
+  const SliceSpec& b = slices[1];
+  const auto before =
+      std::vector<std::byte>(region->base(), region->base() + kRegion);
+  auto ino = *fs.lookup("b");
+  struct stat attr {};
+  attr.st_size = 100;
+  auto st = fs.setattr(ino, attr, SliceFs::kSetSize);
+  ASSERT_TRUE(st.ok()) << st.error().what();
+  EXPECT_EQ(static_cast<uint64_t>(st->st_size), b.length_bytes);
+  for (uint64_t i = 0; i < kRegion; ++i) {
+    const bool zeroed =
+        i >= b.offset_bytes + 100 && i < b.offset_bytes + b.length_bytes;
+    ASSERT_EQ(region->base()[i], zeroed ? std::byte{0} : before[i]) << i;
+  }
+  // The truncation is a write: a close after it mirrors the zeros.
+  ASSERT_TRUE(fs.close(ino, true).ok());
+  EXPECT_EQ(on_disk(reload(), "b"), window(b));
+  // O_TRUNC with write access zero-fills everything; read-only does not.
+  fill_random(region->base() + b.offset_bytes, b.length_bytes, 12);
+  EXPECT_FALSE(*fs.open(ino, O_RDONLY | O_TRUNC));
+  EXPECT_NE(window(b), std::vector<uint8_t>(b.length_bytes, 0));
+  EXPECT_TRUE(*fs.open(ino, O_WRONLY | O_TRUNC));
+  EXPECT_EQ(window(b), std::vector<uint8_t>(b.length_bytes, 0));
+  EXPECT_EQ(region->base()[b.offset_bytes + b.length_bytes],
+            before[b.offset_bytes + b.length_bytes]);
+  attr.st_size = static_cast<off_t>(b.length_bytes + 1);
+  EXPECT_EQ(fs.setattr(ino, attr, SliceFs::kSetSize).error().code, EFBIG);
+  attr.st_size = -1;
+  EXPECT_EQ(fs.setattr(ino, attr, SliceFs::kSetSize).error().code, EINVAL);
+}
+
+// Issue 11: slices change online through SliceFs, one commit each, with
+// real errnos; the namespace follows at once; memory is never written.
+TEST_F(MirrorTest, SliceFsOnlineSliceChanges) {
+  Volume v = format();
+  auto eng = *MirrorEngine::create(v, *region, {});
+  SliceFs fs(*eng, {});
+  randomize(13);
+  const auto before =
+      std::vector<std::byte>(region->base(), region->base() + kRegion);
+  const uint64_t gen0 = eng->table().generation;
+  // Refusals change nothing.
+  EXPECT_EQ(
+      fs.add_slice({"x", slices[0].offset_bytes + 4096, 4096}).error().code,
+      EINVAL);  // overlaps a
+  EXPECT_EQ(fs.add_slice({"a", 12 << 20, 4096}).error().code, EEXIST);
+  EXPECT_EQ(fs.add_slice({"x/y", 12 << 20, 4096}).error().code, EINVAL);
+  EXPECT_EQ(fs.add_slice({"x", kRegion - 4096, 8192}).error().code, EINVAL);
+  EXPECT_EQ(fs.rename_slice("a", "b").error().code, EEXIST);
+  EXPECT_EQ(fs.rename_slice("zz", "y").error().code, ENOENT);
+  EXPECT_EQ(fs.remove_slice("zz").error().code, ENOENT);
+  EXPECT_EQ(eng->table().generation, gen0);
+  EXPECT_EQ(fs.list().size(), slices.size());
+
+  // add: visible at once, dirty until mirrored, then mirrored exactly.
+  ASSERT_TRUE(fs.add_slice({"new", 12 << 20, 3 << 20}).ok());
+  EXPECT_EQ(eng->table().generation, gen0 + 1);
+  auto ino = *fs.lookup("new");
+  EXPECT_EQ(static_cast<uint64_t>(fs.getattr(ino)->st_size), 3u << 20);
+  EXPECT_EQ(*fs.getxattr(ino, "user.pcimirror.state"), "dirty");
+  fs.sync_all_dirty();
+  EXPECT_EQ(*fs.getxattr(ino, "user.pcimirror.generation"), "1");
+  EXPECT_EQ(*fs.getxattr(ino, "user.pcimirror.state"), "clean");
+
+  // rename: same inode under the new name, the old one is gone.
+  ASSERT_TRUE(fs.rename_slice("new", "renamed").ok());
+  EXPECT_EQ(fs.lookup("new").error().code, ENOENT);
+  EXPECT_EQ(*fs.lookup("renamed"), ino);
+  ASSERT_TRUE(fs.sync(ino).ok());
+  EXPECT_EQ(*fs.getxattr(ino, "user.pcimirror.generation"), "2");
+  const SliceTable t = reload().table();
+  EXPECT_TRUE(
+      std::any_of(t.slices.begin(), t.slices.end(),
+                  [](const SliceEntry& e) { return e.name == "renamed"; }));
+
+  // rm: gone from the namespace; open descriptors get ENOENT; memory stays.
+  ASSERT_TRUE(fs.remove_slice("renamed").ok());
+  EXPECT_EQ(fs.lookup("renamed").error().code, ENOENT);
+  std::byte byte{1};
+  EXPECT_EQ(fs.write(ino, 0, 1, &byte).error().code, ENOENT);
+  EXPECT_EQ(fs.read(ino, 0, 1, &byte).error().code, ENOENT);
+  EXPECT_EQ(fs.sync(ino).error().code, ENOENT);
+  EXPECT_EQ(reload().table().slices.size(), slices.size());
+  EXPECT_TRUE(std::equal(before.begin(), before.end(), region->base()));
+
+  // Root xattr probes (ls, cp -a, rsync) get ENODATA, not ENOENT.
+  EXPECT_EQ(fs.getxattr(kRootIno, "system.posix_acl_access").error().code,
+            ENODATA);
+  EXPECT_EQ(fs.getxattr(*fs.lookup("a"), "security.selinux").error().code,
+            ENODATA);
+
+  SliceFs ro(*eng, {true});
+  EXPECT_EQ(ro.add_slice({"y", 12 << 20, 4096}).error().code, EROFS);
+  EXPECT_EQ(ro.remove_slice("a").error().code, EROFS);
+  EXPECT_EQ(ro.rename_slice("a", "y").error().code, EROFS);
 }
 
 TEST_F(MirrorTest, ReadOnlySliceFsRefusesWrites) {
