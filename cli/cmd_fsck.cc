@@ -53,7 +53,9 @@ int run(const std::string& device, bool verify, bool repair, bool json) {
       j["findings"].push_back({{"severity", sev[f.severity]},
                                {"message", f.message},
                                {"repaired", f.repaired}});
-    std::cout << j.dump(2) << "\n";
+    // Names from older volumes may not be UTF-8: replaced, never a throw.
+    std::cout << j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace)
+              << "\n";
     return rep->exit_code();
   }
   for (const auto& f : rep->findings)

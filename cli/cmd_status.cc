@@ -101,7 +101,9 @@ int run(const std::string& target, bool json) {
       s["copies"] = copies;
       j["slices"].push_back(s);
     }
-    std::cout << j.dump(2) << "\n";
+    // Names from older volumes may not be UTF-8: replaced, never a throw.
+    std::cout << j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace)
+              << "\n";
     return kOk;
   }
   std::cout << "device      " << device;

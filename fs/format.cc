@@ -447,6 +447,48 @@ Status validate_name(const std::string& name) {
   return {};
 }
 
+Status validate_new_name(const std::string& name) {
+  PCIM_TRY(validate_name(name));
+  const auto* p = reinterpret_cast<const unsigned char*>(name.data());
+  const size_t n = name.size();
+  for (size_t i = 0; i < n;) {
+    const unsigned char c = p[i];
+    size_t len = 0;
+    uint32_t cp = 0;
+    if (c < 0x80) {
+      len = 1;
+      cp = c;
+    } else if ((c & 0xE0) == 0xC0) {
+      len = 2;
+      cp = c & 0x1F;
+    } else if ((c & 0xF0) == 0xE0) {
+      len = 3;
+      cp = c & 0x0F;
+    } else if ((c & 0xF8) == 0xF0) {
+      len = 4;
+      cp = c & 0x07;
+    }
+    bool ok = len != 0 && i + len <= n;
+    for (size_t k = 1; ok && k < len; ++k) {
+      ok = (p[i + k] & 0xC0) == 0x80;
+      cp = (cp << 6) | (p[i + k] & 0x3F);
+    }
+    // Overlong forms, surrogates and values past U+10FFFF are not UTF-8.
+    static constexpr uint32_t kMin[] = {0, 0, 0x80, 0x800, 0x10000};
+    if (ok)
+      ok = cp >= kMin[len] && cp <= 0x10FFFF && !(cp >= 0xD800 && cp <= 0xDFFF);
+    if (!ok)
+      return make_error(EINVAL, "slice name is not valid UTF-8 (byte " +
+                                    std::to_string(i) + ")");
+    if (cp < 0x20 || cp == 0x7F)
+      return make_error(EINVAL, "slice name has a control character at byte " +
+                                    std::to_string(i) +
+                                    "; use printable characters");
+    i += len;
+  }
+  return {};
+}
+
 Status validate_table(const Superblock& sb, const SliceTable& table) {
   const uint64_t spb = sb.block_bytes / kSectorBytes;
   std::set<std::string> names;

@@ -129,6 +129,13 @@ Status validate_table(const Superblock& sb, const SliceTable& table);
 /// Checks a slice name against §6 rule 4. EINVAL with the reason.
 Status validate_name(const std::string& name);
 
+/// validate_name(), plus the rule for names this release writes (§6 rule
+/// 4a): valid UTF-8 without control characters (U+0000–U+001F, U+007F), so
+/// names survive newline-separated lists, JSON and terminals. Used by
+/// format, `slice add` and `slice rename`; loading accepts older names.
+/// EINVAL naming the offending byte offset.
+Status validate_new_name(const std::string& name);
+
 /// Number of chunk CRCs for a slice of `length_bytes` (§4.1).
 inline uint64_t chunk_count(uint64_t length_bytes, uint32_t crc_chunk_bytes) {
   return (length_bytes + crc_chunk_bytes - 1) / crc_chunk_bytes;

@@ -453,7 +453,7 @@ Status SliceFs::remove_slice(const std::string& name) {
 
 Status SliceFs::rename_slice(const std::string& from, const std::string& to) {
   if (options_.read_only) return make_error(EROFS, "mounted read-only");
-  PCIM_TRY(validate_name(to));
+  PCIM_TRY(validate_new_name(to));
   std::lock_guard control(control_mu_);
   auto s = find(from);
   if (!s) return make_error(ENOENT, "no slice named '" + from + "'");

@@ -5,7 +5,7 @@
 namespace pcimirror {
 
 Status add_slice_to(const Volume& volume, SliceTable& table, SliceEntry e) {
-  PCIM_TRY(validate_name(e.name));
+  PCIM_TRY(validate_new_name(e.name));
   for (const SliceEntry& s : table.slices)
     if (s.name == e.name)
       return make_error(EEXIST, "a slice named '" + e.name + "' exists already");
@@ -52,7 +52,7 @@ Status remove_slice_from(SliceTable& table, const std::string& name) {
 
 Status rename_slice_in(SliceTable& table, const std::string& from,
                        const std::string& to, bool replace) {
-  PCIM_TRY(validate_name(to));
+  PCIM_TRY(validate_new_name(to));
   auto src = std::find_if(table.slices.begin(), table.slices.end(),
                           [&](const SliceEntry& s) { return s.name == from; });
   if (src == table.slices.end()) return make_error(ENOENT, "no slice named '" + from + "'");

@@ -87,7 +87,7 @@ Result<std::pair<Superblock, SliceTable>> Volume::plan_format(
   std::vector<std::pair<uint64_t, const SliceSpec*>> windows;
   std::set<std::string> names;
   for (const SliceSpec& s : req.slices) {
-    PCIM_TRY(validate_name(s.name));
+    PCIM_TRY(validate_new_name(s.name));
     if (s.length_bytes == 0)
       return make_error(EINVAL, "slice '" + s.name +
                                     "' has length 0; give a LENGTH of at least 1 byte");

@@ -51,6 +51,26 @@ SliceTable sample_table(const Superblock& sb) {
   return t;
 }
 
+// Issue 12 item 8: a newline broke the newline-separated group sync list
+// and invalid UTF-8 made `status --json` throw. New names must be UTF-8
+// without control characters (FORMAT.md §6 rule 4a); loading stays lenient.
+TEST(Names, NewNamesAreUtf8WithoutControlCharacters) {
+  for (const char* good : {"frames", "a b", "caf\xc3\xa9", "\xe2\x82\xac",
+                           "\xf0\x9f\x98\x80", "x.y-z_1"})
+    EXPECT_TRUE(validate_new_name(good).ok()) << good;
+  for (const std::string& bad :
+       {std::string("a\nb"), std::string("tab\there"), std::string("del\x7f"),
+        std::string("\xc3"), std::string("\xc0\xaf"),
+        std::string("\xed\xa0\x80"), std::string("\xf4\x90\x80\x80"),
+        std::string("\xff"), std::string("a/b"), std::string(".."),
+        std::string()}) {
+    auto r = validate_new_name(bad);
+    ASSERT_FALSE(r.ok()) << bad;
+    EXPECT_EQ(r.error().code, EINVAL);
+  }
+  EXPECT_TRUE(validate_name("a\nb").ok());  // older volumes still load
+}
+
 TEST(Crc32c, KnownVector) {
   EXPECT_EQ(crc32c("123456789", 9), 0xE3069283u);
   // Extending in pieces equals one pass.
