@@ -128,6 +128,12 @@ int run(const FormatArgs& a) {
     std::cout << "dry run: nothing written to " << a.device << "\n";
     return kOk;
   }
+  // Nothing has been written yet. plan_format checked every size for
+  // overflow and the plan as load() will check the volume; check again
+  // right before the first write, so that --force never wipes an old
+  // volume for a plan that would then fail.
+  if (Status ok = Volume::check_plan(*dev, plan->first, plan->second); !ok.ok())
+    return fail(ok.error());
   if (a.force) {
     auto wiped = wipe_signatures(a.device);
     if (!wiped.ok()) return fail(wiped.error());

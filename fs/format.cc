@@ -141,24 +141,45 @@ std::string Superblock::uuid_string() const {
 Result<Superblock> plan_layout(uint64_t device_bytes,
                                uint32_t logical_block_size,
                                uint64_t meta_slot_bytes) {
+  // Every sum below is checked before it is formed: a huge --metadata-size
+  // used to wrap slot 1 and the data area around 2^64 into a "valid" plan.
+  const std::string given =
+      "--metadata-size " + std::to_string(meta_slot_bytes);
   if (meta_slot_bytes < kBlockBytes * 4 || meta_slot_bytes % kBlockBytes)
-    return make_error(EINVAL, "metadata slot size must be a multiple of 4096 "
-                              "and at least 16 KiB");
+    return make_error(EINVAL, given +
+                                  ": the metadata slot size must be a multiple "
+                                  "of 4096 and at least 16 KiB (default 4M)");
   Superblock sb;
   sb.logical_block_size = logical_block_size;
   sb.device_bytes = device_bytes;
   uint64_t usable = device_bytes / kBlockBytes * kBlockBytes;
   if (usable < kSuperblockBytes)
     return make_error(ENOSPC, "device is smaller than one superblock");
-  uint64_t backup = usable - kSuperblockBytes;
-  uint64_t slot0 = kLayoutAlignBytes;
-  uint64_t slot1 = slot0 + meta_slot_bytes;
-  uint64_t data = round_up(slot1 + meta_slot_bytes, kLayoutAlignBytes);
-  if (data + kBlockBytes > backup)
-    return make_error(ENOSPC, "device of " + std::to_string(device_bytes) +
-                                  " bytes has no room for a data area after "
-                                  "the metadata (" +
-                                  std::to_string(data) + " bytes)");
+  if (meta_slot_bytes > usable)
+    return make_error(EINVAL, given +
+                                  ": one metadata slot would be larger "
+                                  "than the whole device of " +
+                                  std::to_string(device_bytes) +
+                                  " bytes; give a smaller --metadata-size "
+                                  "(default 4M)");
+  const uint64_t backup = usable - kSuperblockBytes;
+  const uint64_t slot0 = kLayoutAlignBytes;
+  // Both slots end before the backup superblock: slot0 + 2 * meta <= backup,
+  // tested as meta <= (backup - slot0) / 2 so that nothing wraps.
+  const uint64_t room = backup > slot0 ? backup - slot0 : 0;
+  const std::string no_room =
+      "device of " + std::to_string(device_bytes) +
+      " bytes has no room for a data area after the metadata (two slots of " +
+      std::to_string(meta_slot_bytes) + " bytes from 1 MiB on, " + given +
+      "); use a larger device or a smaller --metadata-size";
+  if (meta_slot_bytes > room / 2) return make_error(ENOSPC, no_room);
+  const uint64_t slot1 = slot0 + meta_slot_bytes;
+  const uint64_t meta_end = slot1 + meta_slot_bytes;  // <= backup
+  if (meta_end > UINT64_MAX - (kLayoutAlignBytes - 1))
+    return make_error(ENOSPC, no_room);
+  const uint64_t data = round_up(meta_end, kLayoutAlignBytes);
+  if (data > backup || backup - data < kBlockBytes)
+    return make_error(ENOSPC, no_room);
   sb.meta_slot_sector = {slot0 / kSectorBytes, slot1 / kSectorBytes};
   sb.meta_slot_sectors = meta_slot_bytes / kSectorBytes;
   sb.data_start_sector = data / kSectorBytes;
@@ -506,15 +527,25 @@ Status validate_table(const Superblock& sb, const SliceTable& table) {
       return corrupt("slice '" + s.name + "' lies outside the region of " +
                      std::to_string(sb.region_bytes) + " bytes");
     windows.emplace_back(s.offset_bytes, s.offset_bytes + s.length_bytes);
+    // Rule 3 bounds a slice by the data area. Checking it first keeps the
+    // sizes below far from 2^64: a crafted length_bytes near 2^64 wrapped
+    // the mirror size and the chunk count to 0.
+    const uint64_t need = mirror_sectors(s.length_bytes);
+    if (need > sb.data_sectors)
+      return corrupt("slice '" + s.name + "' has length_bytes " +
+                     std::to_string(s.length_bytes) +
+                     ", more than the data area of " +
+                     std::to_string(sb.data_sectors) +
+                     " sectors can hold (damaged metadata: run 'pcimirror "
+                     "fsck')");
     if (s.copies.empty() || s.current_copy >= s.copies.size())
       return corrupt("slice '" + s.name + "' names copy " +
                      std::to_string(s.current_copy) + " of " +
                      std::to_string(s.copies.size()));
-    const uint64_t need = mirror_bytes(s.length_bytes) / kSectorBytes;
     const uint64_t chunks = chunk_count(s.length_bytes, sb.crc_chunk_bytes);
     for (size_t c = 0; c < s.copies.size(); ++c) {
       const MirrorCopy& mc = s.copies[c];
-      uint64_t have = 0;
+      uint64_t have = 0;  // saturates: extents may still overlap here
       for (const Extent& x : mc.extents) {
         if (x.sectors == 0 || x.start_sector % spb || x.sectors % spb ||
             x.start_sector < sb.data_start_sector ||
@@ -524,7 +555,7 @@ Status validate_table(const Superblock& sb, const SliceTable& table) {
                          " has extent " + std::to_string(x.start_sector) + "+" +
                          std::to_string(x.sectors) +
                          " outside the data area or unaligned");
-        have += x.sectors;
+        have = x.sectors > UINT64_MAX - have ? UINT64_MAX : have + x.sectors;
         all.emplace_back(x, &s.name);
       }
       if (have < need)

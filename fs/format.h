@@ -104,7 +104,10 @@ struct SliceTable {
 };
 
 /// Computes a fresh layout (§2) for a device of `device_bytes` with slots of
-/// `meta_slot_bytes`. EINVAL/ENOSPC when the device is too small.
+/// `meta_slot_bytes`, every sum checked for overflow. EINVAL naming
+/// --metadata-size when the slot size is not a multiple of 4096, below
+/// 16 KiB or larger than the device; ENOSPC when the device has no room for
+/// the slots and a data area.
 Result<Superblock> plan_layout(uint64_t device_bytes,
                                uint32_t logical_block_size,
                                uint64_t meta_slot_bytes);
@@ -136,11 +139,23 @@ Status validate_name(const std::string& name);
 /// EINVAL naming the offending byte offset.
 Status validate_new_name(const std::string& name);
 
-/// Number of chunk CRCs for a slice of `length_bytes` (§4.1).
+/// Number of chunk CRCs for a slice of `length_bytes` (§4.1), rounded up
+/// without wrapping for any length.
 inline uint64_t chunk_count(uint64_t length_bytes, uint32_t crc_chunk_bytes) {
-  return (length_bytes + crc_chunk_bytes - 1) / crc_chunk_bytes;
+  return length_bytes / crc_chunk_bytes +
+         (length_bytes % crc_chunk_bytes != 0 ? 1 : 0);
 }
-/// Bytes of mirror image: length rounded up to the allocation block.
+/// Sectors that a copy's extents must hold: length rounded up to the
+/// allocation block (§6 rule 3). Exact for any length (at most 2^55).
+inline uint64_t mirror_sectors(uint64_t length_bytes) {
+  constexpr uint64_t spb = kBlockBytes / kSectorBytes;
+  const uint64_t sectors =
+      length_bytes / kSectorBytes + (length_bytes % kSectorBytes != 0 ? 1 : 0);
+  return (sectors + spb - 1) / spb * spb;
+}
+/// Bytes of mirror image: length rounded up to the allocation block. Only
+/// for lengths that validate_table() accepted (at most the data area), which
+/// keeps the sum far from 2^64; mirror_sectors() holds for any length.
 inline uint64_t mirror_bytes(uint64_t length_bytes) {
   return (length_bytes + kBlockBytes - 1) / kBlockBytes * kBlockBytes;
 }

@@ -131,7 +131,7 @@ Result<std::pair<Superblock, SliceTable>> Volume::plan_format(
   for (uint32_t copy = 0; copy < req.mirror_copies; ++copy) {
     for (SliceEntry& e : table.slices) {
       MirrorCopy& c = e.copies[copy];
-      auto got = alloc.allocate(mirror_bytes(e.length_bytes) / kSectorBytes);
+      auto got = alloc.allocate(mirror_sectors(e.length_bytes));
       if (!got.ok())
         return make_error(ENOSPC,
                           "device " + device.path() + " is too small: the " +
@@ -145,14 +145,36 @@ Result<std::pair<Superblock, SliceTable>> Volume::plan_format(
       c.extents = std::move(got).value();
     }
   }
+  PCIM_TRY(check_plan(device, sb, table));
+  return std::make_pair(sb, table);
+}
+
+Status Volume::check_plan(const BlockDevice& device, const Superblock& sb,
+                          const SliceTable& table) {
+  // What load() will demand of the volume, checked before anything is
+  // written: format --force wipes the old volume only after this passed.
+  auto decoded = decode_superblock(encode_superblock(sb));
+  if (!decoded.ok())
+    return make_error(EINVAL, "planned layout for " + device.path() +
+                                  " is invalid (" + decoded.error().message +
+                                  "); nothing was written");
+  // A valid superblock lies inside device_bytes (§3).
+  if (sb.device_bytes > device.size_bytes())
+    return make_error(EINVAL, "planned layout for " + device.path() +
+                                  " needs " + std::to_string(sb.device_bytes) +
+                                  " bytes, the device holds " +
+                                  std::to_string(device.size_bytes()) +
+                                  "; nothing was written");
   PCIM_TRY(validate_table(sb, table));
   PCIM_TRY(encode_slot(sb, table));
-  return std::make_pair(sb, table);
+  return {};
 }
 
 Result<Volume> Volume::write_format(
     BlockDevice device, Superblock sb, SliceTable table,
     const std::function<void(uint64_t, uint64_t)>& progress) {
+  // Nothing is written unless the whole plan is sound.
+  PCIM_TRY(check_plan(device, sb, table));
   Volume v(std::move(device));
   v.sb_ = sb;
   PCIM_ASSIGN_OR_RETURN(auto slot_bytes, encode_slot(sb, table));
@@ -283,6 +305,9 @@ Result<Volume> Volume::load(BlockDevice device) {
 Status Volume::commit(SliceTable next) {
   if (read_only_ || device_.read_only())
     return make_error(EROFS, "volume on " + device_.path() + " is read-only");
+  if (table_.generation == UINT64_MAX)
+    return make_error(EUCLEAN, "metadata generation of " + device_.path() +
+                                   " is at its maximum; run 'pcimirror fsck'");
   next.generation = table_.generation + 1;
   PCIM_TRY(validate_table(sb_, next));
   PCIM_TRY(write_slot(next));

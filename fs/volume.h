@@ -43,7 +43,15 @@ class Volume {
   static Result<std::pair<Superblock, SliceTable>> plan_format(
       const BlockDevice& device, const FormatRequest& request);
 
+  /// Checks a plan as load() would check the volume: the superblock
+  /// decodes (layout inside device_bytes, no overlaps), device_bytes fits
+  /// the device, the table passes validate_table and fits its slot. EINVAL
+  /// (or the table's error) naming the reason. Writes nothing.
+  static Status check_plan(const BlockDevice& device, const Superblock& sb,
+                           const SliceTable& table);
+
   /// Writes a planned volume (§7 "format writes") and returns it opened.
+  /// Runs check_plan() first: a plan that fails it writes nothing.
   /// `progress`, when given, gets (bytes written, total) after each write.
   static Result<Volume> write_format(
       BlockDevice device, Superblock sb, SliceTable table,

@@ -60,6 +60,13 @@ bad "format: existing volume" "already holds a pcimirror volume.*--force" $P for
 bad "format: existing ext4" "ext4 filesystem labelled 'keepme'.*--force" $P format "$EXT4" --memory "$S" --slice a:0:1M
 bad "format: --slots 3" "slots" $P format "$BLANK" --memory "$S" --slice a:0:1M --slots 3
 bad "format: tiny --metadata-size" "at least 16 KiB" $P format "$BLANK" --memory "$S" --slice a:0:1M --metadata-size 1K
+# Issue 12 item 9: 2^64-4096 wrapped the layout into a "valid" plan, and
+# --force wiped the old volume before the format failed. Refused before any
+# write: the device's checksum is unchanged and the old volume still loads.
+bad "format --force: --metadata-size 2^64-4096" "metadata-size 18446744073709547520: .*smaller --metadata-size" $P format "$DEV" --force --memory "$S" --slice a:0:1M --metadata-size 18446744073709547520
+bad "format --force: --metadata-size 1T" "metadata-size 1099511627776: .*smaller --metadata-size" $P format "$DEV" --force --memory "$S" --slice a:0:1M --metadata-size 1T
+bad "format --force: slots leave no data area" "no room for a data area.*smaller --metadata-size" $P format "$DEV" --force --memory "$S" --slice a:0:1M --metadata-size 16M
+[[ $("$P" status "$DEV" --json | jq -r .uuid) == "$UUID" ]] || die "status after a refused format --force: the old volume is gone"
 bad "format: unknown memory key" "unknown key 'colour'" $P format "$BLANK" --memory "$S,colour=red" --slice a:0:1M
 bad "format: two memory sources" "more than one source" $P format "$BLANK" --memory "$S,memfd=x" --slice a:0:1M
 bad "format: label too long" "label is longer" $P format "$BLANK" --memory "$S" --slice a:0:1M --label "$(printf 'l%.0s' {1..70})"

@@ -2,6 +2,9 @@
 
 #include <gtest/gtest.h>
 
+#include <filesystem>
+#include <fstream>
+#include <sstream>
 #include <vector>
 
 #include "fs/crc32c.h"
@@ -148,6 +151,154 @@ TEST(PlanLayout, TooSmallDevice) {
   EXPECT_EQ(ok->meta_slot_sector[0], (1u << 20) / 512);
   EXPECT_EQ(ok->data_start_sector % 2048, 0u);
   EXPECT_EQ(ok->backup_superblock_sector, (16u << 20) / 512 - 8);
+}
+
+// Issue 12 item 9: a crafted length_bytes near 2^64 wrapped the mirror size
+// and the chunk count to 0, so a table naming a slice of 2^64-1 bytes with
+// one 4 KiB extent and no chunk CRCs decoded as valid. A region_bytes of
+// 2^64-1 (CRC-valid, crafted) lets the window check pass.
+TEST(Overflow, DecodeRefusesLengthNearTwoTo64) {
+  Superblock sb = sample_superblock();
+  sb.region_bytes = UINT64_MAX;
+  for (uint64_t len : {UINT64_MAX, UINT64_MAX - 4094, UINT64_MAX - 4095,
+                       uint64_t{1} << 63, UINT64_MAX - (1u << 20) + 2}) {
+    SliceTable t;
+    t.generation = 1;
+    SliceEntry e;
+    e.name = "huge";
+    e.length_bytes = len;
+    e.copies.resize(1);
+    e.copies[0].extents = {{sb.data_start_sector, 8}};
+    e.copies[0].generation = 1;  // written: chunk_crc_count must match
+    t.slices.push_back(e);
+    auto bytes = encode_slot(sb, t);
+    ASSERT_TRUE(bytes.ok()) << bytes.error().what();
+    auto r = decode_slot(sb, *bytes);
+    ASSERT_FALSE(r.ok()) << "length " << len << " decoded";
+    EXPECT_EQ(r.error().code, EUCLEAN) << len;
+    EXPECT_NE(r.error().message.find("length_bytes " + std::to_string(len)),
+              std::string::npos)
+        << r.error().message;
+    EXPECT_FALSE(validate_table(sb, t).ok()) << len;
+  }
+  // The helper itself rounds up without wrapping.
+  EXPECT_EQ(chunk_count(UINT64_MAX, kCrcChunkBytes),
+            UINT64_MAX / kCrcChunkBytes + 1);
+}
+
+// offset_bytes + length_bytes past 2^64 is refused, not wrapped, even when
+// the (crafted) region claims 2^64-1 bytes.
+TEST(Overflow, DecodeRefusesWindowThatWraps) {
+  Superblock sb = sample_superblock();
+  sb.region_bytes = UINT64_MAX;
+  SliceTable t;
+  t.generation = 1;
+  SliceEntry e;
+  e.name = "wraps";
+  e.offset_bytes = UINT64_MAX - 4095;
+  e.length_bytes = 8192;
+  e.copies.resize(1);
+  e.copies[0].extents = {{sb.data_start_sector, 16}};
+  t.slices.push_back(e);
+  auto r = decode_slot(sb, *encode_slot(sb, t));
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().code, EUCLEAN);
+  EXPECT_NE(r.error().message.find("outside the region"), std::string::npos);
+}
+
+// The sum of a copy's extents saturates instead of wrapping: with a
+// crafted superblock of 2^63 bytes, 2048 extents of 2^53 sectors sum to
+// exactly 2^64 sectors. Wrapped to 0 that read "holds 0 sectors"; the real
+// fault is the overlap.
+TEST(Overflow, ExtentSumDoesNotWrap) {
+  Superblock sb = sample_superblock();
+  sb.device_bytes = uint64_t{1} << 63;
+  sb.backup_superblock_sector = sb.device_bytes / 512 - 8;
+  sb.data_sectors = sb.backup_superblock_sector - sb.data_start_sector;
+  sb.region_bytes = uint64_t{1} << 40;
+  ASSERT_TRUE(decode_superblock(encode_superblock(sb)).ok());
+  SliceTable t;
+  t.generation = 1;
+  SliceEntry e;
+  e.name = "x";
+  e.length_bytes = 8 * 512;
+  e.copies.resize(1);
+  for (int i = 0; i < 2048; ++i)
+    e.copies[0].extents.push_back({sb.data_start_sector, uint64_t{1} << 53});
+  t.slices.push_back(e);
+  auto s = validate_table(sb, t);
+  ASSERT_FALSE(s.ok());
+  EXPECT_EQ(s.error().code, EUCLEAN);
+  EXPECT_NE(s.error().message.find("overlap"), std::string::npos)
+      << s.error().message;
+}
+
+// A huge --metadata-size wrapped plan_layout: 2^64-4096 bytes per slot
+// planned "successfully" with slot 1 before slot 0. It must be EINVAL
+// naming --metadata-size, its value and the remedy for any slot larger than
+// the device, ENOSPC when the slots fit but leave no data area, and never
+// wrap.
+TEST(PlanLayout, HugeMetadataSizeIsEinval) {
+  for (uint64_t meta :
+       {UINT64_MAX / 4096 * 4096, (UINT64_MAX / 2 + 1),
+        UINT64_MAX / 2 / 4096 * 4096, (uint64_t{1} << 63) - (1u << 20),
+        uint64_t{1} << 40, uint64_t{128} << 20}) {
+    auto r = plan_layout(64ull << 20, 512, meta);
+    ASSERT_FALSE(r.ok()) << meta;
+    EXPECT_EQ(r.error().code, EINVAL) << meta;
+    EXPECT_NE(r.error().message.find("--metadata-size " + std::to_string(meta)),
+              std::string::npos)
+        << r.error().message;
+    EXPECT_NE(r.error().message.find("smaller --metadata-size"),
+              std::string::npos)
+        << r.error().message;
+  }
+  // Near the top of the 64-bit range the device itself: still no wrap.
+  for (uint64_t dev : {UINT64_MAX, UINT64_MAX - 4095, UINT64_MAX / 2}) {
+    auto r = plan_layout(dev, 512, UINT64_MAX / 4096 * 4096);
+    ASSERT_FALSE(r.ok()) << dev;
+    // EINVAL when one slot exceeds the device, else ENOSPC (no data area).
+    EXPECT_TRUE(r.error().code == EINVAL || r.error().code == ENOSPC) << dev;
+    auto ok = plan_layout(dev, 512, 4u << 20);
+    ASSERT_TRUE(ok.ok()) << dev << ": " << ok.error().what();
+    EXPECT_TRUE(decode_superblock(encode_superblock(*ok)).ok()) << dev;
+  }
+  // Slots ending just before a backup near 2^64: rounding the data area
+  // up to 1 MiB must not wrap either.
+  const uint64_t top = (UINT64_MAX / 4096 * 4096 - 4096 - (1u << 20)) / 2;
+  auto r = plan_layout(UINT64_MAX, 512, top / 4096 * 4096);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().code, ENOSPC) << r.error().what();
+  // A size that fits the slots but leaves no data area stays ENOSPC.
+  EXPECT_EQ(
+      plan_layout(16ull << 20, 512, (7u << 20) + (256u << 10)).error().code,
+      ENOSPC);
+  EXPECT_TRUE(plan_layout(16ull << 20, 512, 4u << 20).ok());
+}
+
+// Issue 12 item 10: FORMAT.md §4.1 promised zeros up to the next allocation
+// block, but on a 512-byte-sector device the engine pads the mirror image
+// only to the logical block (the rest of the last allocation block keeps
+// what it held). Existing volumes have that layout, so the spec now says
+// so; this test keeps the spec and the code's rule together. The e2e test
+// tail_padding (tests/badinput) checks the bytes on a 512-byte loop device.
+TEST(FormatSpec, TailPaddingRuleMatchesTheEngine) {
+  const auto doc = std::filesystem::path(__FILE__).parent_path() / ".." / ".." /
+                   "docs" / "FORMAT.md";
+  std::ifstream in(doc);
+  ASSERT_TRUE(in) << doc;
+  std::stringstream ss;
+  ss << in.rdbuf();
+  const std::string text = ss.str();
+  EXPECT_EQ(text.find("zeros up to the\nnext allocation block"),
+            std::string::npos)
+      << "FORMAT.md still promises zero padding to the allocation block";
+  EXPECT_NE(text.find("zeros up to the next logical block of the device"),
+            std::string::npos);
+  EXPECT_NE(text.find("unspecified"), std::string::npos);
+  // The extents still reserve whole allocation blocks (§6 rule 3).
+  EXPECT_EQ(mirror_bytes(1), kBlockBytes);
+  EXPECT_EQ(mirror_bytes(4097), 2 * kBlockBytes);
 }
 
 TEST(Slot, RoundTrip) {
