@@ -10,7 +10,6 @@
 #include <cstring>
 #include <fstream>
 #include <map>
-#include <regex>
 #include <set>
 #include <sstream>
 #include <string>
@@ -70,18 +69,60 @@ KeyGroups table_keys(unsigned use = ~0u) {
   return out;
 }
 
+// (No std::regex here: g++ 12 warns inside <regex> under the sanitizers.)
+bool is_key_char(char c) { return (c >= 'a' && c <= 'z') || c == '_'; }
+
+// A setting's name: lower-case letters and '_'.
+bool is_key_word(const std::string& w) {
+  if (w.empty()) return false;
+  for (char c : w)
+    if (!is_key_char(c)) return false;
+  return true;
+}
+
+// The key-like word at `pos` of `text` ("" if none).
+std::string key_at(const std::string& text, size_t pos) {
+  size_t end = pos;
+  while (end < text.size() && is_key_char(text[end])) ++end;
+  return text.substr(pos, end - pos);
+}
+
+// The option named on a CLI11 help line ("  -f,--foreground  ...",
+// "  --bounce auto|...  ..."): "foreground", "bounce"; "" for other lines.
+std::string help_line_option(const std::string& line) {
+  if (line.rfind("  ", 0) != 0) return "";
+  size_t i = 2;
+  if (line.size() > i + 2 && line[i] == '-' && line[i + 1] != '-' &&
+      line[i + 2] == ',')
+    i += 3;
+  if (line.compare(i, 2, "--") != 0) return "";
+  return key_at(line, i + 2);
+}
+
 // "--key" options of a CLI11 help text, with the group heading each is
 // listed under ("Options", "Memory", ...).
 KeyGroups help_options(const std::string& help) {
   KeyGroups out;
   std::string group;
-  static const std::regex option(R"(^  (?:-\w,)?--([a-z_]+)\b)");
   for (const std::string& line : lines_of(help)) {
-    std::smatch m;
     if (!line.empty() && line[0] != ' ' && line.back() == ':')
       group = line.substr(0, line.size() - 1);
-    else if (std::regex_search(line, m, option))
-      out[m[1]] = group;
+    else if (const std::string name = help_line_option(line); !name.empty())
+      out[name] = group;
+  }
+  return out;
+}
+
+// The keys quoted after each occurrence of `prefix` in `text`
+// (`key == "ro"` with prefix `key == "`).
+std::vector<std::string> keys_after(const std::string& text,
+                                    const std::string& prefix) {
+  std::vector<std::string> out;
+  for (size_t i = text.find(prefix); i != std::string::npos;
+       i = text.find(prefix, i + 1)) {
+    const std::string k = key_at(text, i + prefix.size());
+    if (!k.empty() && text.compare(i + prefix.size() + k.size(), 1, "\"") == 0)
+      out.push_back(k);
   }
   return out;
 }
@@ -162,7 +203,6 @@ KeyGroups man8_keys() {
 KeyGroups conf5_keys() {
   KeyGroups out;
   std::string group;
-  static const std::regex key(R"(^[a-z_]+$)");
   for (const std::string& line :
        man_section(read_source("packaging/pcimirror.conf.5"), "KEYS")) {
     if (line.rfind(".SS ", 0) == 0) {
@@ -176,7 +216,7 @@ KeyGroups conf5_keys() {
     for (size_t i = 0; i < args.size(); i += br ? 2 : 1) {
       std::string w = args[i];
       while (!w.empty() && (w.back() == ',' || w.back() == '.')) w.pop_back();
-      if (!std::regex_match(w, key)) continue;
+      if (!is_key_word(w)) continue;
       EXPECT_EQ(out.count(w), 0u) << w << " listed twice";
       out[w] = group;
     }
@@ -188,11 +228,14 @@ KeyGroups conf5_keys() {
 // "flag" or "value".
 std::map<std::string, std::string> completion_keys(const std::string& name) {
   const std::string script = read_source("packaging/pcimirror.bash-completion");
-  std::smatch m;
-  const std::regex list("local " + name + "=\"([^\"]*)\"");
-  EXPECT_TRUE(std::regex_search(script, m, list)) << "no list " << name;
   std::map<std::string, std::string> out;
-  std::istringstream words(m[1].str());
+  const std::string start = "local " + name + "=\"";
+  const size_t a = script.find(start);
+  EXPECT_NE(a, std::string::npos) << "no list " << name;
+  if (a == std::string::npos) return out;
+  const size_t b = script.find('"', a + start.size());
+  std::istringstream words(
+      script.substr(a + start.size(), b - a - start.size()));
   for (std::string w; words >> w;) {
     const bool value = w.back() == '=';
     if (value) w.pop_back();
@@ -268,7 +311,7 @@ TEST(SettingsTable, IsWellFormed) {
   ASSERT_FALSE(setting_table().empty());
   for (const SettingInfo& s : setting_table()) {
     EXPECT_TRUE(names.insert(s.name).second) << s.name << " twice";
-    EXPECT_TRUE(std::regex_match(s.name, std::regex("[a-z_]+"))) << s.name;
+    EXPECT_TRUE(is_key_word(s.name)) << s.name;
     EXPECT_TRUE(is_group(s.group)) << s.name << ": group " << s.group;
     // Grouped, in the order of setting_groups().
     while (group_index < groups.size() &&
@@ -310,23 +353,21 @@ TEST(SettingsTable, MatchesTheParser) {
   const size_t body = source.find("Result<MountOptions> parse_mount_options(");
   ASSERT_NE(body, std::string::npos) << "cli/mount_options.cc: no parser";
   const std::string parser = source.substr(body);
-  const std::regex compared(R"re(key == "([a-z_]+)")re");
-  int found = 0;
-  for (auto it = std::sregex_iterator(parser.begin(), parser.end(), compared);
-       it != std::sregex_iterator(); ++it, ++found)
-    EXPECT_EQ(table.count((*it)[1]), 1u)
-        << "the parser takes -o " << (*it)[1] << ", the table lacks it";
-  EXPECT_GT(found, 10)
+  const std::vector<std::string> compared = keys_after(parser, "key == \"");
+  for (const std::string& k : compared)
+    EXPECT_EQ(table.count(k), 1u)
+        << "the parser takes -o " << k << ", the table lacks it";
+  EXPECT_GT(compared.size(), 10u)
       << "cli/mount_options.cc no longer compares key == \"...\"";
   const std::string spec = read_source("pcimap/region_factory.cc");
   const size_t a = spec.find("kKeys = {"), b = spec.find("};", a);
   ASSERT_NE(a, std::string::npos) << "pcimap/region_factory.cc: no kKeys";
   const std::string keys = spec.substr(a, b - a);
-  const std::regex quoted(R"re("([a-z_]+)")re");
-  for (auto it = std::sregex_iterator(keys.begin(), keys.end(), quoted);
-       it != std::sregex_iterator(); ++it)
-    EXPECT_EQ(table.count((*it)[1]), 1u)
-        << "memory spec key " << (*it)[1] << " is not in the table";
+  const std::vector<std::string> quoted = keys_after(keys, "\"");
+  EXPECT_EQ(quoted.size(), 9u) << keys;
+  for (const std::string& k : quoted)
+    EXPECT_EQ(table.count(k), 1u)
+        << "memory spec key " << k << " is not in the table";
 }
 
 TEST(SettingsHelp, TopLevelShowsCommandsAndGlobalFlagsOnly) {
@@ -350,16 +391,18 @@ TEST(SettingsHelp, MountListsEverySettingInItsGroupWithItsDefault) {
       << drift(shown, table_keys(kUseMount)) << "\n"
       << help;
   for (const std::string& line : lines_of(help)) {
-    if (std::regex_search(line, std::regex(R"(^  --[a-z_]+)")) &&
+    if (line.rfind("  --", 0) == 0 &&
         line.find("--source") == std::string::npos &&
         line.find("--mountpoint") == std::string::npos) {
       EXPECT_NE(line.find("[default: "), std::string::npos) << line;
     }
   }
   // The -o line points to that list.
-  EXPECT_TRUE(
-      std::regex_search(help, std::regex(R"(\n  -o [^\n]*every --KEY)")))
-      << help;
+  bool o_points_to_list = false;
+  for (const std::string& line : lines_of(help))
+    o_points_to_list |= line.rfind("  -o ", 0) == 0 &&
+                        line.find("every --KEY") != std::string::npos;
+  EXPECT_TRUE(o_points_to_list) << help;
 }
 
 TEST(SettingsHelp, RestoreListsTheSettingsThatApplyToIt) {
