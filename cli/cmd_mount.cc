@@ -119,8 +119,14 @@ int serve(const std::string& device, const std::string& mountpoint,
     sd_notify(0, "STOPPING=1\nSTATUS=mirroring dirty slices and unmounting");
     fs.stop_background();
   });
-  if (!s.ok()) return mounted ? (log_error(s.error().what()), kFailure)
-                              : ch.error(s.error());
+  if (!s.ok() && !mounted) return ch.error(s.error());
+  if (!s.ok()) {
+    // A failed final mirror (it names the slices and the device) or a
+    // failed FUSE loop: the exit status says so, and so does the unit.
+    log_error(s.error().what());
+    sd_notifyf(0, "STATUS=%s", s.error().what().c_str());
+    return kFailure;
+  }
   log_info("unmounted " + mountpoint);
   return kOk;
 }

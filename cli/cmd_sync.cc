@@ -25,8 +25,8 @@ namespace pcimirror::cli {
 namespace {
 
 // Several slices: one group commit through the root's user.pcimirror.sync.
-int group_sync(const std::string& mountpoint, const std::vector<std::string>& names,
-               bool all) {
+int group_sync(const std::string& mountpoint, const std::string& device,
+               const std::vector<std::string>& names, bool all) {
   std::string value;  // empty: every slice (names could exceed XATTR_SIZE_MAX)
   uint64_t bytes = 0;
   for (const std::string& n : names) {
@@ -39,7 +39,8 @@ int group_sync(const std::string& mountpoint, const std::vector<std::string>& na
                  0) != 0) {
     const int err = errno;
     return fail("group sync of " + std::to_string(names.size()) +
-                " slices on " + mountpoint + " failed (" + std::strerror(err) +
+                " slices on " + mountpoint + " (" + device + ") failed (" +
+                std::strerror(err) +
                 "): " + control_error_detail(mountpoint, err) +
                 "; nothing was committed");
   }
@@ -52,10 +53,12 @@ int group_sync(const std::string& mountpoint, const std::vector<std::string>& na
 }
 
 int run(const std::string& mountpoint, std::vector<std::string> names) {
-  if (!device_of_mountpoint(mountpoint))
+  const auto device_opt = device_of_mountpoint(mountpoint);
+  if (!device_opt)
     return fail(mountpoint + " is not a pcimirror mount point; mount the "
                              "volume first (pcimirror mount DEVICE " +
                 mountpoint + ")");
+  const std::string& device = *device_opt;
   const bool all = names.empty();
   if (all) {
     DIR* d = ::opendir(mountpoint.c_str());
@@ -65,7 +68,7 @@ int run(const std::string& mountpoint, std::vector<std::string> names) {
         names.push_back(de->d_name);
     ::closedir(d);
   }
-  if (names.size() != 1) return group_sync(mountpoint, names, all);
+  if (names.size() != 1) return group_sync(mountpoint, device, names, all);
   int rc = kOk;
   for (const std::string& name : names) {
     const std::string path = mountpoint + "/" + name;
@@ -94,11 +97,13 @@ int run(const std::string& mountpoint, std::vector<std::string> names) {
     done = true;
     if (poller.joinable()) poller.join();
     bar.finish();
-    errno = fsync_errno;
     if (fr != 0) {
-      rc = fail(errno_error("sync of slice '" + name + "' on " + mountpoint +
-                            " failed; the daemon's log (journalctl -t "
-                            "pcimirror) names the cause"));
+      // The errno is the mirror's own (ENOSPC from a full device, EIO, ...);
+      // the daemon's message names the device and the cause.
+      rc = fail("sync of slice '" + name + "' on " + mountpoint + " (" +
+                device + ") failed (" + std::strerror(fsync_errno) +
+                "): " + control_error_detail(mountpoint, fsync_errno) +
+                "; nothing was committed");
       continue;
     }
     double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();

@@ -25,7 +25,13 @@ namespace {
 int run(const std::string& mountpoint) {
   auto device = device_of_mountpoint(mountpoint);
   if (!device) return fail(mountpoint + " is not a pcimirror mount point");
-  int rc = kOk;
+  // The final mirror goes through the mount, slice by slice, while it is
+  // still mounted: a failure is reported here with its errno, and the mount
+  // stays, so nothing is lost and the command can be run again once the
+  // cause is fixed. The daemon's own final mirror at unmount then finds
+  // nothing dirty (unless a write lands meanwhile: its failure makes the
+  // daemon exit non-zero, docs/DESIGN.md "Errors").
+  std::string failed;
   if (DIR* d = ::opendir(mountpoint.c_str())) {
     while (dirent* de = ::readdir(d)) {
       if (!std::strcmp(de->d_name, ".") || !std::strcmp(de->d_name, "..")) continue;
@@ -35,14 +41,26 @@ int run(const std::string& mountpoint) {
       if (n <= 0 || std::strcmp(state, "clean") == 0) continue;
       UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
       if (!fd.valid() || ::fsync(fd.get()) != 0) {
-        rc = fail(errno_error("final mirror of slice '" + std::string(de->d_name) + "' failed"));
+        const int err = errno;
+        fail("final mirror of slice '" + std::string(de->d_name) + "' of " +
+             *device + " failed (" + std::strerror(err) +
+             "): " + control_error_detail(mountpoint, err));
+        failed +=
+            (failed.empty() ? "'" : ", '") + std::string(de->d_name) + "'";
         continue;
       }
       std::cout << "mirrored dirty slice " << de->d_name << "\n";
     }
     ::closedir(d);
   }
-  if (rc != kOk) return fail("not unmounting " + mountpoint + ": a final mirror failed");
+  if (!failed.empty())
+    return fail("not unmounting " + mountpoint + ": the final mirror of " +
+                failed + " on " + *device +
+                " failed, so their memory since the last mirror is not on "
+                "the device; fix the cause and run pcimirror umount again (" +
+                "umount " + mountpoint +
+                " unmounts anyway: the daemon then logs the failure and "
+                "exits non-zero)");
   if (::umount2(mountpoint.c_str(), 0) != 0)
     return fail(errno_error("cannot unmount " + mountpoint));
   for (int i = 0; i < 600; ++i) {  // the daemon finishes and releases the device

@@ -48,8 +48,37 @@ struct Context {
   std::string mountpoint;
   uid_t owner_uid;  // who mounted: may control the volume, as root may
   std::mutex mu;
-  std::string last_error;  // guarded by mu: the last refused control request
+  // Guarded by mu: the last refused control request or failed mirror.
+  std::string last_error;
+  // Guarded by final_mu (held across the I/O, so not mu): the final mirror
+  // of every dirty slice ran (once per session: at FUSE_DESTROY or after the
+  // loop, whichever comes first), and the slices whose mirror failed then.
+  std::mutex final_mu;
+  bool final_done = false;
+  std::vector<SliceFs::SyncFailure> final_failures;
 };
+
+// The errno a FUSE reply can carry: the error's own (ENOSPC, EROFS, ...),
+// EIO if it is out of range.
+int reply_errno(const Error& e) {
+  return e.code > 0 && e.code < 4096 ? e.code : EIO;
+}
+
+// A failed mirror requested by a close or fsync: logged by SliceFs; kept as
+// the root's user.pcimirror.last_error for `pcimirror sync` and `umount`.
+void record_failure(Context& ctx, const Error& e) {
+  std::string what = e.what();
+  std::lock_guard lock(ctx.mu);
+  ctx.last_error.swap(what);
+}
+
+// The final mirror of every dirty slice, once per session.
+void final_mirror(Context& ctx) {
+  std::lock_guard lock(ctx.final_mu);
+  if (ctx.final_done) return;
+  ctx.final_done = true;
+  ctx.final_failures = ctx.fs->sync_all_dirty();
+}
 
 Context& ctx_of(fuse_req_t req) {
   return *static_cast<Context*>(fuse_req_userdata(req));
@@ -104,7 +133,13 @@ void op_init(void* userdata, fuse_conn_info* conn) {
 }
 
 void op_destroy(void* userdata) {
-  static_cast<Context*>(userdata)->fs->sync_all_dirty();
+  // No exception escapes: a bad_alloc only loses the failure list, which
+  // serve_fuse then reports as a failure of unknown slices.
+  try {
+    final_mirror(*static_cast<Context*>(userdata));
+  } catch (const std::exception& e) {
+    log_error(std::string("final mirror: ") + e.what());
+  }
 }
 
 void op_lookup(fuse_req_t req, fuse_ino_t parent, const char* name) {
@@ -199,7 +234,8 @@ void op_write(fuse_req_t req, fuse_ino_t ino, const char* data, size_t size,
 }
 
 // close(2): mirrors a written slice per mirror_on_close before close
-// returns, so cp and dd report failures. Errors reach the caller as EIO.
+// returns, so cp and dd report failures, with the mirror's errno (ENOSPC,
+// EIO, ...).
 void op_flush(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   auto* h = reinterpret_cast<Handle*>(fi->fh);
   // Taken before the mirror: a write through a dup'd descriptor that lands
@@ -209,7 +245,8 @@ void op_flush(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   Status s = fs_of(req).close(ino, wrote);
   if (!s.ok()) {
     if (h) h->wrote = true;  // still unmirrored: the next close tries again
-    return (void)fuse_reply_err(req, EIO);
+    record_failure(ctx_of(req), s.error());
+    return (void)fuse_reply_err(req, reply_errno(s.error()));
   }
   fuse_reply_err(req, 0);
 }
@@ -333,7 +370,8 @@ void op_fsync(fuse_req_t req, fuse_ino_t ino, int, fuse_file_info* fi) {
   Status s = fs_of(req).sync(ino);
   if (!s.ok()) {
     if (wrote) h->wrote = true;
-    return (void)fuse_reply_err(req, EIO);
+    record_failure(ctx_of(req), s.error());
+    return (void)fuse_reply_err(req, reply_errno(s.error()));
   }
   fuse_reply_err(req, 0);
 }
@@ -434,7 +472,9 @@ Status serve_fuse(SliceFs& fs, const FuseMountOptions& opts,
   for (auto& w : words) argv.push_back(w.data());
   fuse_args args = FUSE_ARGS_INIT(static_cast<int>(argv.size()), argv.data());
   static const fuse_lowlevel_ops ops = make_ops();
-  Context ctx{&fs, opts.max_write_bytes, opts.mountpoint, ::getuid(), {}, {}};
+  Context ctx{
+      &fs, opts.max_write_bytes, opts.mountpoint, ::getuid(), {}, {}, {}, false,
+      {}};
   FuseSession se(fuse_session_new(&args, &ops, sizeof(ops), &ctx));
   fuse_opt_free_args(&args);  // fuse_session_new parsed a copy it allocated
   if (!se.get())
@@ -456,8 +496,23 @@ Status serve_fuse(SliceFs& fs, const FuseMountOptions& opts,
   fuse_loop_cfg_destroy(cfg);
   if (on_stopping) on_stopping();
   // A final mirror of every dirty slice while the mount still exists (a
-  // signal ended the loop) or just after (umount did).
-  fs.sync_all_dirty();
+  // signal ended the loop) or just after (umount did), unless FUSE_DESTROY
+  // ran it already. A failure is the daemon's: it exits non-zero.
+  final_mirror(ctx);
+  if (!ctx.final_failures.empty()) {
+    std::string names, details;
+    for (const SliceFs::SyncFailure& f : ctx.final_failures) {
+      names += (names.empty() ? "'" : ", '") + f.slice + "'";
+      details += "; " + f.slice + ": " + f.error.what();
+    }
+    return make_error(
+        ctx.final_failures.front().error.code,
+        "final mirror at unmount of " + opts.fsname + " (" + opts.mountpoint +
+            ") failed for slice" +
+            (ctx.final_failures.size() > 1 ? "s " : " ") + names +
+            ": their memory since the last mirror is not on the device" +
+            details);
+  }
   if (r < 0) return sys_error(-r, "FUSE loop on " + opts.mountpoint + " failed");
   return {};
 }

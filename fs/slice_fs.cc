@@ -277,7 +277,9 @@ Status SliceFs::settle(Slice& s, const Error* err) {
   s.failed = err != nullptr;
   if (!err) return {};
   log_error(err->what());
-  return make_error(EIO, err->message);  // what cp/dd/fsync see
+  // Its errno reaches cp, dd, fsync and `pcimirror sync` as it is: ENOSPC
+  // from a full device reads as such, not as EIO.
+  return *err;
 }
 
 Status SliceFs::sync_slice(Slice& s) {
@@ -399,14 +401,22 @@ Status SliceFs::close(uint64_t ino, bool wrote) {
   return {};
 }
 
-void SliceFs::sync_all_dirty() {
+std::vector<SliceFs::SyncFailure> SliceFs::sync_all_dirty() {
   std::vector<std::shared_ptr<Slice>> all;
   {
     std::shared_lock lock(tree_mu_);
     for (auto& [ino, s] : slices_) all.push_back(s);
   }
-  for (auto& s : all)
-    if (dirty(*s) && !s->removed) (void)sync_slice(*s);
+  std::vector<SyncFailure> failed;
+  if (options_.read_only) return failed;
+  for (auto& s : all) {
+    if (!dirty(*s) || s->removed) continue;
+    Status st = sync_slice(*s);
+    if (st.ok() || s->removed) continue;  // removed meanwhile: nothing lost
+    std::shared_lock meta(s->meta);
+    failed.push_back({s->entry.name, st.take_error()});
+  }
+  return failed;
 }
 
 Status SliceFs::add_slice(const SliceSpec& spec) {

@@ -109,18 +109,25 @@ class SliceFs {
   Result<size_t> write(uint64_t ino, uint64_t offset_bytes, size_t size,
                        const std::byte* src);
   /// Mirrors the slice now and returns when committed (fsync, `pcimirror
-  /// sync`). EIO on failure (details logged).
+  /// sync`). A failure keeps the engine's errno and message (ENOSPC, EIO,
+  /// EROFS, ...; also logged).
   Status sync(uint64_t ino);
   /// Mirrors the named slices (all when `names` is empty) with one group
   /// commit. The root directory's
   /// `user.pcimirror.sync` xattr, set by `pcimirror sync`, calls this.
-  /// ENOENT for an unknown name, EIO on failure.
+  /// ENOENT for an unknown name; a failed mirror keeps the engine's errno.
   Status sync_batch(const std::vector<std::string>& names);
-  /// close(2) of a descriptor: if `wrote`, mirrors per mirror_on_close. EIO
-  /// on failure.
+  /// close(2) of a descriptor: if `wrote`, mirrors per mirror_on_close. A
+  /// failed mirror keeps the engine's errno.
   Status close(uint64_t ino, bool wrote);
-  /// Mirrors every dirty slice (unmount).
-  void sync_all_dirty();
+  /// A slice whose mirror failed, with the engine's error.
+  struct SyncFailure {
+    std::string slice;
+    Error error;
+  };
+  /// Mirrors every dirty slice (unmount); returns the slices whose mirror
+  /// failed (each logged), empty when every one was committed.
+  std::vector<SyncFailure> sync_all_dirty();
 
   /// Online slice changes (`pcimirror slice add|rm|rename MOUNTPOINT`). Each
   /// is one crash-safe metadata commit (docs/FORMAT.md §7); the file appears
@@ -210,7 +217,8 @@ class SliceFs {
   void behind_worker();
   std::shared_ptr<Slice> get(uint64_t ino) const;
   Status sync_slice(Slice& s);
-  // Ends a mirror of `s`: clears syncing, records failure; EIO on `err`.
+  // Ends a mirror of `s`: clears syncing, records failure; returns `err`
+  // (errno and message unchanged) when there is one.
   Status settle(Slice& s, const Error* err);
   bool dirty(const Slice& s) const;
   void enqueue(uint64_t ino);

@@ -655,5 +655,86 @@ TEST_F(MirrorTest, SliceFsWriteBehindMirrorsExactlyWhatCloseSees) {
   EXPECT_EQ(on_disk(reload(), "a"), window(slices[0]));
 }
 
+// Issue 12 item 7: a failed mirror reaches close, fsync and `pcimirror
+// sync` with the engine's errno and message (here ENOSPC from the device,
+// injected at io_uring_enter), not as EIO; nothing is committed, and the
+// next mirror commits.
+TEST_F(MirrorTest, SliceFsMirrorErrorsKeepTheirErrno) {
+  Volume v = format();
+  FaultyDevice faults;
+  v.device().set_observer(&faults);
+  auto eng = *MirrorEngine::create(v, *region, {});
+  SliceFsOptions o;
+  o.write_behind = false;
+  SliceFs fs(*eng, o);
+  const uint64_t ino = *fs.lookup("a");
+  std::vector<std::byte> buf(1 << 20);
+  fill_random(buf.data(), buf.size(), 50);
+  ASSERT_TRUE(fs.write(ino, 0, buf.size(), buf.data()).ok());
+  const uint64_t gen0 = eng->table().generation;
+
+  faults.arm_enter(0, ENOSPC);
+  Status s = fs.sync(ino);
+  ASSERT_FALSE(s.ok());
+  EXPECT_TRUE(faults.enter_fired());
+  EXPECT_EQ(s.error().code, ENOSPC) << s.error().what();
+  EXPECT_NE(s.error().message.find(file.path()), std::string::npos)
+      << "names the device: " << s.error().message;
+  EXPECT_EQ(*fs.getxattr(ino, "user.pcimirror.state"), "error");
+  faults.arm_enter(0, ENOSPC);
+  s = fs.close(ino, true);
+  ASSERT_FALSE(s.ok());
+  EXPECT_EQ(s.error().code, ENOSPC) << s.error().what();
+  faults.arm_enter(0, ENOSPC);
+  s = fs.sync_batch({"a", "b"});
+  ASSERT_FALSE(s.ok());
+  EXPECT_EQ(s.error().code, ENOSPC) << s.error().what();
+  EXPECT_EQ(eng->table().generation, gen0);  // nothing committed
+  EXPECT_EQ(*fs.getxattr(ino, "user.pcimirror.generation"), "0");
+
+  faults.arm_enter(-1, 0);
+  ASSERT_TRUE(fs.sync(ino).ok());
+  EXPECT_EQ(*fs.getxattr(ino, "user.pcimirror.generation"), "1");
+  EXPECT_EQ(*fs.getxattr(ino, "user.pcimirror.state"), "clean");
+  v.device().set_observer(nullptr);
+  EXPECT_EQ(on_disk(reload(), "a"), window(slices[0]));
+}
+
+// Issue 12 item 5: the final mirror at unmount reports the slices whose
+// mirror failed, with their errors; the others are committed.
+TEST_F(MirrorTest, SliceFsSyncAllDirtyReturnsTheFailedSlices) {
+  Volume v = format();
+  FaultyDevice faults;
+  v.device().set_observer(&faults);
+  auto eng = *MirrorEngine::create(v, *region, {});
+  SliceFsOptions o;
+  o.write_behind = false;
+  SliceFs fs(*eng, o);
+  randomize(51);
+  std::vector<std::byte> one(4096);
+  fill_random(one.data(), one.size(), 52);
+  const uint64_t a = *fs.lookup("a"), b = *fs.lookup("b");
+  ASSERT_TRUE(fs.write(a, 0, one.size(), one.data()).ok());
+  ASSERT_TRUE(fs.write(b, 0, one.size(), one.data()).ok());
+
+  faults.arm_enter(0, ENOSPC);  // the first mirror (a's) fails
+  std::vector<SliceFs::SyncFailure> failed = fs.sync_all_dirty();
+  ASSERT_EQ(failed.size(), 1u);
+  EXPECT_EQ(failed[0].slice, "a");
+  EXPECT_EQ(failed[0].error.code, ENOSPC) << failed[0].error.what();
+  EXPECT_EQ(*fs.getxattr(a, "user.pcimirror.generation"), "0");
+  EXPECT_EQ(*fs.getxattr(a, "user.pcimirror.state"), "error");
+  EXPECT_EQ(*fs.getxattr(b, "user.pcimirror.generation"), "1");
+  EXPECT_EQ(*fs.getxattr(b, "user.pcimirror.state"), "clean");
+
+  faults.arm_enter(-1, 0);
+  EXPECT_TRUE(fs.sync_all_dirty().empty());
+  EXPECT_EQ(*fs.getxattr(a, "user.pcimirror.generation"), "1");
+  EXPECT_TRUE(fs.sync_all_dirty().empty());  // nothing dirty left
+  v.device().set_observer(nullptr);
+  EXPECT_EQ(on_disk(reload(), "a"), window(slices[0]));
+  EXPECT_EQ(on_disk(reload(), "b"), window(slices[1]));
+}
+
 }  // namespace
 }  // namespace pcimirror
