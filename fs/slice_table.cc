@@ -28,7 +28,7 @@ Status add_slice_to(const Volume& volume, SliceTable& table, SliceEntry e) {
   for (const SliceEntry& s : table.slices)
     for (const MirrorCopy& c : s.copies) alloc.reserve(c.extents);
   for (MirrorCopy& c : e.copies) {
-    auto got = alloc.allocate(mirror_bytes(e.length_bytes) / kSectorBytes);
+    auto got = alloc.allocate(mirror_sectors(e.length_bytes));
     if (!got.ok())
       return make_error(ENOSPC, "no room on " + volume.device().path() + " for the " +
                                     std::to_string(e.copies.size()) +
