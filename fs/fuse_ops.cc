@@ -60,8 +60,11 @@ struct Context {
 
 // The errno a FUSE reply can carry: the error's own (ENOSPC, EROFS, ...),
 // EIO if it is out of range.
+// ENOSYS never: the kernel would take it as "not implemented" and stop
+// sending flush, fsync or setxattr for the rest of the mount
+// (fc->no_flush etc. in fs/fuse/file.c), so closes would stop mirroring.
 int reply_errno(const Error& e) {
-  return e.code > 0 && e.code < 4096 ? e.code : EIO;
+  return e.code > 0 && e.code < 4096 && e.code != ENOSYS ? e.code : EIO;
 }
 
 // A failed mirror requested by a close or fsync: logged by SliceFs; kept as
@@ -106,7 +109,7 @@ void refuse(fuse_req_t req, const char* op, const std::string& name,
 
 void reply_attr(fuse_req_t req, const Result<struct stat>& st) {
   if (!st.ok()) {
-    fuse_reply_err(req, st.error().code);
+    fuse_reply_err(req, reply_errno(st.error()));
     return;
   }
   fuse_reply_attr(req, &*st, kAttrTimeout);
@@ -166,7 +169,7 @@ void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set,
     if (fi && fi->fh) {
       reinterpret_cast<Handle*>(fi->fh)->wrote = true;
     } else if (Status c = fs.close(ino, true); !c.ok()) {
-      return (void)fuse_reply_err(req, c.error().code);
+      return (void)fuse_reply_err(req, reply_errno(c.error()));
     }
   }
   reply_attr(req, st);
@@ -342,7 +345,7 @@ void op_setxattr(fuse_req_t req, fuse_ino_t ino, const char* name,
     std::lock_guard lock(ctx.mu);
     ctx.last_error = s.error().what();
   }
-  fuse_reply_err(req, s.ok() ? 0 : s.error().code);
+  fuse_reply_err(req, s.ok() ? 0 : reply_errno(s.error()));
 }
 
 void op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size) {

@@ -503,10 +503,20 @@ Result<struct stat> SliceFs::setattr(uint64_t ino, const struct stat& attr,
   const bool meta = to_set & (kSetMode | kSetUid | kSetGid);
   if (meta && (options_.uid || options_.gid || options_.umask))
     return make_error(EPERM, "owner and mode are set by mount options");
-  SliceEntry snapshot;
+  // Ownership and permissions are metadata committed at once: under
+  // control_mu_, so the slice cannot be removed or renamed meanwhile (a
+  // stale descriptor's chmod must not land on a new slice of the same
+  // name), and only the fields asked for reach the committed entry.
+  std::unique_lock<std::mutex> control;
+  if (meta) {
+    control = std::unique_lock(control_mu_);
+    if (s->removed) return make_error(ENOENT, "slice was removed");
+  }
+  SliceEntry before, after;
   {
     std::unique_lock lock(s->meta);
     SliceEntry& e = s->entry;
+    before = e;
     const int64_t now = now_ns();
     if (to_set & kSetMode) e.mode = attr.st_mode & 07777;
     if (to_set & kSetUid) e.uid = attr.st_uid;
@@ -516,29 +526,27 @@ Result<struct stat> SliceFs::setattr(uint64_t ino, const struct stat& attr,
     if (to_set & kSetAtimeNow) e.atime_ns = now;
     if (to_set & kSetMtimeNow) e.mtime_ns = now;
     e.ctime_ns = now;
-    snapshot = e;
+    after = e;
   }
   if (meta) {
-    // Ownership and permissions are metadata: commit them now, under the
-    // name the slice has (no online rename meanwhile).
-    std::lock_guard control(control_mu_);
-    {
-      std::shared_lock lock(s->meta);
-      snapshot.name = s->entry.name;
-    }
     Status c = engine_.commit_edit([&](SliceTable& t) -> Status {
       for (SliceEntry& e : t.slices)
-        if (e.name == snapshot.name) {
-          e.mode = snapshot.mode;
-          e.uid = snapshot.uid;
-          e.gid = snapshot.gid;
-          e.ctime_ns = snapshot.ctime_ns;
+        if (e.name == after.name) {
+          if (to_set & kSetMode) e.mode = after.mode;
+          if (to_set & kSetUid) e.uid = after.uid;
+          if (to_set & kSetGid) e.gid = after.gid;
+          e.ctime_ns = after.ctime_ns;
         }
       return {};
     });
     if (!c.ok()) {
+      // Not on disk: the mount keeps showing what is.
+      std::unique_lock lock(s->meta);
+      s->entry.mode = before.mode;
+      s->entry.uid = before.uid;
+      s->entry.gid = before.gid;
       log_error(c.error().what());
-      return make_error(EIO, c.error().message);
+      return c.take_error();  // its own errno (EIO, ENOSPC, EROFS, ...)
     }
   }
   return getattr(ino);

@@ -174,6 +174,7 @@ class SliceFs {
                kSetMtimeNow = 256 };
 
  private:
+  friend struct SliceFsTestPeer;  // tests: hold a slice's locks
   struct Slice {
     uint64_t ino = 0;
     uint64_t offset_bytes = 0;  // the window: fixed for the slice's life

@@ -243,4 +243,65 @@ TEST(Concurrency, OnlineSliceChangesRaceWritesAndMirrors) {
 }
 
 }  // namespace
+
+// Reaches a slice's content lock, as a mirror in flight holds it.
+struct SliceFsTestPeer {
+  static std::unique_lock<WriterPriorityMutex> hold_content(SliceFs& fs,
+                                                            uint64_t ino) {
+    return std::unique_lock<WriterPriorityMutex>(fs.get(ino)->content);
+  }
+};
+
+namespace {
+
+// Found by review: a chmod through a descriptor of a slice that is removed
+// meanwhile, and replaced by a new slice of the same name, committed the old
+// slice's mode and owner onto the new one (and answered ENOENT). The chmod
+// now fails with ENOENT and the new slice keeps its own mode and owner.
+TEST(Concurrency, StaleChmodDoesNotLandOnANewSliceOfTheSameName) {
+  Rig rig("stale", {{"a", 0, 2 << 20}, {"b", 2 << 20, 2 << 20}});
+  SliceFs fs(*rig.eng, {});
+  const uint64_t old_ino = *fs.lookup("a");
+  struct stat owner {};
+  owner.st_mode = 0640;
+  owner.st_uid = owner.st_gid = 1234;
+  ASSERT_TRUE(
+      fs.setattr(old_ino, owner,
+                 SliceFs::kSetMode | SliceFs::kSetUid | SliceFs::kSetGid)
+          .ok());
+  Status removed, added;
+  Result<struct stat> chmod = make_error(EIO, "not run");
+  {
+    auto mirror = SliceFsTestPeer::hold_content(fs, old_ino);
+    std::thread rm([&] { removed = fs.remove_slice("a"); });
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    std::thread add([&] { added = fs.add_slice({"a", 6 << 20, 4096}); });
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    std::thread ch([&] {
+      struct stat m {};
+      m.st_mode = 0666;
+      chmod = fs.setattr(old_ino, m, SliceFs::kSetMode);
+    });
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    mirror.unlock();  // the mirror ends: remove, add and chmod go on
+    rm.join();
+    add.join();
+    ch.join();
+  }
+  ASSERT_TRUE(removed.ok());
+  ASSERT_TRUE(added.ok());
+  ASSERT_FALSE(chmod.ok());
+  EXPECT_EQ(chmod.error().code, ENOENT);
+  for (const SliceEntry& e : rig.eng->table().slices) {
+    if (e.name != "a") continue;
+    EXPECT_EQ(e.offset_bytes, 6u << 20);
+    EXPECT_EQ(e.mode, 0644u);
+    EXPECT_EQ(e.uid, 0u);
+    EXPECT_EQ(e.gid, 0u);
+  }
+  auto st = *fs.getattr(*fs.lookup("a"));
+  EXPECT_EQ(st.st_mode & 07777, 0644u);
+}
+
+}  // namespace
 }  // namespace pcimirror
