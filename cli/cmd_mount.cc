@@ -70,6 +70,16 @@ int serve(const std::string& device, const std::string& mountpoint,
                     vol->superblock().uuid_string() + ", not " + mo.uuid +
                     " given by uuid=; check the device name (pcimirror status " +
                     device + ")");
+  // A volume formatted before stable slice IDs is upgraded in one
+  // crash-safe commit before anything is served (docs/FORMAT.md §9); a
+  // read-only mount reads it as it is.
+  if (!mo.read_only && !vol->read_only()) {
+    auto up = vol->upgrade();
+    if (!up.ok())
+      return ch.error("upgrading the volume on " + device +
+                      " to stable slice IDs failed: " + up.error().what() +
+                      "; nothing was changed; mount with -o ro to read it");
+  }
   auto spec = effective_memory_spec(vol->superblock(), mo.memory_override);
   if (!spec.ok()) return ch.error(spec.error());
   auto region = open_region(*spec);
@@ -78,7 +88,7 @@ int serve(const std::string& device, const std::string& mountpoint,
   if (!engine.ok()) return ch.error(engine.error());
   if (mo.restore == RestorePolicy::kOnMount) {
     for (const SliceEntry& e : vol->table().slices) {
-      auto r = (*engine)->restore(e.name);
+      auto r = (*engine)->restore(e.id);
       if (!r.ok())
         return ch.error("restore on mount of " + device + " failed: " +
                         r.error().what() +

@@ -6,9 +6,10 @@
 
 #include "cli/commands.h"
 #include "cli/common.h"
-#include "cli/progress.h"
 #include "cli/mount_options.h"
+#include "cli/progress.h"
 #include "cli/settings.h"
+#include "fs/slice_table.h"
 #include "io/units.h"
 
 namespace pcimirror::cli {
@@ -34,8 +35,13 @@ int run(const std::string& device, const std::string& memory,
     uint64_t len = 0;
     for (const SliceEntry& e : vol->table().slices)
       if (e.name == name) len = e.length_bytes;
+    auto id = slice_id_of(vol->table(), name);
+    if (!id.ok()) {
+      rc = fail(id.error());
+      continue;
+    }
     Progress bar("restore " + name, 2 * len);
-    auto r = (*engine)->restore(name, [&](uint64_t d) { bar.update(d); });
+    auto r = (*engine)->restore(*id, [&](uint64_t d) { bar.update(d); });
     bar.finish();
     if (!r.ok()) {
       rc = fail(r.error());

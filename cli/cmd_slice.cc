@@ -106,7 +106,8 @@ void add_slice(CLI::App& app, int& rc) {
               std::chrono::duration_cast<std::chrono::nanoseconds>(
                   std::chrono::system_clock::now().time_since_epoch())
                   .count();
-          return add_slice_to(v, t, std::move(e));
+          auto id = add_slice_to(v, t, std::move(e));
+          return id.ok() ? Status{} : Status{id.take_error()};
         },
         "added slice " + s->name);
   });
@@ -122,7 +123,10 @@ void add_slice(CLI::App& app, int& rc) {
     }
     rc = edit_offline(
         a->target,
-        [&](Volume&, SliceTable& t) { return remove_slice_from(t, a->name); },
+        [&](Volume&, SliceTable& t) -> Status {
+          PCIM_ASSIGN_OR_RETURN(uint64_t id, slice_id_of(t, a->name));
+          return remove_slice_from(t, id);
+        },
         "removed slice " + a->name);
   });
   CLI::App* mv =
@@ -140,8 +144,9 @@ void add_slice(CLI::App& app, int& rc) {
     }
     rc = edit_offline(
         a->target,
-        [&](Volume&, SliceTable& t) {
-          return rename_slice_in(t, a->name, a->to, false);
+        [&](Volume&, SliceTable& t) -> Status {
+          PCIM_ASSIGN_OR_RETURN(uint64_t id, slice_id_of(t, a->name));
+          return rename_slice_in(t, id, a->to);
         },
         done);
   });

@@ -60,6 +60,11 @@ int run(const std::string& target, bool json) {
     j["memory_spec"] = sb.memory_spec;
     j["region_bytes"] = sb.region_bytes;
     j["metadata_generation"] = t.generation;
+    // docs/FORMAT.md §9: slot version 1 is a volume from before slice IDs,
+    // which its next writable mount upgrades.
+    j["metadata_slot_version"] = t.slot_version;
+    j["slice_ids_feature"] = (sb.incompat_features & kIncompatSliceIds) != 0;
+    j["next_slice_id"] = t.next_slice_id;
     j["mirror_copies"] = sb.mirror_copies;
     j["logical_block_size"] = sb.logical_block_size;
     j["data_start_sector"] = sb.data_start_sector;
@@ -69,6 +74,7 @@ int run(const std::string& target, bool json) {
     for (const SliceEntry& e : t.slices) {
       const MirrorCopy* c = e.committed();
       nlohmann::json s;
+      s["id"] = e.id;
       s["name"] = e.name;
       s["offset_bytes"] = e.offset_bytes;
       s["length_bytes"] = e.length_bytes;
@@ -108,16 +114,21 @@ int run(const std::string& target, bool json) {
   }
   std::cout << "device      " << device;
   if (!mountpoint.empty()) std::cout << " (mounted at " << mountpoint << ")";
-  std::cout << "\nuuid        " << sb.uuid_string() << (sb.label.empty() ? "" : "  label ")
-            << sb.label << "\nmemory      " << sb.memory_spec << " ("
+  std::cout << "\nuuid        " << sb.uuid_string()
+            << (sb.label.empty() ? "" : "  label ") << sb.label
+            << "\nmemory      " << sb.memory_spec << " ("
             << format_bytes(sb.region_bytes) << ")\nmetadata    generation "
             << t.generation << ", " << sb.mirror_copies
             << (sb.mirror_copies == 2 ? " copies per slice (A/B)"
                                       : " copy per slice (in place)")
+            << (vol->needs_upgrade()
+                    ? "; formatted before slice IDs (the next writable mount "
+                      "upgrades it)"
+                    : "")
             << "\ndata area   " << format_bytes(sb.data_sectors * kSectorBytes)
             << ", " << format_bytes(free_bytes) << " free\n\n";
-  std::printf("%-16s %12s %12s %5s %-9s %-8s %-19s %9s%s\n", "SLICE", "OFFSET",
-              "LENGTH", "GEN", "PATH", "CRC32C", "LAST SYNC", "MB/s",
+  std::printf("%4s %-16s %12s %12s %5s %-9s %-8s %-19s %9s%s\n", "ID", "SLICE",
+              "OFFSET", "LENGTH", "GEN", "PATH", "CRC32C", "LAST SYNC", "MB/s",
               mountpoint.empty() ? "" : "  STATE");
   for (const SliceEntry& e : t.slices) {
     const MirrorCopy* c = e.committed();
@@ -126,7 +137,8 @@ int run(const std::string& target, bool json) {
     char rate[32] = "-";
     if (c && c->sync_duration_ns)
       std::snprintf(rate, sizeof rate, "%.0f", mb_per_s(e.length_bytes, c->sync_duration_ns));
-    std::printf("%-16s %12llu %12s %5llu %-9s %-8s %-19s %9s%s%s\n", e.name.c_str(),
+    std::printf("%4llu %-16s %12llu %12s %5llu %-9s %-8s %-19s %9s%s%s\n",
+                static_cast<unsigned long long>(e.id), e.name.c_str(),
                 static_cast<unsigned long long>(e.offset_bytes),
                 format_bytes(e.length_bytes).c_str(),
                 static_cast<unsigned long long>(e.generation()),

@@ -14,7 +14,8 @@ constexpr char kSuperMagic[8] = {'P', 'C', 'I', 'M', 'I', 'R', 'S', 'B'};
 constexpr char kSlotMagic[8] = {'P', 'C', 'I', 'M', 'I', 'R', 'M', 'D'};
 constexpr size_t kSuperCrcOffset = 4092;
 constexpr size_t kSlotHeaderCrcOffset = 60;
-constexpr size_t kEntryFixedBytes = 72;
+// Fixed part of a slice entry before its name (§4.1), per slot version.
+constexpr size_t kEntryFixedBytesV1 = 72, kEntryFixedBytesV2 = 80;
 constexpr size_t kCopyFixedBytes = 40;
 
 // Little-endian encoder appending to a byte vector.
@@ -126,6 +127,24 @@ const MirrorCopy* SliceEntry::committed() const {
 uint32_t SliceEntry::next_copy() const {
   if (copies.size() < 2) return 0;
   return committed() ? 1 - current_copy : current_copy;
+}
+
+const SliceEntry* SliceTable::find_id(uint64_t id) const {
+  for (const SliceEntry& e : slices)
+    if (e.id == id) return &e;
+  return nullptr;
+}
+
+SliceEntry* SliceTable::find_id(uint64_t id) {
+  for (SliceEntry& e : slices)
+    if (e.id == id) return &e;
+  return nullptr;
+}
+
+const SliceEntry* SliceTable::find_name(const std::string& name) const {
+  for (const SliceEntry& e : slices)
+    if (e.name == name) return &e;
+  return nullptr;
 }
 
 std::string Superblock::uuid_string() const {
@@ -308,6 +327,9 @@ Result<std::vector<uint8_t>> encode_slot(const Superblock& sb,
   std::vector<uint8_t> out;
   Writer w(out);
   w.zeros(kSlotHeaderBytes);
+  // Table header (§4, slot version 2).
+  w.u64(table.next_slice_id);
+  w.u64(0);
   for (const SliceEntry& e : table.slices) {
     size_t start = w.size();
     w.u32(0);  // entry_bytes, filled below
@@ -324,6 +346,7 @@ Result<std::vector<uint8_t>> encode_slot(const Superblock& sb,
     w.i64(e.ctime_ns);
     w.u32(e.current_copy);
     w.u32(0);
+    w.u64(e.id);
     w.bytes(e.name.data(), e.name.size());
     w.pad_to(8);
     for (const MirrorCopy& c : e.copies) {
@@ -353,7 +376,7 @@ Result<std::vector<uint8_t>> encode_slot(const Superblock& sb,
   std::vector<uint8_t> header;
   Writer h(header);
   h.bytes(kSlotMagic, 8);
-  h.u32(kFormatVersion);
+  h.u32(kSlotVersionIds);
   h.u32(kSlotHeaderBytes);
   h.u64(table.generation);
   h.u64(payload);
@@ -387,8 +410,11 @@ Result<SliceTable> decode_slot(const Superblock& sb,
   uint32_t header_crc = h.u32();
   if (header_crc != crc32c(bytes.data(), kSlotHeaderCrcOffset))
     return corrupt("metadata slot header CRC32C mismatch");
-  if (version != kFormatVersion || header_bytes != kSlotHeaderBytes)
-    return corrupt("metadata slot version " + std::to_string(version));
+  if ((version != kSlotVersionNames && version != kSlotVersionIds) ||
+      header_bytes != kSlotHeaderBytes)
+    return corrupt("metadata slot version " + std::to_string(version) +
+                   "; this pcimirror reads versions 1 and 2");
+  t.slot_version = version;
   if (!std::equal(uuid.begin(), uuid.end(), sb.uuid.begin()))
     return corrupt("metadata slot belongs to another volume (UUID mismatch)");
   if (t.generation == 0) return corrupt("metadata slot generation is 0");
@@ -399,10 +425,17 @@ Result<SliceTable> decode_slot(const Superblock& sb,
   if (payload_crc != crc32c(body.data(), body.size()))
     return corrupt("metadata slot payload CRC32C mismatch");
   Reader r(body);
+  const bool ids = version == kSlotVersionIds;
+  if (ids) {
+    t.next_slice_id = r.u64();
+    r.u64();
+    if (!r.ok()) return corrupt("metadata slot table header is truncated");
+  }
+  const size_t fixed = ids ? kEntryFixedBytesV2 : kEntryFixedBytesV1;
   for (uint32_t i = 0; i < count; ++i) {
     size_t start = r.pos();
     uint32_t entry_bytes = r.u32();
-    if (!r.ok() || entry_bytes < kEntryFixedBytes || entry_bytes % 8 ||
+    if (!r.ok() || entry_bytes < fixed || entry_bytes % 8 ||
         entry_bytes > body.size() - start)
       return corrupt("slice entry " + std::to_string(i) + " has a bad size");
     Reader e(body.subspan(start + 4, entry_bytes - 4));
@@ -421,6 +454,8 @@ Result<SliceTable> decode_slot(const Superblock& sb,
     s.ctime_ns = e.i64();
     s.current_copy = e.u32();
     e.u32();
+    // Version 1 has no IDs: slices get 1..n in table order (§9).
+    s.id = ids ? e.u64() : i + 1;
     auto name = e.bytes(name_bytes);
     s.name.assign(reinterpret_cast<const char*>(name.data()), name.size());
     e.skip((8 - name_bytes % 8) % 8);
@@ -453,6 +488,7 @@ Result<SliceTable> decode_slot(const Superblock& sb,
       return corrupt("slice entry " + std::to_string(i) + " is truncated");
     t.slices.push_back(std::move(s));
   }
+  if (!ids) t.next_slice_id = uint64_t{count} + 1;
   PCIM_TRY(validate_table(sb, t));
   return t;
 }
@@ -513,6 +549,7 @@ Status validate_new_name(const std::string& name) {
 Status validate_table(const Superblock& sb, const SliceTable& table) {
   const uint64_t spb = sb.block_bytes / kSectorBytes;
   std::set<std::string> names;
+  std::set<uint64_t> ids;
   std::vector<std::pair<Extent, const std::string*>> all;
   std::vector<std::pair<uint64_t, uint64_t>> windows;
   for (const SliceEntry& s : table.slices) {
@@ -520,6 +557,13 @@ Status validate_table(const Superblock& sb, const SliceTable& table) {
       return corrupt("slice name '" + s.name + "' is invalid");
     if (!names.insert(s.name).second)
       return corrupt("slice name '" + s.name + "' appears twice");
+    // Rule 7: IDs are unique and below next_slice_id, so never reused.
+    if (s.id == 0 || s.id >= table.next_slice_id)
+      return corrupt("slice '" + s.name + "' has ID " + std::to_string(s.id) +
+                     ", outside [1, next_slice_id " +
+                     std::to_string(table.next_slice_id) + ")");
+    if (!ids.insert(s.id).second)
+      return corrupt("slice ID " + std::to_string(s.id) + " appears twice");
     if (s.length_bytes == 0)
       return corrupt("slice '" + s.name + "' has length 0");
     if (s.offset_bytes > sb.region_bytes ||

@@ -1,4 +1,5 @@
-// Encoding, decoding and validation of the on-disk format, version 1.
+// Encoding, decoding and validation of the on-disk format, version 1 with
+// the `slice_ids` feature (metadata slot version 2).
 // docs/FORMAT.md is the specification; section numbers below refer to it.
 #pragma once
 
@@ -15,16 +16,27 @@ namespace pcimirror {
 constexpr uint32_t kSectorBytes = 512;            // §1
 constexpr uint32_t kBlockBytes = 4096;            // §1 allocation block
 constexpr uint32_t kSuperblockBytes = 4096;       // §3
-constexpr uint32_t kFormatVersion = 1;            // §3, §4
+constexpr uint32_t kFormatVersion = 1;            // §3 superblock version
+/// §4 metadata slot versions: 1 names slices only (volumes formatted before
+/// stable slice IDs); 2 adds the table header and a slice ID per entry
+/// (§4.1). Readers accept both; writers write 2.
+constexpr uint32_t kSlotVersionNames = 1, kSlotVersionIds = 2;
 constexpr uint32_t kSlotHeaderBytes = 64;         // §4
+constexpr uint32_t kTableHeaderBytes = 16;        // §4, slot version 2
 constexpr uint32_t kCrcChunkBytes = 1u << 20;     // §3 crc_chunk_bytes
 constexpr uint64_t kDefaultMetaSlotBytes = 4u << 20;  // §2
 constexpr uint64_t kLayoutAlignBytes = 1u << 20;  // §2
 constexpr size_t kMaxNameBytes = 255;             // §4.1
 constexpr size_t kMemorySpecBytes = 512;          // §3
 constexpr size_t kLabelBytes = 64;                // §3
-/// Feature bits this build knows (§3). Version 1 defines none.
-constexpr uint64_t kKnownIncompat = 0, kKnownRoCompat = 0, kKnownCompat = 0;
+/// §3 incompat feature `slice_ids`: set by format, so that a release
+/// without slice IDs refuses a volume made with them. An upgraded volume
+/// keeps its superblock as it was (§9): its version-2 slots are what older
+/// releases cannot read.
+constexpr uint64_t kIncompatSliceIds = 1u << 0;
+/// Feature bits this build knows (§3).
+constexpr uint64_t kKnownIncompat = kIncompatSliceIds, kKnownRoCompat = 0,
+                   kKnownCompat = 0;
 
 /// §4.1 copy `path`: how a mirror's bytes reached the disk.
 enum class MirrorPath : uint32_t { kNone = 0, kZeroCopy = 1, kBounce = 2, kMixed = 3 };
@@ -52,6 +64,10 @@ struct MirrorCopy {
 
 /// One slice: a window of the region and its mirror copies (§4.1).
 struct SliceEntry {
+  /// Stable slice ID (§4.1): ≥ 1, unique in the volume and never reused,
+  /// even after the slice is removed. The engine, write-behind and the FUSE
+  /// layer address slices by it; the name is a label that rename changes.
+  uint64_t id = 0;
   std::string name;
   uint16_t flags = 0;
   uint32_t mode = 0644;
@@ -100,7 +116,20 @@ struct Superblock {
 /// The decoded content of a metadata slot.
 struct SliceTable {
   uint64_t generation = 0;  ///< metadata commit counter (§4)
+  /// The ID the next new slice gets (§4): above every ID ever given in the
+  /// volume, so IDs are never reused.
+  uint64_t next_slice_id = 1;
+  /// The slot version this table was read from (§4): kSlotVersionNames for
+  /// a volume that the next commit upgrades (§9). Not encoded: writers
+  /// always write kSlotVersionIds.
+  uint32_t slot_version = kSlotVersionIds;
   std::vector<SliceEntry> slices;
+
+  /// The entry with ID `id`, or nullptr.
+  const SliceEntry* find_id(uint64_t id) const;
+  SliceEntry* find_id(uint64_t id);
+  /// The entry named `name`, or nullptr.
+  const SliceEntry* find_name(const std::string& name) const;
 };
 
 /// Computes a fresh layout (§2) for a device of `device_bytes` with slots of
@@ -122,7 +151,9 @@ Result<Superblock> decode_superblock(std::span<const uint8_t> bytes);
 /// it does not fit the superblock's slot size.
 Result<std::vector<uint8_t>> encode_slot(const Superblock& sb,
                                          const SliceTable& table);
-/// Decodes and validates a slot (§4, §6). EINVAL/EUCLEAN with the reason.
+/// Decodes and validates a slot (§4, §6), version 1 or 2. A version-1 slot
+/// gets slice IDs 1..n in table order and next_slice_id n + 1 (§9).
+/// EINVAL/EUCLEAN with the reason.
 Result<SliceTable> decode_slot(const Superblock& sb,
                                std::span<const uint8_t> bytes);
 

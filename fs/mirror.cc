@@ -102,10 +102,11 @@ class RegionSource final : public WriteSource {
   uint64_t bounced_ = 0;
 };
 
-const SliceEntry* find(const SliceTable& t, const std::string& name) {
-  for (const SliceEntry& e : t.slices)
-    if (e.name == name) return &e;
-  return nullptr;
+// Slice `id` in `t`, or ENOENT (a slice removed meanwhile, or never there).
+Result<const SliceEntry*> find_slice(const SliceTable& t, uint64_t id) {
+  if (const SliceEntry* e = t.find_id(id)) return e;
+  return make_error(ENOENT, "no slice with ID " + std::to_string(id) +
+                                " (removed meanwhile?)");
 }
 
 // The device extents of mirror bytes [start_bytes, start_bytes + length_bytes)
@@ -249,6 +250,7 @@ Status MirrorEngine::commit_edit(
 }
 
 bool WriteBehind::matches(const SliceEntry& e, uint32_t crc_chunk_bytes) const {
+  if (e.id != slice_id) return false;
   return active() && e.copies.size() > 1 && target_copy == e.next_copy() &&
          generation == e.generation() + 1 &&
          written.size() == chunk_count(e.length_bytes, crc_chunk_bytes) &&
@@ -374,13 +376,13 @@ Result<std::vector<MirrorCopy>> MirrorEngine::write_copies(
     const uint64_t behind =
         reqs[i].behind ? reqs[i].behind->written_bytes(e.length_bytes, chunk)
                        : 0;
-    reports.push_back(SyncReport{e.name, c.generation, e.length_bytes, behind,
-                                 c.sync_duration_ns, c.path, c.crc32c});
+    reports.push_back(SyncReport{e.id, e.name, c.generation, e.length_bytes,
+                                 behind, c.sync_duration_ns, c.path, c.crc32c});
   }
   return out;
 }
 
-Status MirrorEngine::write_behind(const std::string& name, uint64_t first_chunk,
+Status MirrorEngine::write_behind(uint64_t slice_id, uint64_t first_chunk,
                                   uint64_t count, WriteBehind& wb) {
   // Write-behind gives way to every other operation waiting for the engine
   // (a mirror at close, a restore, a commit), so a long cp does not hold
@@ -391,8 +393,14 @@ Status MirrorEngine::write_behind(const std::string& name, uint64_t first_chunk,
     std::this_thread::sleep_for(std::chrono::microseconds(200));
     lock.lock();
   }
-  const SliceEntry* e = find(volume_.table(), name);
-  if (!e) return make_error(ENOENT, "no slice named '" + name + "'");
+  // Claimed chunks are unwritten from here on, whatever fails below: the
+  // next mirror writes them (a stale mark would keep their old bytes).
+  for (uint64_t k = first_chunk;
+       k < wb.written.size() && k - first_chunk < count; ++k)
+    wb.written[k] = 0;
+  PCIM_ASSIGN_OR_RETURN(const SliceEntry* e,
+                        find_slice(volume_.table(), slice_id));
+  const std::string& name = e->name;
   if (volume_.read_only())
     return make_error(EROFS,
                       "volume on " + volume_.device().path() + " is read-only");
@@ -405,6 +413,7 @@ Status MirrorEngine::write_behind(const std::string& name, uint64_t first_chunk,
   const uint64_t n = chunk_count(e->length_bytes, chunk);
   if (!wb.active()) {
     wb = WriteBehind{};
+    wb.slice_id = e->id;
     wb.target_copy = e->next_copy();
     wb.generation = e->generation() + 1;
     wb.chunk_crc32c.assign(n, 0);
@@ -418,8 +427,6 @@ Status MirrorEngine::write_behind(const std::string& name, uint64_t first_chunk,
     return make_error(EINVAL, "chunks [" + std::to_string(first_chunk) + ", +" +
                                   std::to_string(count) +
                                   ") lie outside slice '" + name + "'");
-  for (uint64_t k = first_chunk; k < first_chunk + count; ++k)
-    wb.written[k] = 0;
   const CopyRequest req{
       e, &e->copies[wb.target_copy], wb.generation, {}, nullptr};
   const Run run{0, first_chunk, first_chunk + count};
@@ -450,11 +457,12 @@ static void log_sync(const SyncReport& r) {
 }
 
 Result<SyncReport> MirrorEngine::sync(
-    const std::string& name, const std::function<void(SliceEntry&)>& amend,
+    uint64_t slice_id, const std::function<void(SliceEntry&)>& amend,
     const std::function<void(uint64_t)>& progress, const WriteBehind* behind) {
   auto lock = lock_ahead_of_write_behind();
-  const SliceEntry* e = find(volume_.table(), name);
-  if (!e) return make_error(ENOENT, "no slice named '" + name + "'");
+  PCIM_ASSIGN_OR_RETURN(const SliceEntry* e,
+                        find_slice(volume_.table(), slice_id));
+  const std::string name = e->name;
   if (volume_.read_only())
     return make_error(EROFS, "volume on " + volume_.device().path() +
                                  " is read-only; slice '" + name +
@@ -468,12 +476,10 @@ Result<SyncReport> MirrorEngine::sync(
   PCIM_ASSIGN_OR_RETURN(auto copies, write_copies({&req, 1}, reports));
   const SyncReport report = reports.front();
   SliceTable next = volume_.table();
-  for (SliceEntry& s : next.slices) {
-    if (s.name != name) continue;
-    s.copies[target] = std::move(copies.front());
-    s.current_copy = target;
-    if (amend) amend(s);
-  }
+  SliceEntry& s = *next.find_id(slice_id);
+  s.copies[target] = std::move(copies.front());
+  s.current_copy = target;
+  if (amend) amend(s);
   if (Status c = volume_.commit(std::move(next)); !c.ok()) {
     Error err = c.take_error();
     err.message = "commit of slice '" + name + "' failed: " + err.message;
@@ -484,7 +490,7 @@ Result<SyncReport> MirrorEngine::sync(
 }
 
 Result<std::vector<SyncReport>> MirrorEngine::sync_batch(
-    const std::vector<std::string>& names,
+    const std::vector<uint64_t>& slice_ids,
     const std::function<void(SliceEntry&)>& amend,
     std::span<const WriteBehind* const> behind) {
   auto lock = lock_ahead_of_write_behind();
@@ -492,15 +498,16 @@ Result<std::vector<SyncReport>> MirrorEngine::sync_batch(
     return make_error(EROFS, "volume on " + volume_.device().path() + " is read-only");
   const SliceTable& cur = volume_.table();
   std::vector<CopyRequest> reqs;
-  std::unordered_map<std::string_view, const SliceEntry*> by_name;
-  by_name.reserve(cur.slices.size());
-  for (const SliceEntry& e : cur.slices) by_name.emplace(e.name, &e);
+  std::unordered_map<uint64_t, const SliceEntry*> by_id;
+  by_id.reserve(cur.slices.size());
+  for (const SliceEntry& e : cur.slices) by_id.emplace(e.id, &e);
   const uint32_t chunk = volume_.superblock().crc_chunk_bytes;
-  for (size_t i = 0; i < names.size(); ++i) {
-    const std::string& n = names[i];
-    auto it = by_name.find(n);
-    if (it == by_name.end())
-      return make_error(ENOENT, "no slice named '" + n + "'");
+  for (size_t i = 0; i < slice_ids.size(); ++i) {
+    auto it = by_id.find(slice_ids[i]);
+    if (it == by_id.end())
+      return make_error(ENOENT, "no slice with ID " +
+                                    std::to_string(slice_ids[i]) +
+                                    " (removed meanwhile?)");
     const SliceEntry* e = it->second;
     if (!e) continue;  // named twice
     it->second = nullptr;
@@ -521,14 +528,14 @@ Result<std::vector<SyncReport>> MirrorEngine::sync_batch(
   std::vector<SyncReport> reports;
   PCIM_ASSIGN_OR_RETURN(auto copies, write_copies(reqs, reports));
   SliceTable next = cur;
-  std::map<std::string, size_t> index;
+  std::map<uint64_t, size_t> index;
   std::vector<uint32_t> targets;
   for (size_t i = 0; i < reqs.size(); ++i) {
-    index[reqs[i].entry->name] = i;
+    index[reqs[i].entry->id] = i;
     targets.push_back(reqs[i].entry->next_copy());
   }
   for (SliceEntry& s : next.slices) {
-    auto it = index.find(s.name);
+    auto it = index.find(s.id);
     if (it == index.end()) continue;
     s.copies[targets[it->second]] = std::move(copies[it->second]);
     s.current_copy = targets[it->second];
@@ -555,9 +562,11 @@ Result<SyncReport> MirrorEngine::add_slice(SliceEntry entry, bool mirror_now) {
     return make_error(EINVAL, "slice '" + entry.name + "' lies outside " + region_.name());
   const std::string name = entry.name;
   SliceTable next = volume_.table();
-  PCIM_TRY(add_slice_to(volume_, next, std::move(entry)));
+  PCIM_ASSIGN_OR_RETURN(const uint64_t id,
+                        add_slice_to(volume_, next, std::move(entry)));
   SyncReport report;
   report.slice = name;
+  report.slice_id = id;
   if (mirror_now) {
     SliceEntry& e = next.slices.back();
     std::vector<SyncReport> reports;
@@ -571,27 +580,33 @@ Result<SyncReport> MirrorEngine::add_slice(SliceEntry entry, bool mirror_now) {
     err.message = "commit of new slice '" + name + "' failed: " + err.message;
     return err;
   }
-  log_info("added slice " + name);
+  log_info("added slice " + name + " (ID " + std::to_string(id) + ")");
   if (mirror_now) log_sync(report);
   return report;
 }
 
-Status MirrorEngine::remove_slice(const std::string& name) {
+Status MirrorEngine::remove_slice(uint64_t slice_id) {
   auto lock = lock_ahead_of_write_behind();
+  PCIM_ASSIGN_OR_RETURN(const SliceEntry* e,
+                        find_slice(volume_.table(), slice_id));
+  const std::string name = e->name;
   SliceTable next = volume_.table();
-  PCIM_TRY(remove_slice_from(next, name));
+  PCIM_TRY(remove_slice_from(next, slice_id));
   PCIM_TRY(volume_.commit(std::move(next)));
-  log_info("removed slice " + name);
+  log_info("removed slice " + name + " (ID " + std::to_string(slice_id) + ")");
   return {};
 }
 
-Status MirrorEngine::rename_slice(const std::string& from, const std::string& to,
-                                  bool replace) {
+Status MirrorEngine::rename_slice(uint64_t slice_id, const std::string& to) {
   auto lock = lock_ahead_of_write_behind();
+  PCIM_ASSIGN_OR_RETURN(const SliceEntry* e,
+                        find_slice(volume_.table(), slice_id));
+  const std::string from = e->name;
   SliceTable next = volume_.table();
-  PCIM_TRY(rename_slice_in(next, from, to, replace));
+  PCIM_TRY(rename_slice_in(next, slice_id, to));
   PCIM_TRY(volume_.commit(std::move(next)));
-  log_info("renamed slice " + from + " to " + to);
+  log_info("renamed slice " + from + " to " + to + " (ID " +
+           std::to_string(slice_id) + ")");
   return {};
 }
 
@@ -667,10 +682,11 @@ Status MirrorEngine::copy_verified(const SliceEntry& e, const MirrorCopy& c,
   return {};
 }
 
-Status MirrorEngine::verify(const std::string& name) {
+Status MirrorEngine::verify(uint64_t slice_id) {
   auto lock = lock_ahead_of_write_behind();
-  const SliceEntry* e = find(volume_.table(), name);
-  if (!e) return make_error(ENOENT, "no slice named '" + name + "'");
+  PCIM_ASSIGN_OR_RETURN(const SliceEntry* e,
+                        find_slice(volume_.table(), slice_id));
+  const std::string name = e->name;
   const MirrorCopy* c = e->committed();
   if (!c) return {};
   Status s = verify_mirror(*engine_, volume_.superblock(), *e, *c);
@@ -684,11 +700,13 @@ Status MirrorEngine::verify(const std::string& name) {
 }
 
 Result<RestoreReport> MirrorEngine::restore(
-    const std::string& name, const std::function<void(uint64_t)>& progress) {
+    uint64_t slice_id, const std::function<void(uint64_t)>& progress) {
   auto lock = lock_ahead_of_write_behind();
-  const SliceEntry* e = find(volume_.table(), name);
-  if (!e) return make_error(ENOENT, "no slice named '" + name + "'");
+  PCIM_ASSIGN_OR_RETURN(const SliceEntry* e,
+                        find_slice(volume_.table(), slice_id));
+  const std::string name = e->name;
   RestoreReport r;
+  r.slice_id = slice_id;
   r.slice = name;
   const MirrorCopy* c = e->committed();
   if (!c) {

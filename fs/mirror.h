@@ -61,6 +61,7 @@ Status check_region_identity(const Superblock& sb, const Region& region,
 /// passes it to write_behind() and then to sync(); it is stale, and ignored,
 /// once anything else commits a mirror of the slice.
 struct WriteBehind {
+  uint64_t slice_id = 0;     ///< the slice it belongs to (SliceEntry::id)
   uint32_t target_copy = 0;  ///< index into SliceEntry::copies
   uint64_t generation = 0;   ///< generation the copy will carry; 0: not started
   std::vector<uint32_t> chunk_crc32c;  ///< per chunk; valid where written
@@ -75,7 +76,8 @@ struct WriteBehind {
 
 /// What one sync did.
 struct SyncReport {
-  std::string slice;
+  uint64_t slice_id = 0;
+  std::string slice;  ///< the slice's name at the sync (a label, for logs)
   uint64_t generation = 0;  ///< the slice's new mirror generation
   uint64_t bytes = 0;
   uint64_t behind_bytes = 0;  ///< of `bytes`, written ahead by write-behind
@@ -89,6 +91,7 @@ struct SyncReport {
 
 /// What one restore did.
 struct RestoreReport {
+  uint64_t slice_id = 0;
   std::string slice;
   uint64_t generation = 0;
   uint64_t bytes = 0;
@@ -116,7 +119,13 @@ class MirrorEngine {
                                                       MirrorOptions options);
   ~MirrorEngine();
 
-  /// Mirrors slice `name` into its non-current copy, flushes, commits and
+  /// Every method below addresses a slice by its stable ID
+  /// (SliceEntry::id, docs/FORMAT.md §4.1), never by name: a rename between
+  /// a caller's lookup and the call cannot redirect it to another slice.
+  /// ENOENT for an ID that is not in the table (a slice removed meanwhile).
+  /// slice_id_of() (fs/slice_table.h) turns a name into an ID.
+  ///
+  /// Mirrors slice `slice_id` into its non-current copy, flushes, commits and
   /// flushes (§7). Thread-safe: mirror operations are serialised. The caller
   /// keeps the slice's memory stable meanwhile (the FUSE layer holds the
   /// slice's write lock). ENOENT for an unknown slice; the failing I/O's
@@ -126,52 +135,55 @@ class MirrorEngine {
   /// so far (for the .progress xattr and progress bars).
   /// `behind`, when given and still matching the slice, names chunks that
   /// write_behind() has written already: only the other chunks are written.
-  Result<SyncReport> sync(const std::string& name,
+  Result<SyncReport> sync(uint64_t slice_id,
                           const std::function<void(SliceEntry&)>& amend = {},
                           const std::function<void(uint64_t)>& progress = {},
                           const WriteBehind* behind = nullptr);
 
   /// Write-behind: writes CRC chunks [first_chunk, first_chunk + count) of
-  /// slice `name` from region memory into the copy its next sync commits,
+  /// slice `slice_id` from region memory into the copy its next sync commits,
   /// with neither flush nor commit, so the committed mirror is untouched and
   /// a crash loses nothing (docs/FORMAT.md §7). Starts `behind` if it is not
   /// active. ESTALE when `behind` belongs to an older state of the slice
   /// (the caller resets it), EOPNOTSUPP with one mirror copy (it would
   /// overwrite the only mirror), ENOENT, EROFS, EINVAL for chunks past the
-  /// end; the write's errno otherwise, with those chunks left unwritten.
-  Status write_behind(const std::string& name, uint64_t first_chunk,
-                      uint64_t count, WriteBehind& behind);
+  /// end; the write's errno otherwise. On every error the chunks asked for
+  /// are marked unwritten in `behind`, so the next sync writes them.
+  Status write_behind(uint64_t slice_id, uint64_t first_chunk, uint64_t count,
+                      WriteBehind& behind);
 
   /// Mirrors several slices with one pipelined write, one flush and one
   /// metadata commit (group commit). All or nothing: on error nothing is
   /// committed. Each slice's sync time is its share of the batch, by size.
-  /// `behind`, when given, holds one write-behind (or nullptr) per name, as
+  /// `behind`, when given, holds one write-behind (or nullptr) per ID, as
   /// for sync(). Reports come in device order.
   Result<std::vector<SyncReport>> sync_batch(
-      const std::vector<std::string>& names,
+      const std::vector<uint64_t>& slice_ids,
       const std::function<void(SliceEntry&)>& amend = {},
       std::span<const WriteBehind* const> behind = {});
 
-  /// Adds slice `entry` (name, window, mode, owner, times) with fresh
-  /// extents; with `mirror_now` also writes its first mirror, all in one
-  /// commit. Errors as add_slice_to(), or the mirror's I/O errno.
+  /// Adds slice `entry` (name, window, mode, owner, times) with a new ID
+  /// (the report's slice_id) and fresh extents; with `mirror_now` also
+  /// writes its first mirror, all in one commit. Errors as add_slice_to(),
+  /// or the mirror's I/O errno.
   Result<SyncReport> add_slice(SliceEntry entry, bool mirror_now);
-  /// Removes slice `name` in one commit; device memory is untouched.
-  Status remove_slice(const std::string& name);
-  /// Renames slice `from` to `to` in one commit (replacing `to` if asked).
-  Status rename_slice(const std::string& from, const std::string& to, bool replace);
+  /// Removes slice `slice_id` in one commit; device memory is untouched.
+  Status remove_slice(uint64_t slice_id);
+  /// Renames slice `slice_id` to `to` in one commit; EEXIST when another
+  /// slice has that name (never replaces one).
+  Status rename_slice(uint64_t slice_id, const std::string& to);
 
-  /// Reads the committed mirror of `name`, verifies every chunk CRC32C and
+  /// Reads the committed mirror of `slice_id`, verifies every chunk CRC32C and
   /// the whole CRC32C, and only then copies it into the region (§5). If the
   /// current copy is damaged and the other copy is intact, restores that one
   /// and says so. EUCLEAN when no copy verifies (the region is untouched).
   /// `progress` gets bytes done of 2 x length (verify pass, then copy).
-  Result<RestoreReport> restore(const std::string& name,
-                                const std::function<void(uint64_t)>& progress = {});
+  Result<RestoreReport> restore(
+      uint64_t slice_id, const std::function<void(uint64_t)>& progress = {});
 
-  /// Reads and verifies the committed mirror of `name` without touching the
-  /// region. EUCLEAN on a mismatch.
-  Status verify(const std::string& name);
+  /// Reads and verifies the committed mirror of `slice_id` without touching
+  /// the region. EUCLEAN on a mismatch.
+  Status verify(uint64_t slice_id);
 
   /// The current table (a copy, consistent under the engine's lock).
   SliceTable table() const;

@@ -60,7 +60,8 @@ SliceFs::SliceFs(MirrorEngine& engine, SliceFsOptions options)
     : engine_(engine), options_(options) {
   for (const SliceEntry& e : engine_.table().slices) {
     auto s = std::make_shared<Slice>();
-    s->ino = next_ino_++;
+    s->id = e.id;
+    s->ino = ino_of(e.id);
     s->offset_bytes = e.offset_bytes;
     s->length_bytes = e.length_bytes;
     s->entry = e;
@@ -286,18 +287,13 @@ Status SliceFs::sync_slice(Slice& s) {
   std::unique_lock lock(s.content);
   if (s.removed) return make_error(ENOENT, "slice was removed");
   const uint64_t seq = s.write_seq.load(std::memory_order_acquire);
-  std::string name;
-  {
-    std::shared_lock meta(s.meta);
-    name = s.entry.name;
-  }
   s.syncing = true;
   s.progress_bytes = 0;
   if (s.chunk_state) settle_chunks(s);
   const WriteBehind behind = std::exchange(s.behind, WriteBehind{});
   s.behind_paused = false;
   auto r = engine_.sync(
-      name,
+      s.id,
       [&](SliceEntry& e) {
         std::shared_lock meta(s.meta);
         e.atime_ns = s.entry.atime_ns;
@@ -352,9 +348,9 @@ Status SliceFs::sync_batch(const std::vector<std::string>& names) {
     committed.push_back(s);
   }
   if (committed.empty()) return {};
-  std::vector<std::string> batch;
+  std::vector<uint64_t> batch;
   std::vector<uint64_t> seqs;
-  std::map<std::string, Slice*> by_name;
+  std::map<uint64_t, Slice*> by_id;
   std::vector<WriteBehind> behinds(committed.size());
   std::vector<const WriteBehind*> behind_ptrs(committed.size());
   for (size_t i = 0; i < committed.size(); ++i) {
@@ -364,15 +360,14 @@ Status SliceFs::sync_batch(const std::vector<std::string>& names) {
     if (behinds[i].active()) behind_ptrs[i] = &behinds[i];
     s->behind_paused = false;
     seqs.push_back(s->write_seq.load(std::memory_order_acquire));
-    std::shared_lock meta(s->meta);
-    batch.push_back(s->entry.name);
-    by_name[s->entry.name] = s;
+    batch.push_back(s->id);
+    by_id[s->id] = s;
     s->syncing = true;
   }
   auto r = engine_.sync_batch(
       batch,
       [&](SliceEntry& e) {
-        const Slice* s = by_name.at(e.name);
+        const Slice* s = by_id.at(e.id);
         std::shared_lock meta(s->meta);
         e.atime_ns = s->entry.atime_ns;
         e.mtime_ns = s->entry.mtime_ns;
@@ -432,14 +427,16 @@ Status SliceFs::add_slice(const SliceSpec& spec) {
   auto r = engine_.add_slice(e, /*mirror_now=*/false);
   if (!r.ok()) return r.take_error();
   auto s = std::make_shared<Slice>();
+  s->id = r->slice_id;
+  s->ino = ino_of(s->id);
   s->offset_bytes = e.offset_bytes;
   s->length_bytes = e.length_bytes;
-  for (const SliceEntry& c : engine_.table().slices)
-    if (c.name == e.name) s->entry = c;
+  s->entry = e;
+  s->entry.id = s->id;
+  s->entry.copies.clear();  // the engine's table holds the mirror state
   init_chunks(*s);
   s->write_seq = 1;  // never mirrored: the next sync or unmount mirrors it
   std::unique_lock lock(tree_mu_);
-  s->ino = next_ino_++;
   names_[e.name] = s->ino;
   slices_[s->ino] = std::move(s);
   return {};
@@ -453,7 +450,7 @@ Status SliceFs::remove_slice(const std::string& name) {
   // Waits for writes and mirrors of this slice in flight, and keeps new
   // ones out until it is gone.
   std::unique_lock content(s->content);
-  PCIM_TRY(engine_.remove_slice(name));
+  PCIM_TRY(engine_.remove_slice(s->id));
   s->removed = true;
   std::unique_lock lock(tree_mu_);
   names_.erase(name);
@@ -468,10 +465,12 @@ Status SliceFs::rename_slice(const std::string& from, const std::string& to) {
   auto s = find(from);
   if (!s) return make_error(ENOENT, "no slice named '" + from + "'");
   if (from == to) return {};
-  // Mirrors and write-behind address the slice by name in the engine: none
-  // may run while the name changes.
+  // The engine addresses the slice by ID, so a mirror in flight is not
+  // redirected; the content lock still keeps writes, mirrors and
+  // write-behind of the slice out while its label changes (the issue's
+  // rule: rename and remove take it exclusively).
   std::unique_lock content(s->content);
-  PCIM_TRY(engine_.rename_slice(from, to, /*replace=*/false));
+  PCIM_TRY(engine_.rename_slice(s->id, to));
   {
     std::unique_lock meta(s->meta);
     s->entry.name = to;
@@ -530,13 +529,12 @@ Result<struct stat> SliceFs::setattr(uint64_t ino, const struct stat& attr,
   }
   if (meta) {
     Status c = engine_.commit_edit([&](SliceTable& t) -> Status {
-      for (SliceEntry& e : t.slices)
-        if (e.name == after.name) {
-          if (to_set & kSetMode) e.mode = after.mode;
-          if (to_set & kSetUid) e.uid = after.uid;
-          if (to_set & kSetGid) e.gid = after.gid;
-          e.ctime_ns = after.ctime_ns;
-        }
+      SliceEntry* e = t.find_id(s->id);
+      if (!e) return make_error(ENOENT, "slice was removed");
+      if (to_set & kSetMode) e->mode = after.mode;
+      if (to_set & kSetUid) e->uid = after.uid;
+      if (to_set & kSetGid) e->gid = after.gid;
+      e->ctime_ns = after.ctime_ns;
       return {};
     });
     if (!c.ok()) {
@@ -568,15 +566,9 @@ Result<std::string> SliceFs::getxattr(uint64_t ino, const std::string& name) con
     const uint64_t done = s->syncing ? s->progress_bytes.load() : total;
     return std::to_string(done) + "/" + std::to_string(total);
   }
-  std::string slice_name;
-  {
-    std::shared_lock meta(s->meta);
-    slice_name = s->entry.name;
-  }
   const MirrorCopy* c = nullptr;
   SliceTable t = engine_.table();
-  for (const SliceEntry& e : t.slices)
-    if (e.name == slice_name) c = e.committed();
+  if (const SliceEntry* e = t.find_id(s->id)) c = e->committed();
   if (key == "generation") return std::to_string(c ? c->generation : 0);
   if (key == "last_sync") return iso_time(c ? c->sync_time_ns : 0);
   if (key == "path") return std::string(to_string(c ? c->path : MirrorPath::kNone));
@@ -608,11 +600,6 @@ void SliceFs::write_behind(Slice& s) {
   s.behind_queued.store(false);  // marks from now on queue the slice again
   std::shared_lock content(s.content);
   if (s.removed || !s.chunk_state || s.behind_paused) return;
-  std::string name;
-  {
-    std::shared_lock meta(s.meta);
-    name = s.entry.name;
-  }
   const uint64_t chunk = engine_.superblock().crc_chunk_bytes;
   const uint64_t len = s.length_bytes;
   for (uint64_t k = 0; k < s.chunk_count;) {
@@ -629,14 +616,19 @@ void SliceFs::write_behind(Slice& s) {
       s.chunk_state[end].exchange(0, std::memory_order_acq_rel);
       ++end;
     }
-    Status st = engine_.write_behind(name, k, end - k, s.behind);
+    Status st = engine_.write_behind(s.id, k, end - k, s.behind);
     if (!st.ok() && st.error().code == ESTALE) {
       s.behind = WriteBehind{};  // a mirror was committed meanwhile: start over
-      st = engine_.write_behind(name, k, end - k, s.behind);
+      st = engine_.write_behind(s.id, k, end - k, s.behind);
     }
     if (!st.ok()) {
-      // The chunks stay unwritten; the mirror at close writes them (and
-      // reports any error to the caller of close or fsync).
+      // Whatever failed, the claimed chunks are not on the device as they
+      // are now: clear their marks, so the mirror at close writes them (and
+      // reports any error to the caller of close or fsync). A mark left
+      // from an earlier run would keep the chunk's old bytes in a mirror
+      // whose CRCs match them.
+      for (uint64_t j = k; j < end && j < s.behind.written.size(); ++j)
+        s.behind.written[j] = 0;
       if (st.error().code != ENOENT) {
         log_warning(st.error().message +
                     "; write-behind paused until the next mirror");

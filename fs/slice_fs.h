@@ -176,7 +176,8 @@ class SliceFs {
  private:
   friend struct SliceFsTestPeer;  // tests: hold a slice's locks
   struct Slice {
-    uint64_t ino = 0;
+    uint64_t id = 0;   // stable slice ID (docs/FORMAT.md §4.1): engine calls
+    uint64_t ino = 0;  // ino_of(id)
     uint64_t offset_bytes = 0;  // the window: fixed for the slice's life
     uint64_t length_bytes = 0;
     mutable std::shared_mutex meta;  // guards `entry`
@@ -202,6 +203,9 @@ class SliceFs {
     std::atomic<bool> behind_queued{false};
   };
   static constexpr uint8_t kChunkDirty = 1, kChunkReady = 2;
+  // A slice's inode number: its ID + 1 (the root is 1), so inode numbers
+  // are stable across mounts and never reused within a volume.
+  static uint64_t ino_of(uint64_t slice_id) { return slice_id + 1; }
   bool write_behind_on() const;
   void init_chunks(Slice& s) const;  // holds s.content exclusively
   // Marks the chunks of a write; true if one is ready for write-behind.
@@ -230,10 +234,9 @@ class SliceFs {
   // Serialises online slice changes; held across their commit, never by
   // reads, writes or mirrors.
   std::mutex control_mu_;
-  mutable std::shared_mutex tree_mu_;  // slices_, names_, next_ino_
+  mutable std::shared_mutex tree_mu_;  // slices_, names_
   std::map<uint64_t, std::shared_ptr<Slice>> slices_;
   std::map<std::string, uint64_t> names_;
-  uint64_t next_ino_ = 2;
 
   std::thread worker_;
   std::mutex queue_mu_;

@@ -4,7 +4,8 @@
 
 namespace pcimirror {
 
-Status add_slice_to(const Volume& volume, SliceTable& table, SliceEntry e) {
+Result<uint64_t> add_slice_to(const Volume& volume, SliceTable& table,
+                              SliceEntry e) {
   PCIM_TRY(validate_new_name(e.name));
   for (const SliceEntry& s : table.slices)
     if (s.name == e.name)
@@ -37,34 +38,36 @@ Status add_slice_to(const Volume& volume, SliceTable& table, SliceEntry e) {
     c = MirrorCopy{};
     c.extents = std::move(got).value();
   }
+  if (table.next_slice_id == UINT64_MAX)
+    return make_error(EOVERFLOW, "volume on " + volume.device().path() +
+                                     " has given out every slice ID");
+  e.id = table.next_slice_id++;
   e.current_copy = 0;
   table.slices.push_back(std::move(e));
-  return {};
+  return table.slices.back().id;
 }
 
-Status remove_slice_from(SliceTable& table, const std::string& name) {
+Result<uint64_t> slice_id_of(const SliceTable& table, const std::string& name) {
+  if (const SliceEntry* e = table.find_name(name)) return e->id;
+  return make_error(ENOENT, "no slice named '" + name + "'");
+}
+
+Status remove_slice_from(SliceTable& table, uint64_t id) {
   auto it = std::find_if(table.slices.begin(), table.slices.end(),
-                         [&](const SliceEntry& s) { return s.name == name; });
-  if (it == table.slices.end()) return make_error(ENOENT, "no slice named '" + name + "'");
+                         [&](const SliceEntry& s) { return s.id == id; });
+  if (it == table.slices.end())
+    return make_error(ENOENT, "no slice with ID " + std::to_string(id));
   table.slices.erase(it);
   return {};
 }
 
-Status rename_slice_in(SliceTable& table, const std::string& from,
-                       const std::string& to, bool replace) {
+Status rename_slice_in(SliceTable& table, uint64_t id, const std::string& to) {
   PCIM_TRY(validate_new_name(to));
-  auto src = std::find_if(table.slices.begin(), table.slices.end(),
-                          [&](const SliceEntry& s) { return s.name == from; });
-  if (src == table.slices.end()) return make_error(ENOENT, "no slice named '" + from + "'");
-  if (from == to) return {};
-  auto dst = std::find_if(table.slices.begin(), table.slices.end(),
-                          [&](const SliceEntry& s) { return s.name == to; });
-  if (dst != table.slices.end()) {
-    if (!replace) return make_error(EEXIST, "a slice named '" + to + "' exists already");
-    table.slices.erase(dst);
-    src = std::find_if(table.slices.begin(), table.slices.end(),
-                       [&](const SliceEntry& s) { return s.name == from; });
-  }
+  SliceEntry* src = table.find_id(id);
+  if (!src) return make_error(ENOENT, "no slice with ID " + std::to_string(id));
+  if (src->name == to) return {};
+  if (table.find_name(to))
+    return make_error(EEXIST, "a slice named '" + to + "' exists already");
   src->name = to;
   return {};
 }

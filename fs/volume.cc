@@ -81,6 +81,7 @@ Result<std::pair<Superblock, SliceTable>> Volume::plan_format(
   sb.memory_spec = req.memory_spec;
   sb.mirror_copies = req.mirror_copies;
   sb.format_time_ns = now_ns();
+  sb.incompat_features = kIncompatSliceIds;
 
   SliceTable table;
   table.generation = 1;
@@ -105,6 +106,7 @@ Result<std::pair<Superblock, SliceTable>> Volume::plan_format(
                                     "' given twice; slice names must be unique");
     windows.emplace_back(s.offset_bytes, &s);
     SliceEntry e;
+    e.id = table.slices.size() + 1;  // IDs 1..n in the order given
     e.name = s.name;
     e.offset_bytes = s.offset_bytes;
     e.length_bytes = s.length_bytes;
@@ -115,6 +117,7 @@ Result<std::pair<Superblock, SliceTable>> Volume::plan_format(
     e.copies.resize(req.mirror_copies);
     table.slices.push_back(std::move(e));
   }
+  table.next_slice_id = table.slices.size() + 1;
   std::sort(windows.begin(), windows.end());
   for (size_t i = 1; i < windows.size(); ++i) {
     const SliceSpec& a = *windows[i - 1].second;
@@ -309,12 +312,30 @@ Status Volume::commit(SliceTable next) {
     return make_error(EUCLEAN, "metadata generation of " + device_.path() +
                                    " is at its maximum; run 'pcimirror fsck'");
   next.generation = table_.generation + 1;
+  next.slot_version = kSlotVersionIds;
+  if (next.next_slice_id < table_.next_slice_id)
+    return make_error(EINVAL, "commit would give out slice IDs again");
   PCIM_TRY(validate_table(sb_, next));
   PCIM_TRY(write_slot(next));
   PCIM_TRY(device_.flush());
   previous_ = std::move(table_);
   table_ = std::move(next);
   return {};
+}
+
+bool Volume::needs_upgrade() const {
+  return table_.slot_version != kSlotVersionIds;
+}
+
+Result<bool> Volume::upgrade() {
+  if (!needs_upgrade()) return false;
+  const uint32_t from = table_.slot_version;
+  PCIM_TRY(commit(table_));
+  log_info("upgraded the volume on " + device_.path() +
+           " to stable slice IDs (metadata slot version " +
+           std::to_string(from) + " to " + std::to_string(kSlotVersionIds) +
+           ", docs/FORMAT.md §9)");
+  return true;
 }
 
 Result<Allocator> Volume::allocator() const {

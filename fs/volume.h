@@ -84,8 +84,20 @@ class Volume {
 
   /// Commits `next` (§7 steps 3-4): validates it, writes it with generation
   /// table().generation + 1 into slot (generation mod 2), flushes, and makes
-  /// it the current table. On error nothing changes in memory.
+  /// it the current table. Slots are always written as version 2 (§4). On
+  /// error nothing changes in memory. EROFS,
+  /// EUCLEAN (invalid table), EINVAL (next_slice_id went back), or the
+  /// write's errno.
   Status commit(SliceTable next);
+  /// True for a volume formatted before stable slice IDs whose current
+  /// table is a version-1 slot (§9).
+  bool needs_upgrade() const;
+  /// Upgrades such a volume in one crash-safe commit of the unchanged table,
+  /// written as a version-2 slot (§9); the superblock is not rewritten.
+  /// True when it upgraded, false
+  /// when there was nothing to do. Errors as commit(). Not thread-safe:
+  /// callers hold the volume alone (mount calls it before serving).
+  Result<bool> upgrade();
 
  private:
   explicit Volume(BlockDevice device) : device_(std::move(device)) {}

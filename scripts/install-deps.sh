@@ -18,7 +18,7 @@ pkgs=(
   util-linux fio xxd jq psmisc pci.ids
   qemu-system-x86 busybox-static cpio kmod
   clang libclang-rt-14-dev
-  attr python3 systemd gnuplot-nox rsync
+  attr python3 systemd gnuplot-nox rsync xz-utils
 )
 
 missing=()

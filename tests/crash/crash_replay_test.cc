@@ -10,11 +10,11 @@
 // the content of its last durable generation or of the one being committed,
 // never a mix. PCIMIRROR_CRASH_STATES sets the budget (CI: 12,000).
 #include <fcntl.h>
+#include <gtest/gtest.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
-#include <gtest/gtest.h>
-
+#include <cstdlib>
 #include <cstring>
 #include <map>
 #include <random>
@@ -70,16 +70,28 @@ std::vector<uint8_t> read_all(const std::string& path) {
 
 EngineOptions small_engine() { return EngineOptions{64 * 1024, 4, 4}; }
 
-// Runs `body` against a fresh (or, unless `formats`, freshly formatted)
-// device with a recorder attached, and returns the log.
-Recorded record(const std::string& name, bool formats,
-                const std::function<void(BlockDevice, RecordingDevice&,
-                                         Recorded&)>& body) {
+// The device image of a volume made by the release before stable slice
+// IDs (tests/fixtures/make_v1_fixture.sh), decompressed into `path`.
+void write_v1_fixture(const std::string& path) {
+  const std::string cmd = std::string("xz -dc ") + PCIMIRROR_FIXTURES_DIR +
+                          "/v1-volume.img.xz > " + path;
+  ASSERT_EQ(std::system(cmd.c_str()), 0) << cmd;
+}
+
+// Runs `body` against a fresh (or, unless `formats`, freshly formatted, or
+// with `v1_fixture` the old release's) device with a recorder attached, and
+// returns the log.
+Recorded record(
+    const std::string& name, bool formats,
+    const std::function<void(BlockDevice, RecordingDevice&, Recorded&)>& body,
+    bool v1_fixture = false) {
   TempFile file(kDeviceBytes);
   Recorded rec;
   rec.name = name;
   rec.formats = formats;
-  if (!formats) {
+  if (v1_fixture) {
+    write_v1_fixture(file.path());
+  } else if (!formats) {
     auto dev = *BlockDevice::open(file.path(), {});
     auto plan = *Volume::plan_format(dev, format_request());
     EXPECT_TRUE(Volume::write_format(std::move(dev), plan.first, plan.second).ok());
@@ -104,7 +116,7 @@ void sync_with_content(MirrorEngine& eng, Region& region, RecordingDevice& r,
   std::vector<uint8_t> content(
       reinterpret_cast<uint8_t*>(region.base()) + e.offset_bytes,
       reinterpret_cast<uint8_t*>(region.base()) + e.offset_bytes + e.length_bytes);
-  auto rep = eng.sync(slice);
+  auto rep = eng.sync(testing::slice_id(eng.table(), slice));
   ASSERT_TRUE(rep.ok()) << rep.error().what();
   std::unique_lock<std::mutex> lock;
   if (mu) lock = std::unique_lock(*mu);
@@ -160,7 +172,8 @@ std::vector<Recorded> record_workloads() {
                 reinterpret_cast<uint8_t*>(g.base()) + s.offset_bytes,
                 reinterpret_cast<uint8_t*>(g.base()) + s.offset_bytes + s.length_bytes);
           }
-          auto reps = e.sync_batch({"a", "b", "c"});
+          auto reps =
+              e.sync_batch(testing::slice_ids(e.table(), {"a", "b", "c"}));
           ASSERT_TRUE(reps.ok()) << reps.error().what();
           for (const auto& rep : *reps)
             rec.history[rep.slice].push_back(
@@ -176,20 +189,56 @@ std::vector<Recorded> record_workloads() {
         for (int round = 0; round < 3; ++round) {
           fill_random(g.base() + a.offset_bytes, a.length_bytes, 700 + round);
           WriteBehind wb;
-          ASSERT_TRUE(e.write_behind("a", 0, 1, wb).ok());
+          ASSERT_TRUE(
+              e.write_behind(testing::slice_id(e.table(), "a"), 0, 1, wb).ok());
           if (round ==
               1) {  // written again after write-behind, as SliceFs marks it
             fill_random(g.base() + a.offset_bytes, a.length_bytes, 750);
             wb.written[0] = 0;
           }
           std::vector<uint8_t> content(mem, mem + a.length_bytes);
-          auto rep = e.sync("a", {}, {}, &wb);
+          auto rep = e.sync(testing::slice_id(e.table(), "a"), {}, {}, &wb);
           ASSERT_TRUE(rep.ok()) << rep.error().what();
           EXPECT_EQ(rep->behind_bytes, round == 1 ? 0u : a.length_bytes);
           rec.history["a"].push_back(
               {rep->generation, std::move(content), r.log().size()});
         }
       })));
+  // The upgrade of a volume from before slice IDs (docs/FORMAT.md §9): the
+  // feature bit in both superblocks, then a version-2 slot, then a sync.
+  // Every crash state must load with the old release's mirrors intact.
+  out.push_back(record(
+      "upgrade to slice IDs, then sync", false,
+      [](BlockDevice dev, RecordingDevice& r, Recorded& rec) {
+        auto vol = Volume::load(std::move(dev));
+        ASSERT_TRUE(vol.ok()) << vol.error().what();
+        ASSERT_TRUE(vol->needs_upgrade());
+        auto region = *FileRegion::create_memfd("crash", kRegionBytes);
+        MirrorOptions mo;
+        mo.engine = small_engine();
+        {
+          // What the old release mirrored, as restore reads it (verified).
+          auto eng = *MirrorEngine::create(*vol, *region, mo);
+          for (const SliceEntry& e : vol->table().slices) {
+            auto rr = eng->restore(e.id);
+            ASSERT_TRUE(rr.ok()) << rr.error().what();
+            auto* mem =
+                reinterpret_cast<uint8_t*>(region->base()) + e.offset_bytes;
+            rec.history[e.name].push_back(
+                {e.generation(),
+                 std::vector<uint8_t>(mem, mem + e.length_bytes), 0});
+          }
+        }
+        ASSERT_EQ(r.log().size(), 0u);  // reading wrote nothing
+        auto up = vol->upgrade();
+        ASSERT_TRUE(up.ok() && *up)
+            << (up.ok() ? "no upgrade" : up.error().what());
+        ASSERT_FALSE(vol->needs_upgrade());
+        auto eng = *MirrorEngine::create(*vol, *region, mo);
+        sync_with_content(*eng, *region, r, rec, "bee", 800);
+        sync_with_content(*eng, *region, r, rec, "a", 801);
+      },
+      /*v1_fixture=*/true));
   out.push_back(record("metadata-only commit and restore", false,
       with_engine([](MirrorEngine& e, Region& g, RecordingDevice& r, Recorded& rec) {
         sync_with_content(e, g, r, rec, "b", 500);
@@ -198,7 +247,7 @@ std::vector<Recorded> record_workloads() {
           return {};
         }).ok());
         std::memset(g.base(), 0, kRegionBytes);
-        ASSERT_TRUE(e.restore("b").ok());
+        ASSERT_TRUE(e.restore(testing::slice_id(e.table(), "b")).ok());
         sync_with_content(e, g, r, rec, "b", 501);
       })));
   return out;

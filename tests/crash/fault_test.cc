@@ -51,7 +51,7 @@ struct Rig {
     fill_random(region->base(), 300 * 1024 + 5, 1);
     x.assign(reinterpret_cast<uint8_t*>(region->base()),
              reinterpret_cast<uint8_t*>(region->base()) + 300 * 1024 + 5);
-    EXPECT_TRUE(eng->sync("a").ok());
+    EXPECT_TRUE(eng->sync(testing::slice_id(eng->table(), "a")).ok());
     fill_random(region->base(), 300 * 1024 + 5, 2);  // content Y, not yet mirrored
   }
   // Restores slice a from what is on disk into a fresh region.
@@ -63,7 +63,7 @@ struct Rig {
     *generation = v.table().slices[0].generation();
     auto fresh = *FileRegion::create_memfd("fresh", kRegion);
     auto e = *MirrorEngine::create(v, *fresh, {});
-    auto r = e->restore("a");
+    auto r = e->restore(testing::slice_id(e->table(), "a"));
     EXPECT_TRUE(r.ok()) << r.error().what();
     return std::vector<uint8_t>(reinterpret_cast<uint8_t*>(fresh->base()),
                                 reinterpret_cast<uint8_t*>(fresh->base()) + x.size());
@@ -73,7 +73,7 @@ struct Rig {
 int64_t ios_of_a_sync() {
   Rig rig;
   rig.faulty.arm(-1, FaultyDevice::Fault::kNone);
-  EXPECT_TRUE(rig.eng->sync("a").ok());
+  EXPECT_TRUE(rig.eng->sync(testing::slice_id(rig.eng->table(), "a")).ok());
   return rig.faulty.count();
 }
 
@@ -129,7 +129,7 @@ TEST(Faults, ShortWriteAtEveryIoIsRequeued) {
     std::vector<uint8_t> y(reinterpret_cast<uint8_t*>(rig.region->base()),
                            reinterpret_cast<uint8_t*>(rig.region->base()) + rig.x.size());
     rig.faulty.arm(i, FaultyDevice::Fault::kShortWrite);
-    auto r = rig.eng->sync("a");
+    auto r = rig.eng->sync(testing::slice_id(rig.eng->table(), "a"));
     ASSERT_TRUE(r.ok()) << r.error().what();
     uint64_t g = 0;
     EXPECT_EQ(rig.restored_a(&g), y);
@@ -140,7 +140,7 @@ TEST(Faults, ShortWriteAtEveryIoIsRequeued) {
 TEST(Faults, EioAtEveryReadOfARestoreFailsCleanly) {
   Rig rig;
   rig.faulty.arm(-1, FaultyDevice::Fault::kNone);
-  ASSERT_TRUE(rig.eng->restore("a").ok());
+  ASSERT_TRUE(rig.eng->restore(testing::slice_id(rig.eng->table(), "a")).ok());
   const int64_t n = rig.faulty.count();
   ASSERT_GE(n, 10);  // a verify pass and a copy pass of 5 reads each
   std::printf("fault points: EIO at each of the %lld reads of a restore\n",
@@ -149,7 +149,7 @@ TEST(Faults, EioAtEveryReadOfARestoreFailsCleanly) {
     SCOPED_TRACE("EIO at read " + std::to_string(i));
     std::memset(rig.region->base(), 0x33, rig.x.size());
     rig.faulty.arm(i, FaultyDevice::Fault::kEio);
-    auto r = rig.eng->restore("a");
+    auto r = rig.eng->restore(testing::slice_id(rig.eng->table(), "a"));
     ASSERT_FALSE(r.ok());
     EXPECT_EQ(r.error().code, EIO);
     if (i < n / 2) {  // a fault in the verify pass leaves memory untouched
@@ -158,7 +158,7 @@ TEST(Faults, EioAtEveryReadOfARestoreFailsCleanly) {
     }
   }
   rig.faulty.arm(-1, FaultyDevice::Fault::kNone);
-  ASSERT_TRUE(rig.eng->restore("a").ok());
+  ASSERT_TRUE(rig.eng->restore(testing::slice_id(rig.eng->table(), "a")).ok());
   EXPECT_EQ(std::memcmp(rig.region->base(), rig.x.data(), rig.x.size()), 0);
 }
 
@@ -176,7 +176,7 @@ TEST(Faults, SubmitFailureAtEveryEnterOfASync) {
           reinterpret_cast<uint8_t*>(rig.region->base()),
           reinterpret_cast<uint8_t*>(rig.region->base()) + rig.x.size());
       rig.faulty.arm_enter(n, error);
-      auto r = rig.eng->sync("a");
+      auto r = rig.eng->sync(testing::slice_id(rig.eng->table(), "a"));
       if (!rig.faulty.enter_fired()) break;
       uint64_t g = 0;
       if (error == EAGAIN) {
@@ -191,7 +191,7 @@ TEST(Faults, SubmitFailureAtEveryEnterOfASync) {
       EXPECT_EQ(rig.restored_a(&g), rig.x);
       EXPECT_EQ(g, 1u);
       rig.faulty.arm_enter(-1, 0);
-      auto again = rig.eng->sync("a");
+      auto again = rig.eng->sync(testing::slice_id(rig.eng->table(), "a"));
       ASSERT_TRUE(again.ok()) << again.error().what();
       EXPECT_EQ(rig.restored_a(&g), y);
       EXPECT_EQ(g, 2u);
@@ -213,13 +213,13 @@ TEST(Faults, SubmitFailureAtEveryEnterOfARestore) {
                    std::to_string(n));
       std::memset(rig.region->base(), 0x33, rig.x.size());
       rig.faulty.arm_enter(n, error);
-      auto r = rig.eng->restore("a");
+      auto r = rig.eng->restore(testing::slice_id(rig.eng->table(), "a"));
       if (!rig.faulty.enter_fired()) break;
       if (error == EIO) {
         ASSERT_FALSE(r.ok());
         EXPECT_EQ(r.error().code, EIO) << r.error().what();
         rig.faulty.arm_enter(-1, 0);
-        r = rig.eng->restore("a");
+        r = rig.eng->restore(testing::slice_id(rig.eng->table(), "a"));
       }
       ASSERT_TRUE(r.ok()) << r.error().what();
       EXPECT_EQ(std::memcmp(rig.region->base(), rig.x.data(), rig.x.size()), 0);

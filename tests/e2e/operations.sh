@@ -148,7 +148,7 @@ script -qec "$P format $WORK/fmt.img --memory memfd=x,size=1M --slice a:0:4K" /d
 log "status on a mount point shows the daemon's live state"
 "$P" mount --config lab -o mirror_on_close=off
 echo x | dd of="$MNT/journal" conv=notrunc status=none
-"$P" status "$MNT" | grep -qE "^journal .* dirty$" || die "status does not show the dirty state"
+"$P" status "$MNT" | grep -qE "^ *[0-9]+ journal .* dirty$" || die "status does not show the dirty state"
 [[ $("$P" status "$MNT" --json | jq -r '.slices[] | select(.name=="journal") | .state') == dirty ]] \
   || die "status --json state"
 umount_all

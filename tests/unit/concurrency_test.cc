@@ -101,7 +101,7 @@ TEST(Concurrency, WritersReadersAndSyncsOnSharedSlices) {
   // The committed mirror of a verifies, and no 64 KiB block is torn.
   auto fresh = *FileRegion::create_memfd("fresh", 8 << 20);
   auto eng2 = *MirrorEngine::create(vol, *fresh, {});
-  ASSERT_TRUE(eng2->restore("a").ok());
+  ASSERT_TRUE(eng2->restore(testing::slice_id(eng2->table(), "a")).ok());
   for (uint64_t off = 0; off < (2 << 20); off += kBlock) {
     const std::byte first = fresh->base()[off];
     for (size_t i = 0; i < kBlock; i += 512)
@@ -153,8 +153,12 @@ TEST(Concurrency, WriteBehindRacesWritersAndMirrors) {
   int mirrors = 0;
   do {
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
-    if (!fs.sync(ia).ok() || !eng->verify("a").ok()) ++errors;
-    if (!fs.sync_batch({"a", "b"}).ok() || !eng->verify("b").ok()) ++errors;
+    if (!fs.sync(ia).ok() ||
+        !eng->verify(testing::slice_id(eng->table(), "a")).ok())
+      ++errors;
+    if (!fs.sync_batch({"a", "b"}).ok() ||
+        !eng->verify(testing::slice_id(eng->table(), "b")).ok())
+      ++errors;
     ++mirrors;
   } while (writing > 0);
   for (auto& th : t) th.join();
@@ -168,7 +172,8 @@ TEST(Concurrency, WriteBehindRacesWritersAndMirrors) {
   auto fresh = *FileRegion::create_memfd("fresh", 8 << 20);
   auto eng2 = *MirrorEngine::create(vol, *fresh, {});
   for (const char* name : {"a", "b"})
-    ASSERT_TRUE(eng2->restore(name).ok()) << name;
+    ASSERT_TRUE(eng2->restore(testing::slice_id(eng2->table(), name)).ok())
+        << name;
   EXPECT_EQ(std::memcmp(fresh->base(), region->base(), (5 << 20) + 4096), 0);
 }
 
@@ -238,7 +243,8 @@ TEST(Concurrency, OnlineSliceChangesRaceWritesAndMirrors) {
   auto fresh = *FileRegion::create_memfd("fresh", 8 << 20);
   auto eng2 = *MirrorEngine::create(vol, *fresh, {});
   for (const char* name : {"a", "b"})
-    ASSERT_TRUE(eng2->restore(name).ok()) << name;
+    ASSERT_TRUE(eng2->restore(testing::slice_id(eng2->table(), name)).ok())
+        << name;
   EXPECT_EQ(std::memcmp(fresh->base(), region->base(), 3 << 20), 0);
 }
 

@@ -27,7 +27,9 @@ Superblock sample_superblock() {
 SliceTable sample_table(const Superblock& sb) {
   SliceTable t;
   t.generation = 7;
+  t.next_slice_id = 9;  // IDs 2..6 and 8 were given to removed slices
   SliceEntry a;
+  a.id = 1;
   a.name = "frames";
   a.offset_bytes = 0;
   a.length_bytes = (1 << 20) + 17;
@@ -45,6 +47,7 @@ SliceTable sample_table(const Superblock& sb) {
   a.current_copy = 1;
   t.slices.push_back(a);
   SliceEntry b;
+  b.id = 7;
   b.name = "x";
   b.offset_bytes = 4 << 20;
   b.length_bytes = 4096;
@@ -164,7 +167,9 @@ TEST(Overflow, DecodeRefusesLengthNearTwoTo64) {
                        uint64_t{1} << 63, UINT64_MAX - (1u << 20) + 2}) {
     SliceTable t;
     t.generation = 1;
+    t.next_slice_id = 2;
     SliceEntry e;
+    e.id = 1;
     e.name = "huge";
     e.length_bytes = len;
     e.copies.resize(1);
@@ -193,7 +198,9 @@ TEST(Overflow, DecodeRefusesWindowThatWraps) {
   sb.region_bytes = UINT64_MAX;
   SliceTable t;
   t.generation = 1;
+  t.next_slice_id = 2;
   SliceEntry e;
+  e.id = 1;
   e.name = "wraps";
   e.offset_bytes = UINT64_MAX - 4095;
   e.length_bytes = 8192;
@@ -219,7 +226,9 @@ TEST(Overflow, ExtentSumDoesNotWrap) {
   ASSERT_TRUE(decode_superblock(encode_superblock(sb)).ok());
   SliceTable t;
   t.generation = 1;
+  t.next_slice_id = 2;
   SliceEntry e;
+  e.id = 1;
   e.name = "x";
   e.length_bytes = 8 * 512;
   e.copies.resize(1);
@@ -311,6 +320,12 @@ TEST(Slot, RoundTrip) {
   ASSERT_TRUE(back.ok()) << back.error().what();
   EXPECT_EQ(back->generation, 7u);
   EXPECT_EQ(back->slices, t.slices);
+  // Slice IDs and the next ID survive the round trip (slot version 2).
+  EXPECT_EQ(back->slot_version, kSlotVersionIds);
+  EXPECT_EQ(back->next_slice_id, 9u);
+  EXPECT_EQ(back->slices[0].id, 1u);
+  EXPECT_EQ(back->slices[1].id, 7u);
+  EXPECT_EQ(bytes->at(8), kSlotVersionIds);  // the header's version field
 }
 
 TEST(Slot, DetectsDamageAnywhereInHeaderOrPayload) {
@@ -343,6 +358,8 @@ TEST(Slot, TooLargeForSlotIsE2big) {
   t.generation = 1;
   for (int i = 0; i < 200; ++i) {
     SliceEntry e;
+    e.id = static_cast<uint64_t>(i) + 1;
+    t.next_slice_id = e.id + 1;
     e.name = "slice-with-a-long-name-" + std::to_string(i);
     e.offset_bytes = static_cast<uint64_t>(i) * 4096;
     e.length_bytes = 4096;
@@ -385,6 +402,19 @@ TEST_F(Invariants, UnalignedExtent) {
 TEST_F(Invariants, DuplicateName) {
   t.slices[1].name = "frames";
   EXPECT_NE(violation().find("twice"), std::string::npos);
+}
+
+// §6 rule 7: slice IDs are non-zero, unique and below next_slice_id, so a
+// removed slice's ID is never given again.
+TEST_F(Invariants, SliceIds) {
+  t.slices[1].id = 1;
+  EXPECT_NE(violation().find("ID 1 appears twice"), std::string::npos);
+  t.slices[1].id = 0;
+  EXPECT_NE(violation().find("has ID 0"), std::string::npos);
+  t.slices[1].id = 9;  // == next_slice_id
+  EXPECT_NE(violation().find("has ID 9"), std::string::npos);
+  t.slices[1].id = 8;
+  EXPECT_EQ(violation(), "");
 }
 
 TEST_F(Invariants, WindowOutsideRegion) {

@@ -90,7 +90,7 @@ TEST_F(MirrorTest, SyncWritesExtentsCommitsAndRestoresExactly) {
   zero_copy.bounce = BounceMode::kNever;
   auto eng = *MirrorEngine::create(v, *region, zero_copy);
   for (const auto& s : slices) {
-    auto r = eng->sync(s.name);
+    auto r = eng->sync(testing::slice_id(eng->table(), s.name));
     ASSERT_TRUE(r.ok()) << r.error().what();
     EXPECT_EQ(r->generation, 1u);
     EXPECT_EQ(r->crc32c, crc32c(window(s).data(), s.length_bytes));
@@ -117,7 +117,7 @@ TEST_F(MirrorTest, SyncWritesExtentsCommitsAndRestoresExactly) {
   auto fresh = *FileRegion::create_memfd("fresh", kRegion);
   auto eng2 = *MirrorEngine::create(v2, *fresh, {});
   for (const auto& s : slices) {
-    auto r = eng2->restore(s.name);
+    auto r = eng2->restore(testing::slice_id(eng2->table(), s.name));
     ASSERT_TRUE(r.ok()) << r.error().what();
     EXPECT_FALSE(r->fell_back);
     EXPECT_EQ(std::memcmp(fresh->base() + s.offset_bytes,
@@ -140,7 +140,7 @@ TEST_F(MirrorTest, BounceAlwaysGivesIdenticalBytesAndCrcs) {
     o.bounce = mode ? BounceMode::kAlways : BounceMode::kNever;
     auto eng = *MirrorEngine::create(v, *region, o);
     for (const auto& s : slices) {
-      auto r = eng->sync(s.name);
+      auto r = eng->sync(testing::slice_id(eng->table(), s.name));
       ASSERT_TRUE(r.ok());
       if (mode) {
         EXPECT_EQ(r->path, MirrorPath::kBounce);
@@ -159,9 +159,9 @@ TEST_F(MirrorTest, ABCopiesAlternateAndKeepThePreviousMirror) {
   auto eng = *MirrorEngine::create(v, *region, {});
   randomize(3);
   auto first = window(slices[0]);
-  ASSERT_TRUE(eng->sync("a").ok());
+  ASSERT_TRUE(eng->sync(testing::slice_id(eng->table(), "a")).ok());
   randomize(4);
-  ASSERT_TRUE(eng->sync("a").ok());
+  ASSERT_TRUE(eng->sync(testing::slice_id(eng->table(), "a")).ok());
   Volume v2 = reload();
   const SliceEntry& e = v2.table().slices[0];
   EXPECT_EQ(e.generation(), 2u);
@@ -183,19 +183,20 @@ TEST_F(MirrorTest, DamagedCurrentCopyFallsBackAndSaysSo) {
   auto eng = *MirrorEngine::create(v, *region, {});
   randomize(5);
   auto gen1 = window(slices[0]);
-  ASSERT_TRUE(eng->sync("a").ok());
+  ASSERT_TRUE(eng->sync(testing::slice_id(eng->table(), "a")).ok());
   randomize(6);
-  ASSERT_TRUE(eng->sync("a").ok());
+  ASSERT_TRUE(eng->sync(testing::slice_id(eng->table(), "a")).ok());
   // Damage one byte in the middle of the current copy.
   const SliceTable t = eng->table();
   const Extent x = t.slices[0].committed()->extents[0];
   uint8_t junk = 0x5a;
   write_file(file.path(), x.start_sector * 512 + (3 << 20) + 7, &junk, 1);
-  EXPECT_EQ(eng->verify("a").error().code, EUCLEAN);
+  EXPECT_EQ(eng->verify(testing::slice_id(eng->table(), "a")).error().code,
+            EUCLEAN);
   auto fresh = *FileRegion::create_memfd("fresh", kRegion);
   Volume v2 = reload();
   auto eng2 = *MirrorEngine::create(v2, *fresh, {});
-  auto r = eng2->restore("a");
+  auto r = eng2->restore(testing::slice_id(eng2->table(), "a"));
   ASSERT_TRUE(r.ok()) << r.error().what();
   EXPECT_TRUE(r->fell_back);
   EXPECT_EQ(r->generation, 1u);
@@ -207,7 +208,7 @@ TEST_F(MirrorTest, NoIntactCopyRefusesAndLeavesMemoryUntouched) {
   Volume v = format(1);
   auto eng = *MirrorEngine::create(v, *region, {});
   randomize(7);
-  ASSERT_TRUE(eng->sync("b").ok());
+  ASSERT_TRUE(eng->sync(testing::slice_id(eng->table(), "b")).ok());
   const Extent x = eng->table().slices[1].committed()->extents[0];
   uint8_t junk = 0xa5;
   write_file(file.path(), x.start_sector * 512 + 100, &junk, 1);
@@ -215,7 +216,7 @@ TEST_F(MirrorTest, NoIntactCopyRefusesAndLeavesMemoryUntouched) {
   std::memset(fresh->base(), 0x11, kRegion);
   Volume v2 = reload();
   auto eng2 = *MirrorEngine::create(v2, *fresh, {});
-  auto r = eng2->restore("b");
+  auto r = eng2->restore(testing::slice_id(eng2->table(), "b"));
   ASSERT_FALSE(r.ok());
   EXPECT_EQ(r.error().code, EUCLEAN);
   EXPECT_NE(r.error().message.find("'b'"), std::string::npos);
@@ -226,18 +227,21 @@ TEST_F(MirrorTest, NoIntactCopyRefusesAndLeavesMemoryUntouched) {
 TEST_F(MirrorTest, NeverMirroredSliceIsSkipped) {
   Volume v = format();
   auto eng = *MirrorEngine::create(v, *region, {});
-  auto r = eng->restore("a");
+  auto r = eng->restore(testing::slice_id(eng->table(), "a"));
   ASSERT_TRUE(r.ok());
   EXPECT_TRUE(r->skipped);
-  EXPECT_EQ(eng->sync("nope").error().code, ENOENT);
+  EXPECT_EQ(eng->sync(testing::slice_id(eng->table(), "nope")).error().code,
+            ENOENT);
 }
 
 TEST_F(MirrorTest, CorruptNewestSlotFallsBackToOlderWithWarning) {
   Volume v = format();
   auto eng = *MirrorEngine::create(v, *region, {});
   randomize(8);
-  ASSERT_TRUE(eng->sync("a").ok());  // generation 2, slot 0
-  ASSERT_TRUE(eng->sync("b").ok());  // generation 3, slot 1
+  ASSERT_TRUE(eng->sync(testing::slice_id(eng->table(), "a"))
+                  .ok());  // generation 2, slot 0
+  ASSERT_TRUE(eng->sync(testing::slice_id(eng->table(), "b"))
+                  .ok());  // generation 3, slot 1
   const Superblock sb = v.superblock();
   uint8_t junk = 0xff;
   write_file(file.path(), sb.meta_slot_sector[1] * 512 + 100, &junk, 1);
@@ -475,10 +479,11 @@ TEST_F(MirrorTest, GroupCommitMirrorsSeveralSlicesWithOneCommit) {
   Volume v = format();
   auto eng = *MirrorEngine::create(v, *region, {});
   randomize(11);
-  ASSERT_TRUE(eng->sync("a").ok());
+  ASSERT_TRUE(eng->sync(testing::slice_id(eng->table(), "a")).ok());
   const uint64_t g0 = eng->table().generation;
   randomize(12);
-  auto r = eng->sync_batch({"a", "b", "c", "d"});
+  auto r =
+      eng->sync_batch(testing::slice_ids(eng->table(), {"a", "b", "c", "d"}));
   ASSERT_TRUE(r.ok()) << r.error().what();
   ASSERT_EQ(r->size(), 4u);
   EXPECT_EQ(eng->table().generation, g0 + 1);  // one commit for the batch
@@ -486,7 +491,10 @@ TEST_F(MirrorTest, GroupCommitMirrorsSeveralSlicesWithOneCommit) {
   for (const auto& s : slices) EXPECT_EQ(on_disk(v2, s.name), window(s)) << s.name;
   EXPECT_EQ(v2.table().slices[0].generation(), 2u);
   EXPECT_EQ(v2.table().slices[1].generation(), 1u);
-  EXPECT_EQ(eng->sync_batch({"a", "nope"}).error().code, ENOENT);
+  EXPECT_EQ(eng->sync_batch(testing::slice_ids(eng->table(), {"a", "nope"}))
+                .error()
+                .code,
+            ENOENT);
   EXPECT_EQ(eng->table().generation, g0 + 1);  // the refused batch committed nothing
 }
 
@@ -501,18 +509,19 @@ TEST_F(MirrorTest, InlineRestoreMatchesAndFallsBackOnDamage) {
   auto eng = *MirrorEngine::create(v, *region, {});
   randomize(21);
   auto gen1 = window(slices[0]);
-  ASSERT_TRUE(eng->sync("a").ok());
-  ASSERT_TRUE(eng->sync("b").ok());
+  ASSERT_TRUE(eng->sync(testing::slice_id(eng->table(), "a")).ok());
+  ASSERT_TRUE(eng->sync(testing::slice_id(eng->table(), "b")).ok());
   randomize(22);
   auto gen2 = window(slices[0]);
-  ASSERT_TRUE(eng->sync("a").ok());
+  ASSERT_TRUE(eng->sync(testing::slice_id(eng->table(), "a")).ok());
   MirrorOptions inl;
   inl.restore_verify = RestoreVerify::kInline;
   {
     auto fresh = *FileRegion::create_memfd("fresh", kRegion);
     Volume v2 = reload();
     auto e2 = *MirrorEngine::create(v2, *fresh, inl);
-    for (const char* n : {"a", "b"}) ASSERT_TRUE(e2->restore(n).ok()) << n;
+    for (const char* n : {"a", "b"})
+      ASSERT_TRUE(e2->restore(testing::slice_id(e2->table(), n)).ok()) << n;
     EXPECT_EQ(std::memcmp(fresh->base(), gen2.data(), gen2.size()), 0);
   }
   // Damage chunk 2 of a's current copy: inline stops there and falls back.
@@ -523,14 +532,14 @@ TEST_F(MirrorTest, InlineRestoreMatchesAndFallsBackOnDamage) {
   auto fresh = *FileRegion::create_memfd("fresh2", kRegion);
   Volume v3 = reload();
   auto e3 = *MirrorEngine::create(v3, *fresh, inl);
-  auto r = e3->restore("a");
+  auto r = e3->restore(testing::slice_id(e3->table(), "a"));
   ASSERT_TRUE(r.ok()) << r.error().what();
   EXPECT_TRUE(r->fell_back);
   EXPECT_EQ(std::memcmp(fresh->base(), gen1.data(), gen1.size()), 0);
   // b has no previous copy: damage makes inline refuse, saying what it wrote.
   const Extent xb = t.slices[1].committed()->extents[0];
   write_file(file.path(), xb.start_sector * 512 + (1 << 20) + 3, &junk, 1);
-  auto rb = e3->restore("b");
+  auto rb = e3->restore(testing::slice_id(e3->table(), "b"));
   ASSERT_FALSE(rb.ok());
   EXPECT_NE(rb.error().message.find("restore_verify=inline"), std::string::npos);
 }
@@ -539,33 +548,44 @@ TEST_F(MirrorTest, WriteBehindThenSyncWritesOnlyTheRest) {
   Volume v = format();
   auto eng = *MirrorEngine::create(v, *region, {});
   randomize(21);
-  ASSERT_TRUE(eng->sync("a").ok());  // generation 1 in copy 0
+  ASSERT_TRUE(eng->sync(testing::slice_id(eng->table(), "a"))
+                  .ok());            // generation 1 in copy 0
   const SliceSpec& a = slices[0];    // 4 MiB: four CRC chunks
   const auto before = on_disk(reload(), "a");
   randomize(22);
   WriteBehind wb;
-  ASSERT_TRUE(eng->write_behind("a", 1, 2, wb).ok());
+  ASSERT_TRUE(
+      eng->write_behind(testing::slice_id(eng->table(), "a"), 1, 2, wb).ok());
   EXPECT_EQ(wb.target_copy, 1u);
   EXPECT_EQ(wb.generation, 2u);
   EXPECT_EQ(wb.written, (std::vector<uint8_t>{0, 1, 1, 0}));
   // Nothing is committed: the previous mirror is intact and current.
   EXPECT_EQ(on_disk(reload(), "a"), before);
-  EXPECT_EQ(eng->write_behind("a", 3, 2, wb).error().code, EINVAL);
-  EXPECT_EQ(eng->write_behind("nope", 0, 1, wb).error().code, ENOENT);
+  EXPECT_EQ(eng->write_behind(testing::slice_id(eng->table(), "a"), 3, 2, wb)
+                .error()
+                .code,
+            EINVAL);
+  EXPECT_EQ(eng->write_behind(testing::slice_id(eng->table(), "nope"), 0, 1, wb)
+                .error()
+                .code,
+            ENOENT);
 
-  auto r = eng->sync("a", {}, {}, &wb);
+  auto r = eng->sync(testing::slice_id(eng->table(), "a"), {}, {}, &wb);
   ASSERT_TRUE(r.ok()) << r.error().what();
   EXPECT_EQ(r->generation, 2u);
   EXPECT_EQ(r->behind_bytes, 2u << 20);
   EXPECT_EQ(r->crc32c, crc32c(window(a).data(), a.length_bytes));
   Volume v2 = reload();
   EXPECT_EQ(on_disk(v2, "a"), window(a));
-  EXPECT_TRUE(eng->verify("a").ok());
+  EXPECT_TRUE(eng->verify(testing::slice_id(eng->table(), "a")).ok());
 
   // The write-behind is stale now: refused, and ignored by sync.
-  EXPECT_EQ(eng->write_behind("a", 0, 1, wb).error().code, ESTALE);
+  EXPECT_EQ(eng->write_behind(testing::slice_id(eng->table(), "a"), 0, 1, wb)
+                .error()
+                .code,
+            ESTALE);
   randomize(23);
-  auto r2 = eng->sync("a", {}, {}, &wb);
+  auto r2 = eng->sync(testing::slice_id(eng->table(), "a"), {}, {}, &wb);
   ASSERT_TRUE(r2.ok());
   EXPECT_EQ(r2->behind_bytes, 0u);
   EXPECT_EQ(on_disk(reload(), "a"), window(a));
@@ -577,10 +597,13 @@ TEST_F(MirrorTest, WriteBehindCoversAShortLastChunkAndGroupSync) {
   randomize(24);
   const SliceSpec& b = slices[1];  // 2 MiB + 17 bytes: three chunks
   WriteBehind wb;
-  ASSERT_TRUE(eng->write_behind("b", 2, 1, wb).ok());  // the 17-byte chunk
-  ASSERT_TRUE(eng->write_behind("b", 0, 1, wb).ok());
+  ASSERT_TRUE(eng->write_behind(testing::slice_id(eng->table(), "b"), 2, 1, wb)
+                  .ok());  // the 17-byte chunk
+  ASSERT_TRUE(
+      eng->write_behind(testing::slice_id(eng->table(), "b"), 0, 1, wb).ok());
   const WriteBehind* behind[] = {nullptr, &wb};
-  auto r = eng->sync_batch({"a", "b"}, {}, behind);
+  auto r =
+      eng->sync_batch(testing::slice_ids(eng->table(), {"a", "b"}), {}, behind);
   ASSERT_TRUE(r.ok()) << r.error().what();
   for (const SyncReport& rep : *r)
     EXPECT_EQ(rep.behind_bytes, rep.slice == "b" ? (1u << 20) + 17 : 0u)
@@ -588,7 +611,7 @@ TEST_F(MirrorTest, WriteBehindCoversAShortLastChunkAndGroupSync) {
   Volume v2 = reload();
   EXPECT_EQ(on_disk(v2, "b"), window(b));
   EXPECT_EQ(on_disk(v2, "a"), window(slices[0]));
-  EXPECT_TRUE(eng->verify("b").ok());
+  EXPECT_TRUE(eng->verify(testing::slice_id(eng->table(), "b")).ok());
 }
 
 TEST_F(MirrorTest, WriteBehindNeedsTwoCopiesAndLeavesFailedChunksUnwritten) {
@@ -596,7 +619,10 @@ TEST_F(MirrorTest, WriteBehindNeedsTwoCopiesAndLeavesFailedChunksUnwritten) {
     Volume v1 = format(1);
     auto eng = *MirrorEngine::create(v1, *region, {});
     WriteBehind wb;
-    EXPECT_EQ(eng->write_behind("a", 0, 1, wb).error().code, EOPNOTSUPP);
+    EXPECT_EQ(eng->write_behind(testing::slice_id(eng->table(), "a"), 0, 1, wb)
+                  .error()
+                  .code,
+              EOPNOTSUPP);
   }
   Volume v = format();
   FaultyDevice faults;
@@ -604,16 +630,98 @@ TEST_F(MirrorTest, WriteBehindNeedsTwoCopiesAndLeavesFailedChunksUnwritten) {
   auto eng = *MirrorEngine::create(v, *region, {});
   randomize(25);
   WriteBehind wb;
-  ASSERT_TRUE(eng->write_behind("a", 0, 1, wb).ok());
+  ASSERT_TRUE(
+      eng->write_behind(testing::slice_id(eng->table(), "a"), 0, 1, wb).ok());
   faults.arm(0, FaultyDevice::Fault::kEio);
-  EXPECT_EQ(eng->write_behind("a", 1, 2, wb).error().code, EIO);
+  EXPECT_EQ(eng->write_behind(testing::slice_id(eng->table(), "a"), 1, 2, wb)
+                .error()
+                .code,
+            EIO);
   EXPECT_EQ(wb.written, (std::vector<uint8_t>{1, 0, 0, 0}));
   faults.arm(-1, FaultyDevice::Fault::kNone);
-  auto r = eng->sync("a", {}, {}, &wb);
+  auto r = eng->sync(testing::slice_id(eng->table(), "a"), {}, {}, &wb);
   ASSERT_TRUE(r.ok()) << r.error().what();
   EXPECT_EQ(r->behind_bytes, 1u << 20);
   v.device().set_observer(nullptr);
   EXPECT_EQ(on_disk(reload(), "a"), window(slices[0]));
+}
+
+// Issue 12, defect 1: a write-behind run that fails for any reason clears
+// the marks of the chunks it claimed. A mark left from an earlier run made
+// the next sync skip a chunk that had been rewritten since, committing its
+// old bytes with matching CRCs: a stale mirror that verifies. The engine
+// used to return ENOENT and ESTALE before clearing them.
+TEST_F(MirrorTest, WriteBehindClearsTheClaimedMarksOnEveryError) {
+  Volume v = format();
+  auto eng = *MirrorEngine::create(v, *region, {});
+  randomize(26);
+  ASSERT_TRUE(eng->sync(testing::slice_id(eng->table(), "a")).ok());
+  const uint64_t a = testing::slice_id(eng->table(), "a");
+  WriteBehind wb;
+  ASSERT_TRUE(eng->write_behind(a, 0, 4, wb).ok());
+  ASSERT_EQ(wb.written, (std::vector<uint8_t>{1, 1, 1, 1}));
+  // ENOENT: no slice has the ID (one removed meanwhile).
+  EXPECT_EQ(eng->write_behind(a + 1000, 0, 1, wb).error().code, ENOENT);
+  EXPECT_EQ(wb.written, (std::vector<uint8_t>{0, 1, 1, 1}));
+  // EINVAL: the part of the run inside the slice is cleared too.
+  EXPECT_EQ(eng->write_behind(a, 3, 2, wb).error().code, EINVAL);
+  EXPECT_EQ(wb.written, (std::vector<uint8_t>{0, 1, 1, 0}));
+  // ESTALE: another mirror was committed meanwhile.
+  WriteBehind old = wb;
+  ASSERT_TRUE(eng->sync(a).ok());
+  EXPECT_EQ(eng->write_behind(a, 1, 1, old).error().code, ESTALE);
+  EXPECT_EQ(old.written, (std::vector<uint8_t>{0, 0, 1, 0}));
+  // A write-behind of another slice never matches this one's sync.
+  WriteBehind of_b;
+  ASSERT_TRUE(
+      eng->write_behind(testing::slice_id(eng->table(), "b"), 0, 1, of_b).ok());
+  randomize(27);
+  auto r = eng->sync(a, {}, {}, &of_b);
+  ASSERT_TRUE(r.ok()) << r.error().what();
+  EXPECT_EQ(r->behind_bytes, 0u);
+  EXPECT_EQ(on_disk(reload(), "a"), window(slices[0]));
+}
+
+// An online rename changes a slice's label, never its ID: a mirror or
+// write-behind started under the old name goes on to the same slice.
+TEST_F(MirrorTest, RenameKeepsTheSliceIdAndRemovedIdsAreNeverReused) {
+  Volume v = format();
+  auto eng = *MirrorEngine::create(v, *region, {});
+  const uint64_t a = testing::slice_id(eng->table(), "a");
+  const uint64_t b = testing::slice_id(eng->table(), "b");
+  EXPECT_EQ(a, 1u);
+  EXPECT_EQ(b, 2u);
+  randomize(28);
+  WriteBehind wb;
+  ASSERT_TRUE(eng->write_behind(a, 0, 2, wb).ok());
+  ASSERT_TRUE(eng->rename_slice(a, "renamed").ok());
+  EXPECT_EQ(eng->rename_slice(b, "renamed").error().code, EEXIST);
+  ASSERT_TRUE(eng->write_behind(a, 2, 2, wb).ok());
+  auto r = eng->sync(a, {}, {}, &wb);
+  ASSERT_TRUE(r.ok()) << r.error().what();
+  EXPECT_EQ(r->slice, "renamed");
+  EXPECT_EQ(r->behind_bytes, 4u << 20);
+  EXPECT_EQ(on_disk(reload(), "renamed"), window(slices[0]));
+  // Remove b; a new slice gets a fresh ID, never b's.
+  const uint64_t next = eng->table().next_slice_id;
+  ASSERT_TRUE(eng->remove_slice(b).ok());
+  EXPECT_EQ(eng->sync(b).error().code, ENOENT);
+  SliceEntry e;
+  e.name = "b";
+  e.offset_bytes = slices[1].offset_bytes;
+  e.length_bytes = 4096;
+  auto added = eng->add_slice(e, false);
+  ASSERT_TRUE(added.ok()) << added.error().what();
+  EXPECT_EQ(added->slice_id, next);
+  EXPECT_NE(added->slice_id, b);
+  Volume v2 = reload();
+  EXPECT_EQ(v2.table().next_slice_id, next + 1);
+  EXPECT_EQ(v2.table().find_name("b")->id, next);
+  EXPECT_EQ(v2.table().find_name("renamed")->id, a);
+  // A new volume is formatted with the slice_ids feature and slot version 2.
+  EXPECT_TRUE(v2.superblock().incompat_features & kIncompatSliceIds);
+  EXPECT_EQ(v2.table().slot_version, kSlotVersionIds);
+  EXPECT_FALSE(v2.needs_upgrade());
 }
 
 // SliceFs drives write-behind from writes: chunks a write completes are
@@ -640,7 +748,7 @@ TEST_F(MirrorTest, SliceFsWriteBehindMirrorsExactlyWhatCloseSees) {
   ASSERT_TRUE(fs.close(ino, true).ok());
   EXPECT_EQ(eng->table().slices[0].generation(), 1u);
   EXPECT_EQ(on_disk(reload(), "a"), window(slices[0]));
-  EXPECT_TRUE(eng->verify("a").ok());
+  EXPECT_TRUE(eng->verify(testing::slice_id(eng->table(), "a")).ok());
 
   // write_behind=off: nothing is written before close.
   SliceFsOptions off;

@@ -10,7 +10,23 @@
 #include <string>
 #include <vector>
 
+#include "fs/format.h"
+
 namespace pcimirror::testing {
+
+/// The ID of slice `name` in `table`, or 0 (no slice has it: the engine
+/// answers ENOENT). Tests name slices; the engine addresses them by ID.
+inline uint64_t slice_id(const SliceTable& table, const std::string& name) {
+  const SliceEntry* e = table.find_name(name);
+  return e ? e->id : 0;
+}
+/// slice_id() of each name, in order.
+inline std::vector<uint64_t> slice_ids(const SliceTable& table,
+                                       const std::vector<std::string>& names) {
+  std::vector<uint64_t> out;
+  for (const std::string& n : names) out.push_back(slice_id(table, n));
+  return out;
+}
 
 /// A sparse file of `bytes` under $TMPDIR (default /tmp), removed on
 /// destruction. Stands in for a block device (Ceph's KernelDevice tests do
