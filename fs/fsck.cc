@@ -238,7 +238,10 @@ Result<FsckReport> run_fsck(BlockDevice device, const FsckOptions& opt) {
                 d);
       }
     }
-    if (changed) PCIM_TRY(vol->commit(std::move(next)));
+    if (changed) {
+      PCIM_TRY(vol->commit(std::move(next)));
+      rep.generation = vol->table().generation;
+    }
   }
   return rep;
 }

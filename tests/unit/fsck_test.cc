@@ -143,6 +143,7 @@ TEST_F(FsckTest, VerifyGoesPastUnreadableCopiesAndRepairActsOnThem) {
     }
   const SliceTable t1 = table();
   EXPECT_EQ(t1.generation, t0.generation + 1);
+  EXPECT_EQ(r.generation, t1.generation) << "the report names the commit";
   EXPECT_EQ(t1.slices[0].current_copy, 1 - a.current_copy);
   EXPECT_EQ(t1.slices[0].copies[a.current_copy].generation, 0u);
   EXPECT_EQ(t1.slices[0].copies[a.current_copy].extents,
