@@ -3,6 +3,7 @@
 // uncorrected, 8 operational error.
 #include <CLI/CLI.hpp>
 #include <cstdio>
+#include <cstring>
 #include <iostream>
 #include <nlohmann/json.hpp>
 
@@ -49,10 +50,29 @@ int run(const std::string& device, bool verify, bool repair, bool json) {
     j["verified_bytes"] = rep->verified_bytes;
     j["exit_code"] = rep->exit_code();
     j["findings"] = nlohmann::json::array();
-    for (const auto& f : rep->findings)
-      j["findings"].push_back({{"severity", sev[f.severity]},
-                               {"message", f.message},
-                               {"repaired", f.repaired}});
+    for (const auto& f : rep->findings) {
+      nlohmann::json jf = {{"severity", sev[f.severity]},
+                           {"message", f.message},
+                           {"repaired", f.repaired}};
+      if (f.damage) {
+        const CopyDamage& d = *f.damage;
+        nlohmann::json extents = nlohmann::json::array();
+        for (const DeviceExtent& x : d.device)
+          extents.push_back({{"offset_bytes", x.offset_bytes},
+                             {"length_bytes", x.length_bytes}});
+        const char* name = strerrorname_np(d.code);
+        jf["damage"] = {{"slice", f.slice},
+                        {"copy", d.copy},
+                        {"generation", d.generation},
+                        {"errno", d.code},
+                        {"error", name ? name : std::to_string(d.code)},
+                        {"unreadable", d.unreadable},
+                        {"slice_offset_bytes", d.slice_offset_bytes},
+                        {"length_bytes", d.length_bytes},
+                        {"device", extents}};
+      }
+      j["findings"].push_back(std::move(jf));
+    }
     // Names from older volumes may not be UTF-8: replaced, never a throw.
     std::cout << j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace)
               << "\n";

@@ -1,6 +1,9 @@
 // pcimirror restore DEVICE [--memory SPEC] [NAME...]: write committed mirrors
-// back into device memory after verifying their CRC32Cs.
+// back into device memory after verifying their CRC32Cs. Every slice named is
+// tried; a failed one is reported with the device memory it wrote, and the
+// command exits 1 naming the failed slices.
 #include <CLI/CLI.hpp>
+#include <cerrno>
 #include <cstdio>
 #include <iostream>
 
@@ -30,23 +33,41 @@ int run(const std::string& device, const std::string& memory,
   if (!engine.ok()) return fail(engine.error());
   if (names.empty())
     for (const SliceEntry& e : vol->table().slices) names.push_back(e.name);
-  int rc = kOk;
+  // A slice that fails does not stop the others: each is restored or not
+  // on its own, and the failures are named at the end (exit 1).
+  std::vector<std::string> restored, failed;
   for (const std::string& name : names) {
     uint64_t len = 0;
     for (const SliceEntry& e : vol->table().slices)
       if (e.name == name) len = e.length_bytes;
     auto id = slice_id_of(vol->table(), name);
     if (!id.ok()) {
-      rc = fail(id.error());
+      fail(id.error());
+      failed.push_back(name);
       continue;
     }
     Progress bar("restore " + name, 2 * len);
-    auto r = (*engine)->restore(*id, [&](uint64_t d) { bar.update(d); });
+    RestoreReport partial;
+    auto r = (*engine)->restore(
+        *id, [&](uint64_t d) { bar.update(d); }, &partial);
     bar.finish();
     if (!r.ok()) {
-      rc = fail(r.error());
+      fail(r.error());
+      failed.push_back(name);
+      if (r.error().code == ENOENT) continue;
+      if (partial.written.empty()) {
+        std::printf("failed   %-16s device memory untouched\n", name.c_str());
+      } else {
+        uint64_t bytes = 0;
+        for (const RestoredRange& w : partial.written) bytes += w.length_bytes;
+        std::printf(
+            "failed   %-16s %12llu bytes of device memory written: %s\n",
+            name.c_str(), static_cast<unsigned long long>(bytes),
+            describe_written(partial.written).c_str());
+      }
       continue;
     }
+    restored.push_back(name);
     if (r->skipped) {
       std::printf("skipped  %-16s %s\n", name.c_str(), r->note.c_str());
       continue;
@@ -58,7 +79,17 @@ int run(const std::string& device, const std::string& memory,
                 s > 0 ? static_cast<double>(r->bytes) / s / 1e6 : 0.0,
                 r->fell_back ? "; " : "", r->note.c_str());
   }
-  return rc;
+  if (failed.empty()) return kOk;
+  auto join = [](const std::vector<std::string>& v) {
+    std::string out;
+    for (const std::string& n : v) out += (out.empty() ? "" : ", ") + n;
+    return out.empty() ? std::string("none") : out;
+  };
+  return fail(
+      "restore failed for " + std::to_string(failed.size()) + " of " +
+      std::to_string(names.size()) + " slices (" + join(failed) +
+      "); fully restored (or skipped, never mirrored): " + join(restored) +
+      "; 'pcimirror fsck " + device + " --verify' reports every damaged copy");
 }
 
 }  // namespace

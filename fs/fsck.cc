@@ -127,7 +127,11 @@ Result<FsckReport> run_fsck(BlockDevice device, const FsckOptions& opt) {
   auto alloc = Allocator::from_table(vol->superblock(), vol->table());
   if (!alloc.ok()) add(F::kError, "allocation map: " + alloc.error().message);
 
-  // 4. Mirrors.
+  // 4. Mirrors: every written copy of every slice is read and checked. A
+  //    copy that the device fails to read (EIO, a medium error) or that
+  //    fails a CRC is damaged: each is reported with its errno, copy and
+  //    bytes, and the run goes on. A failure that is not the copy's (the
+  //    io_uring machinery) ends the run with its errno.
   if (opt.verify) {
     PCIM_ASSIGN_OR_RETURN(auto engine, UringEngine::create(vol->device(), opt.engine));
     SliceTable next = vol->table();
@@ -141,47 +145,103 @@ Result<FsckReport> run_fsck(BlockDevice device, const FsckOptions& opt) {
     auto tick = [&](uint64_t d) {
       if (opt.progress) opt.progress(base + d, total);
     };
+    const MirrorCopy unwritten_copy{0, 0, 0, 0, MirrorPath::kNone, {}, {}};
     for (SliceEntry& e : next.slices) {
-      const MirrorCopy* cur = e.committed();
-      if (!cur) continue;
-      Status v = verify_mirror(*engine, vol->superblock(), e, *cur, tick);
-      base += e.length_bytes;
-      if (v.ok()) rep.verified_bytes += e.length_bytes;
-      const uint32_t other_i = 1 - e.current_copy;
-      const bool has_other = e.copies.size() == 2 && e.copies[other_i].generation != 0;
-      bool other_ok = false;
-      if (has_other) {
-        Status ov = verify_mirror(*engine, vol->superblock(), e, e.copies[other_i], tick);
+      if (!e.committed()) continue;
+      // Checks copy i: nullopt when intact, else its damage.
+      auto check = [&](uint32_t i) -> Result<std::optional<CopyDamage>> {
+        CopyDamage d;
+        Status v =
+            verify_mirror(*engine, vol->superblock(), e, e.copies[i], tick, &d);
         base += e.length_bytes;
-        other_ok = ov.ok();
-        if (!other_ok && v.ok())
-          add(F::kInfo, "slice '" + e.name + "': previous copy (generation " +
-                            std::to_string(e.copies[other_i].generation) +
-                            ") no longer verifies (" + ov.error().message +
-                            "): overwritten by an interrupted sync; not used");
+        if (v.ok()) return std::optional<CopyDamage>();
+        d.copy = i;
+        if (!d.is_damage()) {
+          Error err = v.take_error();
+          err.message = "verify of slice '" + e.name + "' copy " +
+                        std::to_string(i) + " failed: " + err.message;
+          return err;
+        }
+        return std::optional<CopyDamage>(std::move(d));
+      };
+      const uint32_t cur_i = e.current_copy, other_i = 1 - e.current_copy;
+      const uint64_t cur_gen = e.copies[cur_i].generation;
+      PCIM_ASSIGN_OR_RETURN(auto cur_damage, check(cur_i));
+      if (!cur_damage) rep.verified_bytes += e.length_bytes;
+      const bool has_other = e.copies.size() == 2 && e.copies[other_i].generation != 0;
+      std::optional<CopyDamage> other_damage;
+      if (has_other) {
+        PCIM_ASSIGN_OR_RETURN(other_damage, check(other_i));
       }
-      if (v.ok()) continue;
-      if (v.error().code != EUCLEAN) return v.take_error();
+      const bool other_ok = has_other && !other_damage;
+      auto finding = [&](F::Severity sev, std::string m, bool repaired,
+                         const CopyDamage& d) {
+        rep.findings.push_back({sev, std::move(m), repaired, e.name, d});
+      };
+      if (other_damage) {
+        const CopyDamage& d = *other_damage;
+        std::string what =
+            "slice '" + e.name + "': previous copy (generation " +
+            std::to_string(d.generation) + ") " + d.state() + " (copy " +
+            std::to_string(d.copy) + ": " + d.detail() + ")";
+        if (!d.unreadable) {
+          // What an interrupted sync (or write-behind) leaves: not damage.
+          finding(F::kInfo,
+                  what + ": overwritten by an interrupted sync; not used",
+                  false, d);
+        } else if (!cur_damage && opt.repair) {
+          const auto extents = e.copies[other_i].extents;
+          e.copies[other_i] = unwritten_copy;
+          e.copies[other_i].extents = extents;
+          changed = true;
+          finding(F::kError,
+                  what + "; marked copy " + std::to_string(other_i) +
+                      " unwritten: restore no longer falls back to it, and "
+                      "the next sync of the slice rewrites it",
+                  true, d);
+        } else {
+          finding(F::kError,
+                  what + ": restore cannot fall back to it" +
+                      (cur_damage ? std::string()
+                                  : "; --repair marks it unwritten so that "
+                                    "the next sync rewrites it"),
+                  false, d);
+        }
+      }
+      if (!cur_damage) continue;
+      const CopyDamage& d = *cur_damage;
       std::string what = "slice '" + e.name + "': current mirror (generation " +
-                         std::to_string(cur->generation) + ") is damaged (" +
-                         v.error().message + ")";
+                         std::to_string(cur_gen) + ") " + d.state() +
+                         " (copy " + std::to_string(cur_i) + ": " + d.detail() +
+                         ")";
       if (other_ok && opt.repair) {
-        e.copies[e.current_copy] = MirrorCopy{0, 0, 0, 0, MirrorPath::kNone,
-                                              e.copies[e.current_copy].extents, {}};
+        const auto extents = e.copies[cur_i].extents;
+        e.copies[cur_i] = unwritten_copy;
+        e.copies[cur_i].extents = extents;
         e.current_copy = other_i;
         changed = true;
-        add(F::kError, what + "; made the previous copy (generation " +
-                           std::to_string(e.copies[other_i].generation) +
-                           ") current", true);
+        finding(F::kError,
+                what + "; made the previous copy (generation " +
+                    std::to_string(e.copies[other_i].generation) +
+                    ") current; the next sync of the slice rewrites copy " +
+                    std::to_string(cur_i),
+                true, d);
       } else if (other_ok) {
-        add(F::kError, what + "; the previous copy (generation " +
-                           std::to_string(e.copies[other_i].generation) +
-                           ") is intact: restore falls back to it, --repair makes it current");
+        finding(F::kError,
+                what + "; the previous copy (generation " +
+                    std::to_string(e.copies[other_i].generation) +
+                    ") is intact: restore falls back to it, --repair makes it "
+                    "current",
+                false, d);
       } else {
-        add(F::kError, what + " and no intact previous copy exists");
+        finding(F::kError, what + " and no intact previous copy exists", false,
+                d);
       }
     }
-    if (changed) PCIM_TRY(vol->commit(std::move(next)));
+    if (changed) {
+      PCIM_TRY(vol->commit(std::move(next)));
+      rep.generation = vol->table().generation;
+    }
   }
   return rep;
 }

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -18,6 +19,10 @@ struct FsckFinding {
   Severity severity = kInfo;
   std::string message;
   bool repaired = false;
+  /// For a damaged mirror copy (--verify): the slice, and which copy failed
+  /// how and where (errno, slice and device bytes).
+  std::string slice;
+  std::optional<CopyDamage> damage;
 };
 
 struct FsckOptions {
@@ -42,12 +47,19 @@ struct FsckReport {
 };
 
 /// Checks the volume on `device`: both superblocks, both metadata slots,
-/// the invariants of §6, and with `verify` every committed mirror (and the
-/// previous copy, as information). With `repair`: rewrites a damaged
-/// superblock from the good one, rewrites a stale or damaged metadata slot
-/// (by committing the current table again), and makes an intact previous
-/// copy current when the current copy fails its CRC. Errors of the run
-/// itself (not a pcimirror volume, I/O failure): EINVAL, the errno.
+/// the invariants of §6, and with `verify` every written copy of every
+/// slice. A copy that the device fails to read (EIO, ...) or that fails a
+/// CRC is damaged; every damaged copy is reported (an error, or information
+/// for a previous copy that fails its CRC, as an interrupted sync leaves
+/// it) and the run goes on to the other copies and slices. With `repair`:
+/// rewrites a damaged superblock from the good one, rewrites a stale or
+/// damaged metadata slot (by committing the current table again), makes an
+/// intact previous copy current when the current copy is damaged, and marks
+/// an unreadable previous copy unwritten (generation 0) when the current
+/// copy is intact; the next sync rewrites a copy so marked. The copy
+/// repairs are one metadata commit (docs/FORMAT.md §8). Errors of the run
+/// itself (not a pcimirror volume, metadata I/O failure, a failure of the
+/// io_uring engine that is not a device read error): EINVAL, the errno.
 Result<FsckReport> run_fsck(BlockDevice device, const FsckOptions& options);
 
 }  // namespace pcimirror

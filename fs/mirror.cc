@@ -6,6 +6,7 @@
 #include <cstring>
 #include <functional>
 #include <map>
+#include <optional>
 #include <string_view>
 #include <thread>
 #include <unordered_map>
@@ -620,20 +621,133 @@ Status check_whole_crc(const SliceEntry& e, const MirrorCopy& c,
     return make_error(EUCLEAN, "whole-slice CRC32C mismatch");
   return {};
 }
+
+std::string byte_range(uint64_t begin, uint64_t length) {
+  return "[" + std::to_string(begin) + ", " + std::to_string(begin + length) +
+         ")";
+}
+
+const char* errno_name(int code) {
+  const char* n = strerrordesc_np(code) ? strerrorname_np(code) : nullptr;
+  return n ? n : "errno";
+}
+
+// Fills `d` (when given) for a failure `err` of copy `c` of slice `e`: the
+// bytes of a failed read (`rf`) or of bad CRC chunk `bad_chunk`.
+void fill_damage(CopyDamage* d, const SliceEntry& e, const MirrorCopy& c,
+                 uint32_t chunk_bytes, const Error& err, const ReadFailure& rf,
+                 std::optional<uint64_t> bad_chunk) {
+  if (!d) return;
+  *d = CopyDamage{};
+  d->generation = c.generation;
+  d->code = err.code;
+  d->message = err.what();
+  if (rf.known) {
+    d->unreadable = true;
+    d->slice_offset_bytes = std::min(rf.mirror_offset_bytes, e.length_bytes);
+    d->length_bytes =
+        std::min(rf.length_bytes, e.length_bytes - d->slice_offset_bytes);
+    d->device = {{rf.device_offset_bytes, rf.length_bytes}};
+  } else if (bad_chunk) {
+    d->slice_offset_bytes = *bad_chunk * chunk_bytes;
+    d->length_bytes =
+        std::min<uint64_t>(chunk_bytes, e.length_bytes - d->slice_offset_bytes);
+    d->device = device_extents(c, d->slice_offset_bytes, d->length_bytes);
+  } else if (err.code == EUCLEAN) {
+    d->length_bytes = e.length_bytes;  // the whole-slice CRC
+  }
+}
+
+// Where a failed read left `err`: the damaged chunk's bytes, appended to
+// the message, so that every caller names them.
+Error with_range(Error err, const CopyDamage& d) {
+  if (d.length_bytes == 0) return err;
+  err.message +=
+      " (slice bytes " + byte_range(d.slice_offset_bytes, d.length_bytes) + ")";
+  return err;
+}
+
+// The device memory a series of restore passes left written: pass i wrote
+// bytes [0, prefix) of the slice from `copy`; later passes overwrite earlier
+// ones.
+struct Pass {
+  uint32_t copy;
+  uint64_t generation;
+  uint64_t prefix_bytes = 0;
+};
+std::vector<RestoredRange> written_by(const SliceEntry& e,
+                                      const std::vector<Pass>& passes) {
+  std::vector<RestoredRange> out;
+  uint64_t covered = 0;
+  for (auto p = passes.rbegin(); p != passes.rend(); ++p) {
+    if (p->prefix_bytes <= covered) continue;
+    out.push_back({e.offset_bytes + covered, p->prefix_bytes - covered, p->copy,
+                   p->generation});
+    covered = p->prefix_bytes;
+  }
+  return out;
+}
 }  // namespace
+
+const char* CopyDamage::state() const {
+  return unreadable        ? "is unreadable"
+         : code == EUCLEAN ? "is damaged"
+                           : "failed";
+}
+
+std::string CopyDamage::detail() const {
+  std::string device_bytes;
+  for (const DeviceExtent& x : device)
+    device_bytes += (device_bytes.empty() ? "" : ", ") +
+                    byte_range(x.offset_bytes, x.length_bytes);
+  if (unreadable)
+    return "mirror device bytes " + device_bytes + " fail to read with " +
+           errno_name(code) + " (" + message + "); slice bytes " +
+           byte_range(slice_offset_bytes, length_bytes);
+  if (code == EUCLEAN && length_bytes)
+    return message + " (EUCLEAN; slice bytes " +
+           byte_range(slice_offset_bytes, length_bytes) +
+           (device_bytes.empty() ? ""
+                                 : ", mirror device bytes " + device_bytes) +
+           ")";
+  return message;
+}
+
+std::string CopyDamage::describe() const {
+  return "copy " + std::to_string(copy) + " (generation " +
+         std::to_string(generation) + ") " + state() + ": " + detail();
+}
+
+std::string describe_written(const std::vector<RestoredRange>& written) {
+  if (written.empty()) return "nothing";
+  std::string out;
+  for (const RestoredRange& w : written)
+    out += (out.empty() ? "" : ", ") +
+           byte_range(w.offset_bytes, w.length_bytes) + " from copy " +
+           std::to_string(w.copy) + " (generation " +
+           std::to_string(w.generation) + ")";
+  return out;
+}
 
 Status verify_mirror(UringEngine& engine, const Superblock& sb,
                      const SliceEntry& e, const MirrorCopy& c,
-                     const std::function<void(uint64_t)>& progress) {
+                     const std::function<void(uint64_t)>& progress,
+                     CopyDamage* damage) {
   const uint32_t chunk_bytes = sb.crc_chunk_bytes;
-  PCIM_TRY(check_whole_crc(e, c, chunk_bytes));
+  if (Status w = check_whole_crc(e, c, chunk_bytes); !w.ok()) {
+    fill_damage(damage, e, c, chunk_bytes, w.error(), {}, std::nullopt);
+    return w;
+  }
   ChunkCrcs crc(chunk_bytes);
   size_t checked = 0;
+  std::optional<uint64_t> bad;
   auto check_closed = [&]() -> Status {
     for (; checked < crc.chunks().size(); ++checked)
-      if (crc.chunks()[checked] != c.chunk_crc32c[checked])
+      if (crc.chunks()[checked] != c.chunk_crc32c[checked]) {
+        bad = checked;
         return make_error(EUCLEAN, "chunk " + std::to_string(checked) +
                                        " fails its CRC32C");
+      }
     return {};
   };
   auto sink = [&](uint64_t off, const std::byte* data, uint64_t n) -> Status {
@@ -641,20 +755,34 @@ Status verify_mirror(UringEngine& engine, const Superblock& sb,
     if (progress) progress(off + n);
     return check_closed();  // as soon as chunks close, to stop early on damage
   };
-  auto stats = engine.read(device_extents(c), e.length_bytes, sink);
-  if (!stats.ok()) return stats.take_error();
-  crc.finish();
-  return check_closed();
+  ReadFailure rf;
+  auto stats = engine.read(device_extents(c), e.length_bytes, sink, &rf);
+  Status s = stats.ok() ? Status() : Status(stats.take_error());
+  if (s.ok()) {
+    crc.finish();
+    s = check_closed();
+  }
+  if (s.ok()) return s;
+  CopyDamage d;
+  fill_damage(&d, e, c, chunk_bytes, s.error(), rf, bad);
+  if (damage) *damage = d;
+  return with_range(s.take_error(), d);
 }
 
-Status MirrorEngine::copy_verified(const SliceEntry& e, const MirrorCopy& c,
-                                   const std::function<void(uint64_t)>& restored) {
+Status MirrorEngine::copy_verified(
+    const SliceEntry& e, const MirrorCopy& c,
+    const std::function<void(uint64_t)>& restored, CopyDamage* damage) {
   // A CRC chunk that a read holds whole is verified in place and copied;
   // one split across reads is staged, then verified and copied. Nothing
   // unverified reaches the region.
   const uint64_t chunk = volume_.superblock().crc_chunk_bytes;
-  PCIM_TRY(check_whole_crc(e, c, static_cast<uint32_t>(chunk)));
+  if (Status w = check_whole_crc(e, c, static_cast<uint32_t>(chunk)); !w.ok()) {
+    fill_damage(damage, e, c, static_cast<uint32_t>(chunk), w.error(), {},
+                std::nullopt);
+    return w;
+  }
   AlignedBuffer staging(chunk, 4096);
+  std::optional<uint64_t> bad;
   auto sink = [&](uint64_t off, const std::byte* data, uint64_t n) -> Status {
     for (uint64_t done = 0; done < n;) {
       const uint64_t pos = off + done, k = pos / chunk, start = k * chunk;
@@ -668,8 +796,10 @@ Status MirrorEngine::copy_verified(const SliceEntry& e, const MirrorCopy& c,
         if (pos + take == end) verified = staging.data();
       }
       if (verified) {
-        if (crc32c(verified, end - start) != c.chunk_crc32c[k])
+        if (crc32c(verified, end - start) != c.chunk_crc32c[k]) {
+          bad = k;
           return make_error(EUCLEAN, "chunk " + std::to_string(k) + " fails its CRC32C");
+        }
         region_.copy_to(e.offset_bytes + start, verified, end - start);
         if (restored) restored(end);
       }
@@ -677,9 +807,13 @@ Status MirrorEngine::copy_verified(const SliceEntry& e, const MirrorCopy& c,
     }
     return {};
   };
-  auto stats = engine_->read(device_extents(c), e.length_bytes, sink);
-  if (!stats.ok()) return stats.take_error();
-  return {};
+  ReadFailure rf;
+  auto stats = engine_->read(device_extents(c), e.length_bytes, sink, &rf);
+  if (stats.ok()) return {};
+  CopyDamage d;
+  fill_damage(&d, e, c, static_cast<uint32_t>(chunk), stats.error(), rf, bad);
+  if (damage) *damage = d;
+  return with_range(stats.take_error(), d);
 }
 
 Status MirrorEngine::verify(uint64_t slice_id) {
@@ -700,7 +834,8 @@ Status MirrorEngine::verify(uint64_t slice_id) {
 }
 
 Result<RestoreReport> MirrorEngine::restore(
-    uint64_t slice_id, const std::function<void(uint64_t)>& progress) {
+    uint64_t slice_id, const std::function<void(uint64_t)>& progress,
+    RestoreReport* failed) {
   auto lock = lock_ahead_of_write_behind();
   PCIM_ASSIGN_OR_RETURN(const SliceEntry* e,
                         find_slice(volume_.table(), slice_id));
@@ -708,78 +843,102 @@ Result<RestoreReport> MirrorEngine::restore(
   RestoreReport r;
   r.slice_id = slice_id;
   r.slice = name;
-  const MirrorCopy* c = e->committed();
-  if (!c) {
+  if (!e->committed()) {
     r.skipped = true;
     r.note = "never mirrored; left as it is";
     return r;
   }
   const uint64_t t0 = mono_ns();
-  region_.prefault_for_write(e->offset_bytes, e->length_bytes);
-  if (options_.restore_verify == RestoreVerify::kInline) {
-    Status s = copy_verified(*e, *c, [&](uint64_t b) {
-      if (progress) progress(2 * b);  // one pass stands for both halves
-    });
+  const uint64_t len = e->length_bytes;
+  region_.prefault_for_write(e->offset_bytes, len);
+  // The current copy first, then the other one if it was ever written. A
+  // copy that cannot be read or fails a CRC is damage to that copy, however
+  // it fails: the next one is tried. The first copy is verified inline or
+  // by a prepass as configured; a fallback copy always by a prepass, so a
+  // second damaged copy adds nothing to device memory.
+  const uint32_t cur = e->current_copy;
+  std::vector<uint32_t> order{cur};
+  if (e->copies.size() == 2 && e->copies[1 - cur].generation)
+    order.push_back(1 - cur);
+  const bool inline_first = options_.restore_verify == RestoreVerify::kInline;
+  std::vector<Pass> passes;
+  const MirrorCopy* used = nullptr;
+  for (size_t i = 0; i < order.size() && !used; ++i) {
+    const uint32_t idx = order[i];
+    const MirrorCopy& c = e->copies[idx];
+    CopyDamage d;
+    const bool inline_pass = i == 0 && inline_first;
+    if (!inline_pass) {
+      const std::function<void(uint64_t)> none;
+      Status v = verify_mirror(*engine_, volume_.superblock(), *e, c,
+                               i == 0 ? progress : none, &d);
+      if (!v.ok()) {
+        d.copy = idx;
+        log_warning("slice '" + name + "': " + d.describe());
+        r.damage.push_back(std::move(d));
+        continue;
+      }
+    }
+    // The copy pass: a copy verified a moment ago is read again, and each
+    // chunk is checked once more (the disk may have changed) before it is
+    // copied into the region.
+    passes.push_back({idx, c.generation});
+    Status s = copy_verified(
+        *e, c,
+        [&](uint64_t b) {
+          passes.back().prefix_bytes = b;
+          if (progress) progress(inline_pass ? 2 * b : len + b);
+        },
+        &d);
     if (s.ok()) {
-      r.generation = c->generation;
-      r.bytes = e->length_bytes;
-      r.duration_ns = mono_ns() - t0;
-      return r;
+      used = &c;
+      break;
     }
-    if (s.error().code != EUCLEAN) {
-      Error err = s.take_error();
-      err.message = "restore of slice '" + name + "' failed: " + err.message;
-      return err;
-    }
-    // Damage found part-way: what was written was verified; the prepass
-    // path below falls back to the previous copy or refuses.
-    log_warning("slice '" + name + "': inline restore stopped: " + s.error().message);
+    d.copy = idx;
+    log_warning("slice '" + name + "': " + d.describe() + "; " +
+                (inline_pass ? "inline restore" : "restore") +
+                " stopped part-way, device memory written: " +
+                describe_written(written_by(*e, passes)));
+    r.damage.push_back(std::move(d));
   }
-  Status v = verify_mirror(*engine_, volume_.superblock(), *e, *c, progress);
-  if (!v.ok() && v.error().code != EUCLEAN) {
-    // An I/O error is not damage: report it, touch nothing.
-    Error err = v.take_error();
-    err.message = "restore of slice '" + name + "' failed: " + err.message;
+  r.written = written_by(*e, passes);
+  if (!used) {
+    std::string why;
+    for (const CopyDamage& d : r.damage)
+      why += (why.empty() ? "" : "; ") + d.describe();
+    if (order.size() == 1)
+      why += e->copies.size() == 2
+                 ? "; copy " + std::to_string(1 - cur) + " was never written"
+                 : "; the volume keeps one copy per slice (--slots 1)";
+    std::string wrote =
+        r.written.empty()
+            ? "device memory was left untouched"
+            : "device memory written before the failure: " +
+                  describe_written(r.written) +
+                  (inline_first ? " (restore_verify=inline writes verified "
+                                  "chunks before the damage)"
+                                : "") +
+                  "; the rest of the slice is as it was";
+    // The current copy's errno; the message names each copy's.
+    Error err = make_error(
+        r.damage.front().code,
+        "restore of slice '" + name +
+            "' failed: no copy is readable and intact: " + why + "; " + wrote);
+    r.duration_ns = mono_ns() - t0;
+    if (failed) *failed = std::move(r);
     return err;
   }
-  if (!v.ok()) {
-    const MirrorCopy* other = nullptr;
-    if (e->copies.size() == 2 && e->copies[1 - e->current_copy].generation)
-      other = &e->copies[1 - e->current_copy];
-    std::string why = v.error().message;
-    if (other && verify_mirror(*engine_, volume_.superblock(), *e, *other).ok()) {
-      r.fell_back = true;
-      r.note = "current mirror (generation " + std::to_string(c->generation) +
-               ") is damaged (" + why + "); restored the previous mirror, "
-               "generation " + std::to_string(other->generation);
-      log_warning("slice '" + name + "': " + r.note);
-      c = other;
-    } else {
-      return make_error(EUCLEAN, "mirror of slice '" + name +
-                                     "' generation " +
-                                     std::to_string(c->generation) +
-                                     " is damaged (" + why +
-                                     ") and no intact older copy exists; " +
-                                     (options_.restore_verify == RestoreVerify::kInline
-                                          ? "verified chunks before the damage were "
-                                            "written (restore_verify=inline)"
-                                          : "device memory was left untouched"));
-    }
-  }
-  // Second pass: the copy verified a moment ago is read again, and each
-  // chunk is checked once more (the disk may have changed) before it is
-  // copied into the region.
-  if (Status s = copy_verified(*e, *c, [&](uint64_t b) {
-        if (progress) progress(e->length_bytes + b);
-      });
-      !s.ok()) {
-    Error err = s.take_error();
-    err.message = "restore of slice '" + name + "' failed: " + err.message;
-    return err;
-  }
-  r.generation = c->generation;
-  r.bytes = e->length_bytes;
+  r.generation = used->generation;
+  r.bytes = len;
   r.duration_ns = mono_ns() - t0;
+  r.fell_back = used != &e->copies[cur];
+  if (r.fell_back) {
+    r.note = "current mirror, " + r.damage.front().describe() +
+             "; restored the previous mirror, copy " +
+             std::to_string(used - e->copies.data()) + " (generation " +
+             std::to_string(used->generation) + ")";
+    log_warning("slice '" + name + "': " + r.note);
+  }
   log_info("restore slice=" + name + " bytes=" + std::to_string(r.bytes) +
            " generation=" + std::to_string(r.generation) + " duration_ms=" +
            std::to_string(r.duration_ns / 1000000));

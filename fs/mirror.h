@@ -89,24 +89,75 @@ struct SyncReport {
   }
 };
 
-/// What one restore did.
+/// Where and why one copy of a slice failed to read or to verify: damage
+/// to that copy (docs/DESIGN.md, "Restore verification").
+struct CopyDamage {
+  uint32_t copy = 0;        ///< index into SliceEntry::copies
+  uint64_t generation = 0;  ///< the copy's generation
+  /// Positive errno: the device's (EIO, ...) when `unreadable`, EUCLEAN for
+  /// a CRC mismatch, else the failed operation's.
+  int code = 0;
+  /// A read request failed on the device (a medium error): the bytes below
+  /// could not be read.
+  bool unreadable = false;
+  /// The bytes of the slice affected, from its start: the failed read or
+  /// the bad CRC chunk; the whole slice for a whole-CRC mismatch; length 0
+  /// when unknown (the read failed otherwise, e.g. a failed io_uring_enter).
+  uint64_t slice_offset_bytes = 0, length_bytes = 0;
+  /// The same bytes on the mirror device; empty when unknown.
+  std::vector<DeviceExtent> device;
+  std::string message;  ///< the error, as Error::what() gives it
+  /// True when the copy's own bytes or CRCs are at fault (a device read
+  /// error or a CRC mismatch), not the machinery reading them.
+  bool is_damage() const { return unreadable || code == EUCLEAN; }
+  /// "is unreadable", "is damaged" (EUCLEAN) or "failed".
+  const char* state() const;
+  /// What failed where: "mirror device bytes [x, y) fail to read with EIO
+  /// (...); slice bytes [a, b)", or the CRC mismatch and its bytes.
+  std::string detail() const;
+  /// "copy 1 (generation 4) " + state() + ": " + detail(), for messages.
+  std::string describe() const;
+};
+
+/// A range of device memory (the region) that a restore overwrote, and the
+/// copy whose verified bytes it holds.
+struct RestoredRange {
+  uint64_t offset_bytes = 0;  ///< in the region, as SliceEntry::offset_bytes
+  uint64_t length_bytes = 0;
+  uint32_t copy = 0;  ///< index into SliceEntry::copies
+  uint64_t generation = 0;
+};
+
+/// What one restore did. A failed restore fills it too (see restore()).
 struct RestoreReport {
   uint64_t slice_id = 0;
   std::string slice;
-  uint64_t generation = 0;
+  uint64_t generation = 0;  ///< of the copy restored
   uint64_t bytes = 0;
   uint64_t duration_ns = 0;
   bool skipped = false;     ///< never mirrored: nothing to restore
   bool fell_back = false;   ///< the current copy was damaged; used the other
-  std::string note;
+  std::string note;         ///< why it fell back: the copy, errno and range
+  /// Each copy that failed to read or verify, in the order tried.
+  std::vector<CopyDamage> damage;
+  /// Device memory written, in region order: the whole slice on success;
+  /// after a failure, what was written before it (empty: untouched).
+  std::vector<RestoredRange> written;
 };
+
+/// "[a, b) from copy 0 (generation 5), ..." in region bytes, or "nothing".
+std::string describe_written(const std::vector<RestoredRange>& written);
 
 /// Reads copy `copy` of slice `e` through `engine` and checks every chunk
 /// CRC32C and the whole CRC32C (docs/FORMAT.md §5). EUCLEAN naming the
-/// first bad chunk; the read's errno on I/O failure. Touches no region.
+/// first bad chunk and its bytes; the read's errno (EIO, ...) on I/O
+/// failure, naming the device bytes. On error, `damage`, when given, says
+/// where (its `copy` is left for the caller). Touches no region. Not
+/// thread-safe (the engine is not).
 Status verify_mirror(UringEngine& engine, const Superblock& sb,
                      const SliceEntry& e, const MirrorCopy& copy,
-                     const std::function<void(uint64_t)>& progress = {});
+                     const std::function<void(uint64_t)>& progress = {},
+                     CopyDamage* damage = nullptr);
 
 class MirrorEngine {
  public:
@@ -174,12 +225,23 @@ class MirrorEngine {
   Status rename_slice(uint64_t slice_id, const std::string& to);
 
   /// Reads the committed mirror of `slice_id`, verifies every chunk CRC32C and
-  /// the whole CRC32C, and only then copies it into the region (§5). If the
-  /// current copy is damaged and the other copy is intact, restores that one
-  /// and says so. EUCLEAN when no copy verifies (the region is untouched).
-  /// `progress` gets bytes done of 2 x length (verify pass, then copy).
+  /// the whole CRC32C, and only then copies it into the region (§5); with
+  /// restore_verify=inline each chunk is verified just before it is copied.
+  /// A copy that cannot be read (any read errno, EIO in practice) or fails
+  /// a CRC is damaged: the other copy, when written, is verified whole and
+  /// restored instead, and the report says so (fell_back, note, damage).
+  /// Errors: ENOENT (unknown slice); when no copy restores, the current
+  /// copy's errno (EUCLEAN, EIO, ...) with a message naming the slice, each
+  /// copy's failure and the device memory written. Device memory is
+  /// untouched then in prepass mode unless a copy pass itself failed after
+  /// its copy verified; inline leaves the verified chunks before the
+  /// damage. `failed`, when given, gets the report of a failed restore
+  /// (damage and written ranges). `progress` gets bytes done of 2 x length
+  /// (verify pass, then copy). Thread-safe (serialised with mirrors).
   Result<RestoreReport> restore(
-      uint64_t slice_id, const std::function<void(uint64_t)>& progress = {});
+      uint64_t slice_id,
+      const std::function<void(uint64_t)>& progress = {},
+      RestoreReport* failed = nullptr);
 
   /// Reads and verifies the committed mirror of `slice_id` without touching
   /// the region. EUCLEAN on a mismatch.
@@ -226,9 +288,11 @@ class MirrorEngine {
                                                std::vector<SyncReport>& reports);
   // Reads copy `c` once, verifying each CRC chunk before copying it into the
   // region; `restored` gets the slice bytes restored so far. EUCLEAN at the
-  // first bad chunk (chunks before it are restored).
+  // first bad chunk, the read's errno at an unreadable one (chunks before it
+  // are restored); `damage` says where.
   Status copy_verified(const SliceEntry& e, const MirrorCopy& c,
-                       const std::function<void(uint64_t)>& restored);
+                       const std::function<void(uint64_t)>& restored,
+                       CopyDamage* damage);
 
   Volume& volume_;
   Region& region_;

@@ -12,9 +12,19 @@ int64_t FaultyDevice::on_write(uint64_t, const std::byte*,
   return fault_ == Fault::kNone ? result : -EIO;
 }
 
-int64_t FaultyDevice::on_read(uint64_t, uint64_t, int64_t result) {
-  if (!hit() || result < 0) return result;
-  return fault_ == Fault::kEio ? -EIO : result;
+int64_t FaultyDevice::on_read(uint64_t offset_bytes, uint64_t length_bytes,
+                              int64_t result) {
+  const bool armed = hit();
+  if (result < 0) return result;
+  {
+    std::lock_guard lock(mu_);
+    for (auto [begin, end] : unreadable_)
+      if (offset_bytes < end && begin < offset_bytes + length_bytes) {
+        ++unreadable_hits_;
+        return -EIO;
+      }
+  }
+  return armed && fault_ == Fault::kEio ? -EIO : result;
 }
 
 int FaultyDevice::on_flush(int result) {

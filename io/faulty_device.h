@@ -2,11 +2,16 @@
 // (counted from 0 across all three) reports -EIO, a short write, or a failed
 // flush. The data of a write reported as failed may or may not have reached
 // the device, as on real hardware. Separately, arm_enter() fails the Nth
-// io_uring_enter(2) of the io_uring engine (a failed submit or wait).
+// io_uring_enter(2) of the io_uring engine (a failed submit or wait). And
+// add_unreadable() makes a byte range of the device unreadable, as a disk
+// with a bad sector: every read overlapping it fails with EIO, every time.
 #pragma once
 
 #include <atomic>
 #include <cstdint>
+#include <mutex>
+#include <utility>
+#include <vector>
 
 #include "io/io_observer.h"
 
@@ -45,6 +50,22 @@ class FaultyDevice final : public IoObserver {
   int64_t enter_count() const { return enter_count_; }
   bool enter_fired() const { return enter_fired_; }
 
+  /// Makes device bytes [offset_bytes, offset_bytes + length_bytes)
+  /// unreadable: every read overlapping them (in the io_uring engine or
+  /// BlockDevice::pread_all) fails with EIO, as a medium error fails a whole
+  /// request, until clear_unreadable(). Independent of arm(); writes are
+  /// unaffected. Thread-safe.
+  void add_unreadable(uint64_t offset_bytes, uint64_t length_bytes) {
+    std::lock_guard lock(mu_);
+    unreadable_.emplace_back(offset_bytes, offset_bytes + length_bytes);
+  }
+  void clear_unreadable() {
+    std::lock_guard lock(mu_);
+    unreadable_.clear();
+  }
+  /// Reads failed by add_unreadable() ranges so far.
+  int64_t unreadable_hits() const { return unreadable_hits_; }
+
   int64_t on_write(uint64_t, const std::byte*, uint64_t length_bytes,
                    int64_t result) override;
   int64_t on_read(uint64_t, uint64_t, int64_t result) override;
@@ -66,6 +87,9 @@ class FaultyDevice final : public IoObserver {
   std::atomic<int> enter_error_{0};
   std::atomic<bool> enter_sticky_{false};
   std::atomic<bool> enter_fired_{false};
+  mutable std::mutex mu_;
+  std::vector<std::pair<uint64_t, uint64_t>> unreadable_;  // [begin, end)
+  std::atomic<int64_t> unreadable_hits_{0};
 };
 
 }  // namespace pcimirror

@@ -102,6 +102,7 @@ struct Slot {
 struct Op {
   bool is_write = false;
   Status err;  // the first error
+  ReadFailure failure;  // where, when `err` is a request the device failed
   TransferStats stats;
   std::vector<size_t> finished;  // slots whose requests ended, not yet taken
 };
@@ -307,28 +308,41 @@ struct UringEngine::Impl {
     }
     Status& err = op.err;
     bool requeue = false;
+    // The untransferred part of the request, for a failure the device
+    // reported.
+    auto record_failure = [&] {
+      op.failure = ReadFailure{true, s.chunk.device_offset_bytes + s.done_bytes,
+                               s.chunk.io_bytes - s.done_bytes,
+                               s.chunk.mirror_offset_bytes + s.done_bytes};
+    };
     if (res == -EAGAIN || res == -EINTR) {
       requeue = true;
     } else if (res < 0) {
-      if (err.ok())
+      if (err.ok()) {
+        record_failure();
         err = sys_error(res, std::string(is_write ? "write" : "read") + " of " +
                                  std::to_string(s.chunk.io_bytes) +
                                  " bytes at byte " +
                                  std::to_string(s.chunk.device_offset_bytes) +
                                  " of " + device->path() + " failed");
+      }
     } else if (res == 0) {
-      if (err.ok())
+      if (err.ok()) {
+        record_failure();
         err = make_error(
             EIO, std::string(is_write ? "write" : "read") + " at byte " +
                      std::to_string(s.chunk.device_offset_bytes) + " of " +
                      device->path() + " made no progress");
+      }
     } else {
       s.done_bytes += static_cast<uint32_t>(res);
       if (s.done_bytes < s.chunk.io_bytes) {
         if (s.done_bytes % device->logical_block_size()) {
-          if (err.ok())
+          if (err.ok()) {
             err = make_error(EIO,
                              "unaligned short transfer on " + device->path());
+            record_failure();
+          }
         } else {
           requeue = true;
         }
@@ -519,7 +533,8 @@ Result<TransferStats> UringEngine::write(std::span<const WriteJob> jobs) {
 
 Result<TransferStats> UringEngine::read(std::span<const DeviceExtent> extents,
                                         uint64_t length_bytes,
-                                        const ReadSink& sink) {
+                                        const ReadSink& sink,
+                                        ReadFailure* failure) {
   Impl& m = *impl_;
   PCIM_TRY(m.usable());
   const uint32_t lbs = m.device->logical_block_size();
@@ -580,7 +595,10 @@ Result<TransferStats> UringEngine::read(std::span<const DeviceExtent> extents,
     if (m.in_flight == 0 || m.broken) break;
     m.pump(op, true);
   }
-  if (!op.err.ok()) return op.err.take_error();
+  if (!op.err.ok()) {
+    if (failure && op.failure.known) *failure = op.failure;
+    return op.err.take_error();
+  }
   if (m.broken) return *m.broken;
   return stats;
 }

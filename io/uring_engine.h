@@ -86,6 +86,16 @@ struct WriteJob {
   WriteSource* source = nullptr;
 };
 
+/// Where a read failed on the device: the part of the failing request that
+/// did not transfer (a device error, or no progress).
+struct ReadFailure {
+  bool known =
+      false;  ///< false: the read failed otherwise (sink, ring, EINVAL)
+  uint64_t device_offset_bytes = 0;  ///< on the device
+  uint64_t length_bytes = 0;         ///< of the request's untransferred part
+  uint64_t mirror_offset_bytes = 0;  ///< of device_offset_bytes in the image
+};
+
 /// Receives read data in mirror order. Returns an error to abort the read.
 using ReadSink = std::function<Status(uint64_t mirror_offset_bytes,
                                       const std::byte* data,
@@ -128,9 +138,13 @@ class UringEngine {
 
   /// Reads `length_bytes` of mirror image from `extents` through the bounce
   /// pool and hands each chunk to `sink` in mirror order. Returns once no
-  /// request is in flight. Errors as write(), and the sink's.
+  /// request is in flight. Errors as write(), and the sink's. When the
+  /// operation's error is a request the device failed (EIO, ...), and
+  /// `failure` is given, it is set to where (known = true); it is left
+  /// unchanged otherwise.
   Result<TransferStats> read(std::span<const DeviceExtent> extents,
-                             uint64_t length_bytes, const ReadSink& sink);
+                             uint64_t length_bytes, const ReadSink& sink,
+                             ReadFailure* failure = nullptr);
 
   /// IORING_OP_FSYNC with IORING_FSYNC_DATASYNC: completed writes become
   /// durable. Reports only the result of its own fsync's CQE (its own

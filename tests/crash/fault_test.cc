@@ -149,13 +149,24 @@ TEST(Faults, EioAtEveryReadOfARestoreFailsCleanly) {
     SCOPED_TRACE("EIO at read " + std::to_string(i));
     std::memset(rig.region->base(), 0x33, rig.x.size());
     rig.faulty.arm(i, FaultyDevice::Fault::kEio);
-    auto r = rig.eng->restore(testing::slice_id(rig.eng->table(), "a"));
+    RestoreReport failed;
+    auto r = rig.eng->restore(testing::slice_id(rig.eng->table(), "a"), {},
+                              &failed);
     ASSERT_FALSE(r.ok());
     EXPECT_EQ(r.error().code, EIO);
-    if (i < n / 2) {  // a fault in the verify pass leaves memory untouched
-      for (size_t k = 0; k < rig.x.size(); k += 997)
-        ASSERT_EQ(rig.region->base()[k], std::byte{0x33});
+    ASSERT_EQ(failed.damage.size(), 1u);
+    EXPECT_TRUE(failed.damage[0].unreadable);
+    // The bytes reported written hold the mirror; the rest is untouched. A
+    // fault in the verify pass writes nothing.
+    ASSERT_LE(failed.written.size(), 1u);
+    const uint64_t w =
+        failed.written.empty() ? 0 : failed.written[0].length_bytes;
+    if (i < n / 2) {
+      EXPECT_EQ(w, 0u);
     }
+    EXPECT_EQ(std::memcmp(rig.region->base(), rig.x.data(), w), 0);
+    for (size_t k = w; k < rig.x.size(); k += 997)
+      ASSERT_EQ(rig.region->base()[k], std::byte{0x33});
   }
   rig.faulty.arm(-1, FaultyDevice::Fault::kNone);
   ASSERT_TRUE(rig.eng->restore(testing::slice_id(rig.eng->table(), "a")).ok());

@@ -60,6 +60,15 @@ class MirrorTest : public ::testing::Test {
     return *BlockDevice::open(path, o);
   }
   Volume reload() { return *Volume::load(open_shared(file.path())); }
+  // The device byte holding byte `slice_offset` of copy `c`.
+  static uint64_t device_byte(const MirrorCopy& c, uint64_t slice_offset) {
+    for (const Extent& x : c.extents) {
+      if (slice_offset < x.sectors * 512)
+        return x.start_sector * 512 + slice_offset;
+      slice_offset -= x.sectors * 512;
+    }
+    std::abort();
+  }
   void randomize(uint64_t seed) {
     fill_random(region->base(), kRegion, seed);
   }
@@ -221,6 +230,154 @@ TEST_F(MirrorTest, NoIntactCopyRefusesAndLeavesMemoryUntouched) {
   EXPECT_EQ(r.error().code, EUCLEAN);
   EXPECT_NE(r.error().message.find("'b'"), std::string::npos);
   for (uint64_t i = 0; i < kRegion; i += 4093)
+    ASSERT_EQ(fresh->base()[i], std::byte{0x11});
+}
+
+// Issue 12 defect 6: an unreadable sector (EIO from the device) in the
+// current copy is damage to that copy, like a CRC mismatch: restore falls
+// back to the intact previous copy, in prepass and inline mode, and the
+// report names the copy, the errno and the bytes that failed.
+TEST_F(MirrorTest, UnreadableCurrentCopyFallsBackAndSaysWhere) {
+  for (RestoreVerify mode : {RestoreVerify::kPrepass, RestoreVerify::kInline}) {
+    SCOPED_TRACE(mode == RestoreVerify::kInline ? "inline" : "prepass");
+    Volume v = format();
+    auto eng = *MirrorEngine::create(v, *region, {});
+    randomize(60);
+    auto gen1 = window(slices[0]);
+    ASSERT_TRUE(eng->sync(testing::slice_id(eng->table(), "a")).ok());
+    randomize(61);
+    ASSERT_TRUE(eng->sync(testing::slice_id(eng->table(), "a")).ok());
+    const SliceEntry a = eng->table().slices[0];
+    const uint32_t cur = a.current_copy;
+    // One unreadable sector 2 MiB + 4 KiB into the current copy.
+    const uint64_t bad = device_byte(*a.committed(), (2 << 20) + 4096);
+    FaultyDevice faults;
+    faults.add_unreadable(bad, 512);
+    Volume v2 = reload();
+    v2.device().set_observer(&faults);
+    auto fresh = *FileRegion::create_memfd("fresh", kRegion);
+    std::memset(fresh->base(), 0x11, kRegion);
+    MirrorOptions mo;
+    mo.restore_verify = mode;
+    auto eng2 = *MirrorEngine::create(v2, *fresh, mo);
+    auto r = eng2->restore(testing::slice_id(eng2->table(), "a"));
+    ASSERT_TRUE(r.ok()) << r.error().what();
+    EXPECT_GT(faults.unreadable_hits(), 0);
+    EXPECT_TRUE(r->fell_back);
+    EXPECT_EQ(r->generation, 1u);
+    EXPECT_EQ(std::memcmp(fresh->base(), gen1.data(), gen1.size()), 0);
+    ASSERT_EQ(r->damage.size(), 1u);
+    const CopyDamage& d = r->damage[0];
+    EXPECT_EQ(d.copy, cur);
+    EXPECT_EQ(d.generation, 2u);
+    EXPECT_EQ(d.code, EIO);
+    EXPECT_TRUE(d.unreadable);
+    // The failed read covers the bad sector, on the device and in the slice.
+    ASSERT_EQ(d.device.size(), 1u);
+    EXPECT_LE(d.device[0].offset_bytes, bad);
+    EXPECT_GE(d.device[0].offset_bytes + d.device[0].length_bytes, bad + 512);
+    EXPECT_LE(d.slice_offset_bytes, (2u << 20) + 4096);
+    EXPECT_GE(d.slice_offset_bytes + d.length_bytes, (2u << 20) + 4096 + 512);
+    for (const char* want :
+         {"unreadable", "EIO", "generation 2", "generation 1"})
+      EXPECT_NE(r->note.find(want), std::string::npos)
+          << want << ": " << r->note;
+    EXPECT_NE(r->note.find("copy " + std::to_string(cur)), std::string::npos)
+        << r->note;
+    EXPECT_NE(r->note.find(std::to_string(d.device[0].offset_bytes)),
+              std::string::npos)
+        << "names the device bytes: " << r->note;
+    // Written: the whole slice, from the previous copy.
+    ASSERT_EQ(r->written.size(), 1u);
+    EXPECT_EQ(r->written[0].offset_bytes, 0u);
+    EXPECT_EQ(r->written[0].length_bytes, slices[0].length_bytes);
+    EXPECT_EQ(r->written[0].copy, 1 - cur);
+    EXPECT_EQ(r->written[0].generation, 1u);
+  }
+}
+
+// No copy readable and intact (prepass): the error names the slice and each
+// copy's failure with the current copy's errno, and memory is untouched.
+TEST_F(MirrorTest, NoReadableCopyLeavesMemoryUntouchedAndNamesEachCopy) {
+  Volume v = format();
+  auto eng = *MirrorEngine::create(v, *region, {});
+  randomize(62);
+  ASSERT_TRUE(eng->sync(testing::slice_id(eng->table(), "a")).ok());
+  ASSERT_TRUE(eng->sync(testing::slice_id(eng->table(), "a")).ok());
+  const SliceEntry a = eng->table().slices[0];
+  const uint32_t cur = a.current_copy;
+  FaultyDevice faults;
+  faults.add_unreadable(device_byte(a.copies[cur], 3 << 20), 4096);
+  // The previous copy fails its CRC (a flipped byte).
+  uint8_t junk = 0x77;
+  write_file(file.path(), device_byte(a.copies[1 - cur], (1 << 20) + 5), &junk,
+             1);
+  Volume v2 = reload();
+  v2.device().set_observer(&faults);
+  auto fresh = *FileRegion::create_memfd("fresh", kRegion);
+  std::memset(fresh->base(), 0x11, kRegion);
+  auto eng2 = *MirrorEngine::create(v2, *fresh, {});
+  RestoreReport failed;
+  auto r = eng2->restore(testing::slice_id(eng2->table(), "a"), {}, &failed);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().code, EIO);
+  const std::string& m = r.error().message;
+  for (std::string want :
+       {std::string("'a'"), "copy " + std::to_string(cur),
+        "copy " + std::to_string(1 - cur), std::string("EIO"),
+        std::string("fails its CRC32C"), std::string("untouched")})
+    EXPECT_NE(m.find(want), std::string::npos) << want << ": " << m;
+  ASSERT_EQ(failed.damage.size(), 2u);
+  EXPECT_TRUE(failed.damage[0].unreadable);
+  EXPECT_EQ(failed.damage[1].code, EUCLEAN);
+  EXPECT_EQ(failed.damage[1].slice_offset_bytes, 1u << 20);
+  EXPECT_TRUE(failed.written.empty());
+  for (uint64_t i = 0; i < kRegion; i += 4093)
+    ASSERT_EQ(fresh->base()[i], std::byte{0x11});
+}
+
+// restore_verify=inline writes verified chunks before an unreadable one; if
+// no copy restores then, the report and the error say which bytes of device
+// memory were written, and from which copy.
+TEST_F(MirrorTest, InlinePartialRestoreReportsTheBytesWritten) {
+  Volume v = format();
+  auto eng = *MirrorEngine::create(v, *region, {});
+  randomize(63);
+  ASSERT_TRUE(eng->sync(testing::slice_id(eng->table(), "b")).ok());
+  randomize(64);
+  auto gen2 = window(slices[1]);
+  ASSERT_TRUE(eng->sync(testing::slice_id(eng->table(), "b")).ok());
+  const SliceEntry b = eng->table().slices[1];
+  const uint32_t cur = b.current_copy;
+  FaultyDevice faults;
+  faults.add_unreadable(device_byte(b.copies[cur], (1 << 20) + 512), 512);
+  faults.add_unreadable(device_byte(b.copies[1 - cur], 0), 512);
+  Volume v2 = reload();
+  v2.device().set_observer(&faults);
+  auto fresh = *FileRegion::create_memfd("fresh", kRegion);
+  std::memset(fresh->base(), 0x11, kRegion);
+  MirrorOptions mo;
+  mo.restore_verify = RestoreVerify::kInline;
+  mo.engine = EngineOptions{1 << 20, 1, 1};  // one read at a time: exact prefix
+  auto eng2 = *MirrorEngine::create(v2, *fresh, mo);
+  RestoreReport failed;
+  auto r = eng2->restore(testing::slice_id(eng2->table(), "b"), {}, &failed);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().code, EIO);
+  const uint64_t off = slices[1].offset_bytes;
+  ASSERT_EQ(failed.written.size(), 1u);
+  EXPECT_EQ(failed.written[0].offset_bytes, off);
+  EXPECT_EQ(failed.written[0].length_bytes, 1u << 20);  // chunk 0 only
+  EXPECT_EQ(failed.written[0].copy, cur);
+  EXPECT_EQ(failed.written[0].generation, 2u);
+  const std::string range =
+      "[" + std::to_string(off) + ", " + std::to_string(off + (1 << 20)) + ")";
+  EXPECT_NE(r.error().message.find(range), std::string::npos)
+      << r.error().message;
+  EXPECT_NE(r.error().message.find("restore_verify=inline"), std::string::npos);
+  // Memory holds exactly that: chunk 0 of generation 2, the rest as it was.
+  EXPECT_EQ(std::memcmp(fresh->base() + off, gen2.data(), 1 << 20), 0);
+  for (uint64_t i = off + (1 << 20); i < off + slices[1].length_bytes; i += 997)
     ASSERT_EQ(fresh->base()[i], std::byte{0x11});
 }
 
