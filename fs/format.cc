@@ -15,7 +15,7 @@ constexpr char kSlotMagic[8] = {'P', 'C', 'I', 'M', 'I', 'R', 'M', 'D'};
 constexpr size_t kSuperCrcOffset = 4092;
 constexpr size_t kSlotHeaderCrcOffset = 60;
 constexpr size_t kEntryFixedBytes = 72;
-constexpr size_t kCopyFixedBytes = 40;
+[[maybe_unused]] constexpr size_t kCopyFixedBytes = 40;
 
 // Little-endian encoder appending to a byte vector.
 class Writer {

@@ -228,7 +228,7 @@ Result<std::unique_ptr<MirrorEngine>> MirrorEngine::create(
       new MirrorEngine(volume, region, options, std::move(engine)));
 }
 
-std::unique_lock<std::mutex> MirrorEngine::lock_ahead_of_write_behind() const {
+std::unique_lock<Mutex> MirrorEngine::lock_ahead_of_write_behind() const {
   waiting_.fetch_add(1, std::memory_order_acq_rel);
   std::unique_lock lock(mu_);
   waiting_.fetch_sub(1, std::memory_order_acq_rel);
@@ -385,11 +385,11 @@ Status MirrorEngine::write_behind(const std::string& name, uint64_t first_chunk,
   // Write-behind gives way to every other operation waiting for the engine
   // (a mirror at close, a restore, a commit), so a long cp does not hold
   // them off.
-  std::unique_lock lock(mu_);
+  MutexLock lock(mu_);
   while (waiting_.load(std::memory_order_acquire) > 0) {
-    lock.unlock();
+    lock.Unlock();
     std::this_thread::sleep_for(std::chrono::microseconds(200));
-    lock.lock();
+    lock.Lock();
   }
   const SliceEntry* e = find(volume_.table(), name);
   if (!e) return make_error(ENOENT, "no slice named '" + name + "'");

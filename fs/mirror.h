@@ -13,7 +13,9 @@
 
 #include "fs/format.h"
 #include "fs/volume.h"
+#include "io/mutex.h"
 #include "io/result.h"
+#include "io/thread_annotations.h"
 #include "io/uring_engine.h"
 #include "pcimap/region.h"
 
@@ -129,7 +131,7 @@ class MirrorEngine {
   Result<SyncReport> sync(const std::string& name,
                           const std::function<void(SliceEntry&)>& amend = {},
                           const std::function<void(uint64_t)>& progress = {},
-                          const WriteBehind* behind = nullptr);
+                          const WriteBehind* behind = nullptr) EXCLUDES(mu_);
 
   /// Write-behind: writes CRC chunks [first_chunk, first_chunk + count) of
   /// slice `name` from region memory into the copy its next sync commits,
@@ -140,7 +142,7 @@ class MirrorEngine {
   /// overwrite the only mirror), ENOENT, EROFS, EINVAL for chunks past the
   /// end; the write's errno otherwise, with those chunks left unwritten.
   Status write_behind(const std::string& name, uint64_t first_chunk,
-                      uint64_t count, WriteBehind& behind);
+                      uint64_t count, WriteBehind& behind) EXCLUDES(mu_);
 
   /// Mirrors several slices with one pipelined write, one flush and one
   /// metadata commit (group commit). All or nothing: on error nothing is
@@ -150,38 +152,41 @@ class MirrorEngine {
   Result<std::vector<SyncReport>> sync_batch(
       const std::vector<std::string>& names,
       const std::function<void(SliceEntry&)>& amend = {},
-      std::span<const WriteBehind* const> behind = {});
+      std::span<const WriteBehind* const> behind = {}) EXCLUDES(mu_);
 
   /// Adds slice `entry` (name, window, mode, owner, times) with fresh
   /// extents; with `mirror_now` also writes its first mirror, all in one
   /// commit. Errors as add_slice_to(), or the mirror's I/O errno.
-  Result<SyncReport> add_slice(SliceEntry entry, bool mirror_now);
+  Result<SyncReport> add_slice(SliceEntry entry, bool mirror_now) EXCLUDES(mu_);
   /// Removes slice `name` in one commit; device memory is untouched.
-  Status remove_slice(const std::string& name);
+  Status remove_slice(const std::string& name) EXCLUDES(mu_);
   /// Renames slice `from` to `to` in one commit (replacing `to` if asked).
-  Status rename_slice(const std::string& from, const std::string& to, bool replace);
+  Status rename_slice(const std::string& from, const std::string& to,
+                      bool replace) EXCLUDES(mu_);
 
   /// Reads the committed mirror of `name`, verifies every chunk CRC32C and
   /// the whole CRC32C, and only then copies it into the region (§5). If the
   /// current copy is damaged and the other copy is intact, restores that one
   /// and says so. EUCLEAN when no copy verifies (the region is untouched).
   /// `progress` gets bytes done of 2 x length (verify pass, then copy).
-  Result<RestoreReport> restore(const std::string& name,
-                                const std::function<void(uint64_t)>& progress = {});
+  Result<RestoreReport> restore(
+      const std::string& name,
+      const std::function<void(uint64_t)>& progress = {}) EXCLUDES(mu_);
 
   /// Reads and verifies the committed mirror of `name` without touching the
   /// region. EUCLEAN on a mismatch.
-  Status verify(const std::string& name);
+  Status verify(const std::string& name) EXCLUDES(mu_);
 
   /// The current table (a copy, consistent under the engine's lock).
-  SliceTable table() const;
+  SliceTable table() const EXCLUDES(mu_);
   const Superblock& superblock() const { return volume_.superblock(); }
   Region& region() { return region_; }
   const MirrorOptions& options() const { return options_; }
 
   /// Applies `edit` to a copy of the table and commits it (metadata-only
   /// changes such as chmod).
-  Status commit_edit(const std::function<Status(SliceTable&)>& edit);
+  Status commit_edit(const std::function<Status(SliceTable&)>& edit)
+      EXCLUDES(mu_);
 
  private:
   MirrorEngine(Volume& volume, Region& region, MirrorOptions options,
@@ -206,26 +211,35 @@ class MirrorEngine {
   // Writes the runs as one pipeline, without flushing. The engine's errno on
   // failure.
   Result<std::vector<RunResult>> write_runs(std::span<const CopyRequest> reqs,
-                                            std::span<const Run> runs);
+                                            std::span<const Run> runs)
+      REQUIRES(mu_);
   // Writes each request's memory into its target copy as one pipeline, then
   // flushes once (§7 steps 1-2); returns the copies filled in (CRCs, times,
   // path) and a report each.
-  Result<std::vector<MirrorCopy>> write_copies(std::span<const CopyRequest> reqs,
-                                               std::vector<SyncReport>& reports);
+  Result<std::vector<MirrorCopy>> write_copies(
+      std::span<const CopyRequest> reqs, std::vector<SyncReport>& reports)
+      REQUIRES(mu_);
   // Reads copy `c` once, verifying each CRC chunk before copying it into the
   // region; `restored` gets the slice bytes restored so far. EUCLEAN at the
   // first bad chunk (chunks before it are restored).
   Status copy_verified(const SliceEntry& e, const MirrorCopy& c,
-                       const std::function<void(uint64_t)>& restored);
+                       const std::function<void(uint64_t)>& restored)
+      REQUIRES(mu_);
 
   Volume& volume_;
   Region& region_;
   MirrorOptions options_;
-  std::unique_ptr<UringEngine> engine_;
-  // Serialises engine use. Everything but write-behind locks it through
+  std::unique_ptr<UringEngine> engine_ PT_GUARDED_BY(mu_);
+  // Serialises engine use (the io_uring engine is not thread-safe) and the
+  // volume's table and commits. Everything but write-behind locks it through
   // lock_ahead_of_write_behind(), which write-behind lets go first.
-  std::unique_lock<std::mutex> lock_ahead_of_write_behind() const;
-  mutable std::mutex mu_;
+  // Returns mu_ locked, for the caller's scope. The analysis cannot follow
+  // a lock returned in a std::unique_lock: it takes mu_ as held from the
+  // call on (ASSERT_CAPABILITY), and the function body is not checked.
+  // Callers keep the lock to the end of their scope.
+  std::unique_lock<Mutex> lock_ahead_of_write_behind() const
+      ASSERT_CAPABILITY(mu_) NO_THREAD_SAFETY_ANALYSIS;
+  mutable Mutex mu_;
   mutable std::atomic<int> waiting_{0};
 };
 
