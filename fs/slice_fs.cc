@@ -435,10 +435,13 @@ Status SliceFs::add_slice(const SliceSpec& spec) {
   auto r = engine_.add_slice(e, /*mirror_now=*/false);
   if (!r.ok()) return r.take_error();
   auto s = std::make_shared<Slice>();
-  WriterLock meta(s->meta);  // no other thread sees `s` yet: for the analysis
   s->offset_bytes = e.offset_bytes;
   s->length_bytes = e.length_bytes;
-  for (const SliceEntry& c : engine_.table().slices)
+  const SliceTable table = engine_.table();
+  // No other thread sees `s` yet: for the analysis, and after table(), as
+  // meta comes after MirrorEngine::mu_ in the lock order.
+  WriterLock meta(s->meta);
+  for (const SliceEntry& c : table.slices)
     if (c.name == e.name) s->entry = c;
   init_chunks(*s);
   s->write_seq = 1;  // never mirrored: the next sync or unmount mirrors it
