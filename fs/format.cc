@@ -16,7 +16,7 @@ constexpr size_t kSuperCrcOffset = 4092;
 constexpr size_t kSlotHeaderCrcOffset = 60;
 // Fixed part of a slice entry before its name (§4.1), per slot version.
 constexpr size_t kEntryFixedBytesV1 = 72, kEntryFixedBytesV2 = 80;
-constexpr size_t kCopyFixedBytes = 40;
+[[maybe_unused]] constexpr size_t kCopyFixedBytes = 40;
 
 // Little-endian encoder appending to a byte vector.
 class Writer {

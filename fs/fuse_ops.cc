@@ -12,13 +12,14 @@
 #include <atomic>
 #include <cstring>
 #include <memory>
-#include <mutex>
 #include <new>
 #include <string>
 #include <vector>
 
 #include "fs/control_xattr.h"
 #include "io/log.h"
+#include "io/mutex.h"
+#include "io/thread_annotations.h"
 
 namespace pcimirror {
 namespace {
@@ -47,15 +48,15 @@ struct Context {
   uint32_t max_write_bytes;
   std::string mountpoint;
   uid_t owner_uid;  // who mounted: may control the volume, as root may
-  std::mutex mu;
-  // Guarded by mu: the last refused control request or failed mirror.
-  std::string last_error;
+  Mutex mu;
+  // The last refused control request or failed mirror.
+  std::string last_error GUARDED_BY(mu);
   // Guarded by final_mu (held across the I/O, so not mu): the final mirror
   // of every dirty slice ran (once per session: at FUSE_DESTROY or after the
   // loop, whichever comes first), and the slices whose mirror failed then.
-  std::mutex final_mu;
-  bool final_done = false;
-  std::vector<SliceFs::SyncFailure> final_failures;
+  Mutex final_mu;
+  bool final_done GUARDED_BY(final_mu) = false;
+  std::vector<SliceFs::SyncFailure> final_failures GUARDED_BY(final_mu);
 };
 
 // The errno a FUSE reply can carry: the error's own (ENOSPC, EROFS, ...),
@@ -71,13 +72,13 @@ int reply_errno(const Error& e) {
 // the root's user.pcimirror.last_error for `pcimirror sync` and `umount`.
 void record_failure(Context& ctx, const Error& e) {
   std::string what = e.what();
-  std::lock_guard lock(ctx.mu);
+  MutexLock lock(ctx.mu);
   ctx.last_error.swap(what);
 }
 
 // The final mirror of every dirty slice, once per session.
 void final_mirror(Context& ctx) {
-  std::lock_guard lock(ctx.final_mu);
+  MutexLock lock(ctx.final_mu);
   if (ctx.final_done) return;
   ctx.final_done = true;
   ctx.final_failures = ctx.fs->sync_all_dirty();
@@ -306,7 +307,7 @@ void op_getxattr(fuse_req_t req, fuse_ino_t ino, const char* name, size_t size) 
   Context& ctx = ctx_of(req);
   Result<std::string> v = make_error(ENODATA, "no such attribute");
   if (ino == kRootIno && std::strcmp(name, kLastErrorXattr) == 0) {
-    std::lock_guard lock(ctx.mu);
+    MutexLock lock(ctx.mu);
     if (!ctx.last_error.empty()) v = ctx.last_error;
   } else {
     v = ctx.fs->getxattr(ino, name);
@@ -342,7 +343,7 @@ void op_setxattr(fuse_req_t req, fuse_ino_t ino, const char* name,
   }
   if (!s.ok()) {
     log_error(s.error().what());
-    std::lock_guard lock(ctx.mu);
+    MutexLock lock(ctx.mu);
     ctx.last_error = s.error().what();
   }
   fuse_reply_err(req, s.ok() ? 0 : reply_errno(s.error()));
@@ -502,6 +503,8 @@ Status serve_fuse(SliceFs& fs, const FuseMountOptions& opts,
   // signal ended the loop) or just after (umount did), unless FUSE_DESTROY
   // ran it already. A failure is the daemon's: it exits non-zero.
   final_mirror(ctx);
+  // No other thread now; released before ~FuseSession runs FUSE_DESTROY.
+  MutexLock final_lock(ctx.final_mu);
   if (!ctx.final_failures.empty()) {
     std::string names, details;
     for (const SliceFs::SyncFailure& f : ctx.final_failures) {

@@ -230,7 +230,7 @@ Result<std::unique_ptr<MirrorEngine>> MirrorEngine::create(
       new MirrorEngine(volume, region, options, std::move(engine)));
 }
 
-std::unique_lock<std::mutex> MirrorEngine::lock_ahead_of_write_behind() const {
+std::unique_lock<Mutex> MirrorEngine::lock_ahead_of_write_behind() const {
   waiting_.fetch_add(1, std::memory_order_acq_rel);
   std::unique_lock lock(mu_);
   waiting_.fetch_sub(1, std::memory_order_acq_rel);
@@ -388,11 +388,11 @@ Status MirrorEngine::write_behind(uint64_t slice_id, uint64_t first_chunk,
   // Write-behind gives way to every other operation waiting for the engine
   // (a mirror at close, a restore, a commit), so a long cp does not hold
   // them off.
-  std::unique_lock lock(mu_);
+  MutexLock lock(mu_);
   while (waiting_.load(std::memory_order_acquire) > 0) {
-    lock.unlock();
+    lock.Unlock();
     std::this_thread::sleep_for(std::chrono::microseconds(200));
-    lock.lock();
+    lock.Lock();
   }
   // Claimed chunks are unwritten from here on, whatever fails below: the
   // next mirror writes them (a stale mark would keep their old bytes).

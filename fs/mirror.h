@@ -13,7 +13,9 @@
 
 #include "fs/format.h"
 #include "fs/volume.h"
+#include "io/mutex.h"
 #include "io/result.h"
+#include "io/thread_annotations.h"
 #include "io/uring_engine.h"
 #include "pcimap/region.h"
 
@@ -189,7 +191,7 @@ class MirrorEngine {
   Result<SyncReport> sync(uint64_t slice_id,
                           const std::function<void(SliceEntry&)>& amend = {},
                           const std::function<void(uint64_t)>& progress = {},
-                          const WriteBehind* behind = nullptr);
+                          const WriteBehind* behind = nullptr) EXCLUDES(mu_);
 
   /// Write-behind: writes CRC chunks [first_chunk, first_chunk + count) of
   /// slice `slice_id` from region memory into the copy its next sync commits,
@@ -201,7 +203,7 @@ class MirrorEngine {
   /// end; the write's errno otherwise. On every error the chunks asked for
   /// are marked unwritten in `behind`, so the next sync writes them.
   Status write_behind(uint64_t slice_id, uint64_t first_chunk, uint64_t count,
-                      WriteBehind& behind);
+                      WriteBehind& behind) EXCLUDES(mu_);
 
   /// Mirrors several slices with one pipelined write, one flush and one
   /// metadata commit (group commit). All or nothing: on error nothing is
@@ -211,18 +213,18 @@ class MirrorEngine {
   Result<std::vector<SyncReport>> sync_batch(
       const std::vector<uint64_t>& slice_ids,
       const std::function<void(SliceEntry&)>& amend = {},
-      std::span<const WriteBehind* const> behind = {});
+      std::span<const WriteBehind* const> behind = {}) EXCLUDES(mu_);
 
   /// Adds slice `entry` (name, window, mode, owner, times) with a new ID
   /// (the report's slice_id) and fresh extents; with `mirror_now` also
   /// writes its first mirror, all in one commit. Errors as add_slice_to(),
   /// or the mirror's I/O errno.
-  Result<SyncReport> add_slice(SliceEntry entry, bool mirror_now);
+  Result<SyncReport> add_slice(SliceEntry entry, bool mirror_now) EXCLUDES(mu_);
   /// Removes slice `slice_id` in one commit; device memory is untouched.
-  Status remove_slice(uint64_t slice_id);
+  Status remove_slice(uint64_t slice_id) EXCLUDES(mu_);
   /// Renames slice `slice_id` to `to` in one commit; EEXIST when another
   /// slice has that name (never replaces one).
-  Status rename_slice(uint64_t slice_id, const std::string& to);
+  Status rename_slice(uint64_t slice_id, const std::string& to) EXCLUDES(mu_);
 
   /// Reads the committed mirror of `slice_id`, verifies every chunk CRC32C and
   /// the whole CRC32C, and only then copies it into the region (§5); with
@@ -241,21 +243,22 @@ class MirrorEngine {
   Result<RestoreReport> restore(
       uint64_t slice_id,
       const std::function<void(uint64_t)>& progress = {},
-      RestoreReport* failed = nullptr);
+      RestoreReport* failed = nullptr) EXCLUDES(mu_);
 
   /// Reads and verifies the committed mirror of `slice_id` without touching
   /// the region. EUCLEAN on a mismatch.
-  Status verify(uint64_t slice_id);
+  Status verify(uint64_t slice_id) EXCLUDES(mu_);
 
   /// The current table (a copy, consistent under the engine's lock).
-  SliceTable table() const;
+  SliceTable table() const EXCLUDES(mu_);
   const Superblock& superblock() const { return volume_.superblock(); }
   Region& region() { return region_; }
   const MirrorOptions& options() const { return options_; }
 
   /// Applies `edit` to a copy of the table and commits it (metadata-only
   /// changes such as chmod).
-  Status commit_edit(const std::function<Status(SliceTable&)>& edit);
+  Status commit_edit(const std::function<Status(SliceTable&)>& edit)
+      EXCLUDES(mu_);
 
  private:
   MirrorEngine(Volume& volume, Region& region, MirrorOptions options,
@@ -280,28 +283,36 @@ class MirrorEngine {
   // Writes the runs as one pipeline, without flushing. The engine's errno on
   // failure.
   Result<std::vector<RunResult>> write_runs(std::span<const CopyRequest> reqs,
-                                            std::span<const Run> runs);
+                                            std::span<const Run> runs)
+      REQUIRES(mu_);
   // Writes each request's memory into its target copy as one pipeline, then
   // flushes once (§7 steps 1-2); returns the copies filled in (CRCs, times,
   // path) and a report each.
-  Result<std::vector<MirrorCopy>> write_copies(std::span<const CopyRequest> reqs,
-                                               std::vector<SyncReport>& reports);
+  Result<std::vector<MirrorCopy>> write_copies(
+      std::span<const CopyRequest> reqs, std::vector<SyncReport>& reports)
+      REQUIRES(mu_);
   // Reads copy `c` once, verifying each CRC chunk before copying it into the
   // region; `restored` gets the slice bytes restored so far. EUCLEAN at the
   // first bad chunk, the read's errno at an unreadable one (chunks before it
   // are restored); `damage` says where.
   Status copy_verified(const SliceEntry& e, const MirrorCopy& c,
                        const std::function<void(uint64_t)>& restored,
-                       CopyDamage* damage);
+                       CopyDamage* damage) REQUIRES(mu_);
 
   Volume& volume_;
   Region& region_;
   MirrorOptions options_;
-  std::unique_ptr<UringEngine> engine_;
-  // Serialises engine use. Everything but write-behind locks it through
+  std::unique_ptr<UringEngine> engine_ PT_GUARDED_BY(mu_);
+  // Serialises engine use (the io_uring engine is not thread-safe) and the
+  // volume's table and commits. Everything but write-behind locks it through
   // lock_ahead_of_write_behind(), which write-behind lets go first.
-  std::unique_lock<std::mutex> lock_ahead_of_write_behind() const;
-  mutable std::mutex mu_;
+  // Returns mu_ locked, for the caller's scope. The analysis cannot follow
+  // a lock returned in a std::unique_lock: it takes mu_ as held from the
+  // call on (ASSERT_CAPABILITY), and the function body is not checked.
+  // Callers keep the lock to the end of their scope.
+  std::unique_lock<Mutex> lock_ahead_of_write_behind() const
+      ASSERT_CAPABILITY(mu_) NO_THREAD_SAFETY_ANALYSIS;
+  mutable Mutex mu_;
   mutable std::atomic<int> waiting_{0};
 };
 

@@ -7,6 +7,7 @@
 #include <chrono>
 #include <cstdio>
 #include <ctime>
+#include <mutex>
 #include <utility>
 
 #include "fs/allocator.h"
@@ -116,7 +117,7 @@ void SliceFs::settle_chunks(Slice& s) {
 }
 
 std::shared_ptr<SliceFs::Slice> SliceFs::get(uint64_t ino) const {
-  std::shared_lock lock(tree_mu_);
+  ReaderLock lock(tree_mu_);
   auto it = slices_.find(ino);
   return it == slices_.end() ? nullptr : it->second;
 }
@@ -126,20 +127,20 @@ bool SliceFs::dirty(const Slice& s) const {
 }
 
 std::shared_ptr<SliceFs::Slice> SliceFs::find(const std::string& name) const {
-  std::shared_lock lock(tree_mu_);
+  ReaderLock lock(tree_mu_);
   auto it = names_.find(name);
   return it == names_.end() ? nullptr : slices_.at(it->second);
 }
 
 Result<uint64_t> SliceFs::lookup(const std::string& name) const {
-  std::shared_lock lock(tree_mu_);
+  ReaderLock lock(tree_mu_);
   auto it = names_.find(name);
   if (it == names_.end()) return make_error(ENOENT, "no slice named '" + name + "'");
   return it->second;
 }
 
 std::vector<std::pair<std::string, uint64_t>> SliceFs::list() const {
-  std::shared_lock lock(tree_mu_);
+  ReaderLock lock(tree_mu_);
   std::vector<std::pair<std::string, uint64_t>> out;
   for (const auto& [name, ino] : names_) out.emplace_back(name, ino);
   std::sort(out.begin(), out.end(),
@@ -166,18 +167,20 @@ Result<struct stat> SliceFs::getattr(uint64_t ino) const {
   }
   auto s = get(ino);
   if (!s || s->removed) return make_error(ENOENT, "no such inode");
-  std::shared_lock lock(s->meta);
-  const SliceEntry& e = s->entry;
-  st.st_mode = S_IFREG | (options_.umask ? (0666 & ~*options_.umask) : (e.mode & 07777));
+  // s->entry, not a local reference to it, which clang 14's analysis does
+  // not follow here.
+  ReaderLock lock(s->meta);
+  st.st_mode = S_IFREG | (options_.umask ? (0666 & ~*options_.umask)
+                                         : (s->entry.mode & 07777));
   st.st_nlink = 1;
-  st.st_uid = options_.uid.value_or(e.uid);
-  st.st_gid = options_.gid.value_or(e.gid);
+  st.st_uid = options_.uid.value_or(s->entry.uid);
+  st.st_gid = options_.gid.value_or(s->entry.gid);
   const uint64_t len = s->length_bytes;
   st.st_size = static_cast<off_t>(len);
   st.st_blocks = static_cast<blkcnt_t>((len + 511) / 512);
-  st.st_atim = to_timespec(e.atime_ns);
-  st.st_mtim = to_timespec(e.mtime_ns);
-  st.st_ctim = to_timespec(e.ctime_ns);
+  st.st_atim = to_timespec(s->entry.atime_ns);
+  st.st_mtim = to_timespec(s->entry.mtime_ns);
+  st.st_ctim = to_timespec(s->entry.ctime_ns);
   return st;
 }
 
@@ -196,7 +199,7 @@ Result<bool> SliceFs::open(uint64_t ino, int flags) {
 Status SliceFs::zero_fill(Slice& s, uint64_t from_bytes) {
   static const std::vector<std::byte> zeros(kZeroPieceBytes);
   {
-    std::shared_lock lock(s.content);
+    ReaderLock lock(s.content);
     if (s.removed) return make_error(ENOENT, "slice was removed");
     const uint64_t len = s.length_bytes;
     if (from_bytes >= len) return {};
@@ -211,7 +214,7 @@ Status SliceFs::zero_fill(Slice& s, uint64_t from_bytes) {
     // next, so write-behind waits for those writes (or the close).
     mark_written(s, from_bytes, len - from_bytes, /*ready=*/false);
   }
-  std::unique_lock lock(s.meta);
+  WriterLock lock(s.meta);
   s.entry.mtime_ns = s.entry.ctime_ns = now_ns();
   return {};
 }
@@ -251,7 +254,7 @@ Result<size_t> SliceFs::write(uint64_t ino, uint64_t offset_bytes, size_t size,
   size_t n;
   bool ready = false;
   {
-    std::shared_lock lock(s->content);
+    ReaderLock lock(s->content);
     if (s->removed) return make_error(ENOENT, "slice was removed");
     const uint64_t limit = s->length_bytes;
     if (offset_bytes >= limit)
@@ -262,13 +265,13 @@ Result<size_t> SliceFs::write(uint64_t ino, uint64_t offset_bytes, size_t size,
     ready = mark_written(*s, offset_bytes, n);
   }
   {
-    std::unique_lock lock(s->meta);
+    WriterLock lock(s->meta);
     s->entry.mtime_ns = s->entry.ctime_ns = now_ns();
   }
   if (ready && !s->behind_queued.exchange(true)) {
-    std::lock_guard lock(behind_mu_);
+    MutexLock lock(behind_mu_);
     behind_queue_.push_back(ino);
-    behind_cv_.notify_one();
+    behind_cv_.NotifyOne();
   }
   return n;
 }
@@ -284,7 +287,7 @@ Status SliceFs::settle(Slice& s, const Error* err) {
 }
 
 Status SliceFs::sync_slice(Slice& s) {
-  std::unique_lock lock(s.content);
+  WriterLock lock(s.content);
   if (s.removed) return make_error(ENOENT, "slice was removed");
   const uint64_t seq = s.write_seq.load(std::memory_order_acquire);
   s.syncing = true;
@@ -295,7 +298,7 @@ Status SliceFs::sync_slice(Slice& s) {
   auto r = engine_.sync(
       s.id,
       [&](SliceEntry& e) {
-        std::shared_lock meta(s.meta);
+        ReaderLock meta(s.meta);
         e.atime_ns = s.entry.atime_ns;
         e.mtime_ns = s.entry.mtime_ns;
         e.ctime_ns = s.entry.ctime_ns;
@@ -320,7 +323,7 @@ Status SliceFs::sync_batch(const std::vector<std::string>& names) {
   if (options_.read_only) return {};
   std::vector<std::shared_ptr<Slice>> group;
   {
-    std::shared_lock lock(tree_mu_);
+    ReaderLock lock(tree_mu_);
     if (names.empty()) {
       for (auto& [ino, s] : slices_) group.push_back(s);
     } else {
@@ -368,7 +371,7 @@ Status SliceFs::sync_batch(const std::vector<std::string>& names) {
       batch,
       [&](SliceEntry& e) {
         const Slice* s = by_id.at(e.id);
-        std::shared_lock meta(s->meta);
+        ReaderLock meta(s->meta);
         e.atime_ns = s->entry.atime_ns;
         e.mtime_ns = s->entry.mtime_ns;
         e.ctime_ns = s->entry.ctime_ns;
@@ -399,7 +402,7 @@ Status SliceFs::close(uint64_t ino, bool wrote) {
 std::vector<SliceFs::SyncFailure> SliceFs::sync_all_dirty() {
   std::vector<std::shared_ptr<Slice>> all;
   {
-    std::shared_lock lock(tree_mu_);
+    ReaderLock lock(tree_mu_);
     for (auto& [ino, s] : slices_) all.push_back(s);
   }
   std::vector<SyncFailure> failed;
@@ -408,7 +411,7 @@ std::vector<SliceFs::SyncFailure> SliceFs::sync_all_dirty() {
     if (!dirty(*s) || s->removed) continue;
     Status st = sync_slice(*s);
     if (st.ok() || s->removed) continue;  // removed meanwhile: nothing lost
-    std::shared_lock meta(s->meta);
+    ReaderLock meta(s->meta);
     failed.push_back({s->entry.name, st.take_error()});
   }
   return failed;
@@ -416,7 +419,7 @@ std::vector<SliceFs::SyncFailure> SliceFs::sync_all_dirty() {
 
 Status SliceFs::add_slice(const SliceSpec& spec) {
   if (options_.read_only) return make_error(EROFS, "mounted read-only");
-  std::lock_guard control(control_mu_);
+  MutexLock control(control_mu_);
   SliceEntry e;
   e.name = spec.name;
   e.offset_bytes = spec.offset_bytes;
@@ -431,12 +434,16 @@ Status SliceFs::add_slice(const SliceSpec& spec) {
   s->ino = ino_of(s->id);
   s->offset_bytes = e.offset_bytes;
   s->length_bytes = e.length_bytes;
-  s->entry = e;
-  s->entry.id = s->id;
-  s->entry.copies.clear();  // the engine's table holds the mirror state
+  {
+    // No other thread sees `s` yet: the lock is for the analysis.
+    WriterLock meta(s->meta);
+    s->entry = e;
+    s->entry.id = s->id;
+    s->entry.copies.clear();  // the engine's table holds the mirror state
+  }
   init_chunks(*s);
   s->write_seq = 1;  // never mirrored: the next sync or unmount mirrors it
-  std::unique_lock lock(tree_mu_);
+  WriterLock lock(tree_mu_);
   names_[e.name] = s->ino;
   slices_[s->ino] = std::move(s);
   return {};
@@ -444,15 +451,15 @@ Status SliceFs::add_slice(const SliceSpec& spec) {
 
 Status SliceFs::remove_slice(const std::string& name) {
   if (options_.read_only) return make_error(EROFS, "mounted read-only");
-  std::lock_guard control(control_mu_);
+  MutexLock control(control_mu_);
   auto s = find(name);
   if (!s) return make_error(ENOENT, "no slice named '" + name + "'");
   // Waits for writes and mirrors of this slice in flight, and keeps new
   // ones out until it is gone.
-  std::unique_lock content(s->content);
+  WriterLock content(s->content);
   PCIM_TRY(engine_.remove_slice(s->id));
   s->removed = true;
-  std::unique_lock lock(tree_mu_);
+  WriterLock lock(tree_mu_);
   names_.erase(name);
   slices_.erase(s->ino);
   return {};
@@ -461,7 +468,7 @@ Status SliceFs::remove_slice(const std::string& name) {
 Status SliceFs::rename_slice(const std::string& from, const std::string& to) {
   if (options_.read_only) return make_error(EROFS, "mounted read-only");
   PCIM_TRY(validate_new_name(to));
-  std::lock_guard control(control_mu_);
+  MutexLock control(control_mu_);
   auto s = find(from);
   if (!s) return make_error(ENOENT, "no slice named '" + from + "'");
   if (from == to) return {};
@@ -469,14 +476,14 @@ Status SliceFs::rename_slice(const std::string& from, const std::string& to) {
   // redirected; the content lock still keeps writes, mirrors and
   // write-behind of the slice out while its label changes (the issue's
   // rule: rename and remove take it exclusively).
-  std::unique_lock content(s->content);
+  WriterLock content(s->content);
   PCIM_TRY(engine_.rename_slice(s->id, to));
   {
-    std::unique_lock meta(s->meta);
+    WriterLock meta(s->meta);
     s->entry.name = to;
     s->entry.ctime_ns = now_ns();
   }
-  std::unique_lock lock(tree_mu_);
+  WriterLock lock(tree_mu_);
   names_.erase(from);
   names_[to] = s->ino;
   return {};
@@ -492,7 +499,7 @@ Result<struct stat> SliceFs::setattr(uint64_t ino, const struct stat& attr,
     if (attr.st_size < 0) return make_error(EINVAL, "negative size");
     const uint64_t want = static_cast<uint64_t>(attr.st_size);
     if (want > s->length_bytes) {
-      std::shared_lock meta(s->meta);
+      ReaderLock meta(s->meta);
       return make_error(EFBIG, "slice '" + s->entry.name +
                                    "' has a fixed size of " +
                                    std::to_string(s->length_bytes) + " bytes");
@@ -506,14 +513,16 @@ Result<struct stat> SliceFs::setattr(uint64_t ino, const struct stat& attr,
   // control_mu_, so the slice cannot be removed or renamed meanwhile (a
   // stale descriptor's chmod must not land on a new slice of the same
   // name), and only the fields asked for reach the committed entry.
-  std::unique_lock<std::mutex> control;
+  // std::unique_lock, which the analysis does not follow: taken on one path
+  // only, and control_mu_ guards no data.
+  std::unique_lock<Mutex> control;
   if (meta) {
     control = std::unique_lock(control_mu_);
     if (s->removed) return make_error(ENOENT, "slice was removed");
   }
   SliceEntry before, after;
   {
-    std::unique_lock lock(s->meta);
+    WriterLock lock(s->meta);
     SliceEntry& e = s->entry;
     before = e;
     const int64_t now = now_ns();
@@ -539,7 +548,7 @@ Result<struct stat> SliceFs::setattr(uint64_t ino, const struct stat& attr,
     });
     if (!c.ok()) {
       // Not on disk: the mount keeps showing what is.
-      std::unique_lock lock(s->meta);
+      WriterLock lock(s->meta);
       s->entry.mode = before.mode;
       s->entry.uid = before.uid;
       s->entry.gid = before.gid;
@@ -585,20 +594,20 @@ SliceFs::Space SliceFs::statfs() const {
   SliceTable t = engine_.table();
   uint64_t free_sectors = 0;
   if (auto a = Allocator::from_table(sb, t); a.ok()) free_sectors = a->free_sectors();
-  std::shared_lock lock(tree_mu_);
+  ReaderLock lock(tree_mu_);
   return Space{sb.data_sectors * kSectorBytes, free_sectors * kSectorBytes,
                kBlockBytes, slices_.size()};
 }
 
 void SliceFs::enqueue(uint64_t ino) {
-  std::lock_guard lock(queue_mu_);
+  MutexLock lock(queue_mu_);
   if (std::find(queue_.begin(), queue_.end(), ino) == queue_.end()) queue_.push_back(ino);
-  queue_cv_.notify_one();
+  queue_cv_.NotifyOne();
 }
 
 void SliceFs::write_behind(Slice& s) {
   s.behind_queued.store(false);  // marks from now on queue the slice again
-  std::shared_lock content(s.content);
+  ReaderLock content(s.content);
   if (s.removed || !s.chunk_state || s.behind_paused) return;
   const uint64_t chunk = engine_.superblock().crc_chunk_bytes;
   const uint64_t len = s.length_bytes;
@@ -643,43 +652,45 @@ void SliceFs::write_behind(Slice& s) {
 }
 
 void SliceFs::behind_worker() {
-  std::unique_lock lock(behind_mu_);
+  MutexLock lock(behind_mu_);
   while (true) {
-    behind_cv_.wait(lock,
-                    [&] { return behind_stopping_ || !behind_queue_.empty(); });
+    while (!behind_stopping_ && behind_queue_.empty())
+      behind_cv_.Wait(behind_mu_);
     if (behind_stopping_) return;
     const uint64_t ino = behind_queue_.front();
     behind_queue_.pop_front();
-    lock.unlock();
+    lock.Unlock();
     if (auto s = get(ino)) write_behind(*s);
-    lock.lock();
+    lock.Lock();
   }
 }
 
 void SliceFs::start_background() {
   if (write_behind_on() && !behind_thread_.joinable()) {
+    MutexLock lock(behind_mu_);  // no other thread yet: for the analysis
     behind_stopping_ = false;
     behind_thread_ = std::thread([this] { behind_worker(); });
   }
   if (worker_.joinable()) return;
   if (options_.interval_ms == 0 && options_.mirror_on_close != MirrorOnClose::kAsync)
     return;
+  MutexLock lock(queue_mu_);  // no other thread yet: for the analysis
   stopping_ = false;
   worker_ = std::thread([this] { worker(); });
 }
 
 void SliceFs::stop_background() {
   {
-    std::lock_guard lock(behind_mu_);
+    MutexLock lock(behind_mu_);
     behind_stopping_ = true;
   }
-  behind_cv_.notify_all();
+  behind_cv_.NotifyAll();
   if (behind_thread_.joinable()) behind_thread_.join();
   {
-    std::lock_guard lock(queue_mu_);
+    MutexLock lock(queue_mu_);
     stopping_ = true;
   }
-  queue_cv_.notify_all();
+  queue_cv_.NotifyAll();
   if (worker_.joinable()) worker_.join();
 }
 
@@ -687,30 +698,32 @@ void SliceFs::worker() {
   using clock = std::chrono::steady_clock;
   const auto period = std::chrono::milliseconds(options_.interval_ms);
   auto next = clock::now() + period;
-  std::unique_lock lock(queue_mu_);
+  MutexLock lock(queue_mu_);
   while (!stopping_) {
-    if (options_.interval_ms)
-      queue_cv_.wait_until(lock, next, [&] { return stopping_ || !queue_.empty(); });
-    else
-      queue_cv_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
+    while (!stopping_ && queue_.empty()) {
+      if (!options_.interval_ms)
+        queue_cv_.Wait(queue_mu_);
+      else if (queue_cv_.WaitUntil(queue_mu_, next) == std::cv_status::timeout)
+        break;
+    }
     while (!queue_.empty() && !stopping_) {
       const uint64_t ino = queue_.front();
       queue_.pop_front();
-      lock.unlock();
+      lock.Unlock();
       if (auto s = get(ino); s && dirty(*s)) (void)sync_slice(*s);
-      lock.lock();
+      lock.Lock();
     }
     if (options_.interval_ms && clock::now() >= next && !stopping_) {
-      lock.unlock();
+      lock.Unlock();
       std::vector<std::shared_ptr<Slice>> all;
       {
-        std::shared_lock tree(tree_mu_);
+        ReaderLock tree(tree_mu_);
         for (auto& [ino, s] : slices_) all.push_back(s);
       }
       for (auto& s : all)
         if (!options_.host_only_writes || dirty(*s)) (void)sync_slice(*s);
       next = clock::now() + period;
-      lock.lock();
+      lock.Lock();
     }
   }
 }

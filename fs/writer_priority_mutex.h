@@ -8,12 +8,16 @@
 
 #include <pthread.h>
 
+#include "io/thread_annotations.h"
+
 namespace pcimirror {
 
-/// Meets the SharedMutex requirements (std::unique_lock, std::shared_lock).
+/// Meets the SharedMutex requirements (std::unique_lock, std::shared_lock),
+/// and io/mutex.h's WriterLock and ReaderLock take it; a capability for
+/// clang's thread-safety analysis (GUARDED_BY(content) in fs/slice_fs.h).
 /// Not recursive: a thread holding it shared must not lock it again while an
 /// exclusive locker waits (that deadlocks by design of the kind).
-class WriterPriorityMutex {
+class CAPABILITY("mutex") WriterPriorityMutex {
  public:
   WriterPriorityMutex() {
     pthread_rwlockattr_t attr;
@@ -27,12 +31,23 @@ class WriterPriorityMutex {
   WriterPriorityMutex(const WriterPriorityMutex&) = delete;
   WriterPriorityMutex& operator=(const WriterPriorityMutex&) = delete;
 
-  void lock() { pthread_rwlock_wrlock(&rw_); }
-  bool try_lock() { return pthread_rwlock_trywrlock(&rw_) == 0; }
-  void unlock() { pthread_rwlock_unlock(&rw_); }
-  void lock_shared() { pthread_rwlock_rdlock(&rw_); }
-  bool try_lock_shared() { return pthread_rwlock_tryrdlock(&rw_) == 0; }
-  void unlock_shared() { pthread_rwlock_unlock(&rw_); }
+  void Lock() ACQUIRE() { pthread_rwlock_wrlock(&rw_); }
+  void Unlock() RELEASE() { pthread_rwlock_unlock(&rw_); }
+  void ReaderLock() ACQUIRE_SHARED() { pthread_rwlock_rdlock(&rw_); }
+  void ReaderUnlock() RELEASE_SHARED() { pthread_rwlock_unlock(&rw_); }
+
+  // The std names, for std::unique_lock and std::shared_lock (which the
+  // analysis does not follow).
+  void lock() ACQUIRE() { Lock(); }
+  bool try_lock() TRY_ACQUIRE(true) {
+    return pthread_rwlock_trywrlock(&rw_) == 0;
+  }
+  void unlock() RELEASE() { Unlock(); }
+  void lock_shared() ACQUIRE_SHARED() { ReaderLock(); }
+  bool try_lock_shared() TRY_ACQUIRE_SHARED(true) {
+    return pthread_rwlock_tryrdlock(&rw_) == 0;
+  }
+  void unlock_shared() RELEASE_SHARED() { ReaderUnlock(); }
 
  private:
   pthread_rwlock_t rw_;

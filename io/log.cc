@@ -7,13 +7,14 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
-#include <mutex>
+
+#include "io/mutex.h"
 
 namespace pcimirror {
 namespace {
 std::atomic<bool> g_syslog{false};
 std::atomic<int> g_level{static_cast<int>(LogLevel::kInfo)};
-std::mutex g_mu;
+Mutex g_mu;  // one line at a time on stderr
 
 const char* level_word(LogLevel level) {
   switch (level) {
@@ -70,7 +71,7 @@ void log(LogLevel level, const std::string& message) {
     ::syslog(static_cast<int>(level), "%s", message.c_str());
     return;
   }
-  std::lock_guard lock(g_mu);
+  MutexLock lock(g_mu);
   // The journal takes the priority from a "<N>" prefix (sd-daemon(3)) and
   // adds the identifier itself; elsewhere a level word says it.
   if (is_journal_stream(2))

@@ -4,10 +4,11 @@
 #pragma once
 
 #include <cstdint>
-#include <mutex>
 #include <vector>
 
 #include "io/io_observer.h"
+#include "io/mutex.h"
+#include "io/thread_annotations.h"
 
 namespace pcimirror {
 
@@ -29,8 +30,8 @@ class RecordingDevice final : public IoObserver {
   void clear();
 
  private:
-  mutable std::mutex mu_;
-  std::vector<Op> log_;
+  mutable Mutex mu_;
+  std::vector<Op> log_ GUARDED_BY(mu_);
 };
 
 }  // namespace pcimirror

@@ -5,8 +5,8 @@
 
 #include <cstdio>
 #include <filesystem>
-#include <mutex>
 
+#include "io/mutex.h"
 #include "io/units.h"
 #include "pcimap/mmio_copy.h"
 #include "pcimap/region_factory.h"
@@ -18,9 +18,9 @@ namespace pcimirror {
 class PciSystem {
  public:
   static Result<std::shared_ptr<PciSystem>> acquire() {
-    static std::mutex mu;
+    static Mutex mu;
     static std::weak_ptr<PciSystem> current;
-    std::lock_guard lock(mu);
+    MutexLock lock(mu);
     if (auto s = current.lock()) return s;
     int err = pci_system_init();  // positive errno
     if (err != 0)

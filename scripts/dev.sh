@@ -2,12 +2,17 @@
 # The one entry point behind the README's two commands and CI:
 #   scripts/dev.sh demo   install dependencies, build, run `pcimirror demo`
 #   scripts/dev.sh test   install dependencies, build, run every test, then
+#                         a clang build with -Wthread-safety -Werror that
+#                         checks the lock annotations (io/thread_annotations.h)
+#                         and that the analysis refuses a missing lock
+#                         (tests/tsa/check.sh), then
 #                         the sanitizer builds: ASan+UBSan over the unit,
 #                         crash, e2e and bad-input tests, and TSan over the
 #                         multi-threaded engine tests, and last checks that
 #                         nothing left untracked files in the tree
 #                         (scripts/check-tree.sh)
-# Run as root on Debian 12. PCIMIRROR_QUICK=1 skips the sanitizer builds.
+# Run as root on Debian 12. PCIMIRROR_QUICK=1 skips the sanitizer builds
+# (not the clang build: it takes about a minute).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 what=${1:-}
@@ -44,6 +49,18 @@ check_tree() {
 
 stage "tests: unit, fuzz corpus, e2e, crash, badinput, vm"
 (cd "$BUILD" && ctest --output-on-failure -j"$JOBS" --timeout 900)
+
+stage "clang -Wthread-safety: build with the lock annotations checked"
+tsa_started=$(date +%s)
+# The libraries and the binary only (tests and benchmarks carry no locks of
+# their own), without optimisation or debug info: the analysis runs in the
+# front end.
+configure build-tsa -DCMAKE_CXX_COMPILER=clang++ -DCMAKE_BUILD_TYPE=None \
+  -DPCIMIRROR_THREAD_SAFETY=ON -DPCIMIRROR_BUILD_TESTS=OFF -DPCIMIRROR_BUILD_BENCH=OFF
+cmake --build build-tsa -j"$JOBS" --target pcimirror
+bash tests/tsa/check.sh clang++
+echo "clang -Wthread-safety stage: $(($(date +%s) - tsa_started)) s"
+
 if [[ ${PCIMIRROR_QUICK:-0} == 1 ]]; then
   check_tree
   exit 0
