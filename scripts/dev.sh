@@ -80,7 +80,7 @@ logs=$PWD/build-tsan/sanitizer-logs
 rm -rf "$logs" && mkdir -p "$logs"
 rc=0
 (cd build-tsan && TSAN_OPTIONS="halt_on_error=1 suppressions=$supp log_path=$logs/tsan" \
-  RACE_SECONDS=${RACE_SECONDS:-12} ctest --output-on-failure -L race) || rc=$?
+  RACE_SECONDS=${RACE_SECONDS:-10} ctest --output-on-failure -L race) || rc=$?
 if compgen -G "$logs/*" >/dev/null; then
   cat "$logs"/*
   echo "ThreadSanitizer reports above" >&2

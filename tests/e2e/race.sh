@@ -4,7 +4,7 @@
 # 1 MiB; two renamed back and forth), write-behind on, mirror_on_close=sync
 # (the defaults) and interval=200ms (RACE_INTERVAL; 100ms, the minimum,
 # keeps the daemon mirroring all the time and starves the other operations).
-# For RACE_SECONDS (default 20; 12 in a sanitizer build) these run at once:
+# For RACE_SECONDS (default 15; 10 in a sanitizer build) these run at once:
 #   - two dd writers (conv=notrunc,nocreat) at random offsets of random slices;
 #   - a cp writer onto the slices that keep their names (cp truncates: the
 #     O_TRUNC zero-fill, then the writes);
@@ -51,7 +51,7 @@ command -v jq >/dev/null || skip "no jq"
 P=$PCIMIRROR
 shopt -s extglob  # the @(a|b) patterns of expected messages
 
-if [[ -n ${PCIMIRROR_SANITIZE:-} ]]; then RUN_S=${RACE_SECONDS:-12}; else RUN_S=${RACE_SECONDS:-20}; fi
+if [[ -n ${PCIMIRROR_SANITIZE:-} ]]; then RUN_S=${RACE_SECONDS:-10}; else RUN_S=${RACE_SECONDS:-15}; fi
 INTERVAL=${RACE_INTERVAL:-200ms}
 if [[ ${PCIMIRROR_SANITIZE:-} == *thread* && ${TSAN_OPTIONS:-} != *suppressions=* ]]; then
   export TSAN_OPTIONS="${TSAN_OPTIONS:+$TSAN_OPTIONS }halt_on_error=1 suppressions=$(cd "$(dirname "$0")/.." && pwd)/tsan.supp"
