@@ -10,7 +10,7 @@
 #     O_TRUNC zero-fill, then the writes);
 #   - a python3 writer through an fd and its os.dup() copy: pwrite through
 #     both, close one, maybe write through the other, close it, in random
-#     order, with an occasional fsync;
+#     order, with an fsync on every 4th open;
 #   - chmod of any slice (a metadata commit) and truncate -s of a slice
 #     that keeps its name (a zero-fill from the new size, mirrored);
 #   - a reader: md5sum, stat (the size is always the slice's length),
@@ -23,6 +23,8 @@
 #     then `pcimirror slice rm MNT tmpN` (N cycles through 0..2, so a name
 #     comes back at another window);
 #   - the daemon's interval ticks and write-behind.
+# Each loop cycles through its kinds of operation and runs each at least
+# once, however slow the machine (a sanitizer build) is.
 # Expected failures, and only these: an open (or stat, getfattr, md5sum,
 # chmod, `pcimirror sync MNT NAME`) by a name of a slice being renamed may fail
 # with ENOENT ("No such file or directory"), since the name may be gone by
