@@ -117,14 +117,17 @@ int serve(const std::string& device, const std::string& mountpoint,
   bool mounted = false;
   Status s = serve_fuse(fs, fm, [&] {
     mounted = true;
-    log_info("serving " + std::to_string(vol->table().slices.size()) +
-             " slices of " + device + " at " + mountpoint + " (memory " +
-             (*region)->name() + ")");
+    // Read before start_background(): from then on the interval and async
+    // workers commit, replacing the volume's table (read it through the
+    // engine, under its lock, if ever needed later).
+    const size_t slices = vol->table().slices.size();
+    log_info("serving " + std::to_string(slices) + " slices of " + device +
+             " at " + mountpoint + " (memory " + (*region)->name() + ")");
     ch.ready();
     fs.start_background();
     // systemd Type=notify (sd_notify(3)); a no-op without NOTIFY_SOCKET.
-    sd_notifyf(0, "READY=1\nSTATUS=serving %zu slices of %s at %s",
-               vol->table().slices.size(), device.c_str(), mountpoint.c_str());
+    sd_notifyf(0, "READY=1\nSTATUS=serving %zu slices of %s at %s", slices,
+               device.c_str(), mountpoint.c_str());
   }, [&] {
     sd_notify(0, "STOPPING=1\nSTATUS=mirroring dirty slices and unmounting");
     fs.stop_background();

@@ -8,7 +8,8 @@
 #                         (tests/tsa/check.sh), then
 #                         the sanitizer builds: ASan+UBSan over the unit,
 #                         crash, e2e and bad-input tests, and TSan over the
-#                         multi-threaded engine tests, and last checks that
+#                         multi-threaded engine tests and the race test on a
+#                         real mount (tests/e2e/race.sh), and last checks that
 #                         nothing left untracked files in the tree
 #                         (scripts/check-tree.sh)
 # Run as root on Debian 12. PCIMIRROR_QUICK=1 skips the sanitizer builds
@@ -84,11 +85,24 @@ if compgen -G "$logs/*" >/dev/null; then
 fi
 ((rc == 0)) || exit "$rc"
 
-stage "TSan: the multi-threaded engine tests"
+stage "TSan: the multi-threaded engine tests, the race test on a real mount"
 configure build-tsan -DPCIMIRROR_SANITIZE=thread -DPCIMIRROR_BUILD_BENCH=OFF
-cmake --build build-tsan -j"$JOBS" --target concurrency_test mirror_test crash_replay_test
+cmake --build build-tsan -j"$JOBS" --target concurrency_test mirror_test crash_replay_test pcimirror
 supp=$PWD/tests/tsan.supp
 (cd build-tsan && TSAN_OPTIONS="halt_on_error=1 suppressions=$supp" PCIMIRROR_CRASH_STATES=2000 \
   ctest --output-on-failure -j"$JOBS" -R "^(Concurrency|MirrorTest|CrashReplay)\.")
+# The race test's daemon and CLI commands are TSan builds too; log_path, as
+# in the ASan stage, so any report file fails the stage.
+logs=$PWD/build-tsan/sanitizer-logs
+rm -rf "$logs" && mkdir -p "$logs"
+rc=0
+(cd build-tsan && TSAN_OPTIONS="halt_on_error=1 suppressions=$supp log_path=$logs/tsan" \
+  RACE_SECONDS=${RACE_SECONDS:-10} ctest --output-on-failure -L race) || rc=$?
+if compgen -G "$logs/*" >/dev/null; then
+  cat "$logs"/*
+  echo "ThreadSanitizer reports above" >&2
+  exit 1
+fi
+((rc == 0)) || exit "$rc"
 check_tree
 stage "all tests passed"
