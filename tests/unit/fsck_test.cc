@@ -17,6 +17,7 @@
 namespace pcimirror {
 namespace {
 
+using testing::device_byte;
 using testing::fill_random;
 using testing::TempFile;
 using testing::write_file;
@@ -52,14 +53,6 @@ class FsckTest : public ::testing::Test {
     o.read_only = true;
     o.exclusive = false;
     return Volume::load(*BlockDevice::open(file.path(), o))->table();
-  }
-  static uint64_t device_byte(const MirrorCopy &c, uint64_t slice_offset) {
-    for (const Extent &x : c.extents) {
-      if (slice_offset < x.sectors * 512)
-        return x.start_sector * 512 + slice_offset;
-      slice_offset -= x.sectors * 512;
-    }
-    std::abort();
   }
   // fsck --verify [--repair] with every read through `faults`.
   FsckReport fsck(bool repair) {

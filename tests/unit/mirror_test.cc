@@ -19,6 +19,7 @@
 namespace pcimirror {
 namespace {
 
+using testing::device_byte;
 using testing::fill_random;
 using testing::read_file;
 using testing::TempFile;
@@ -60,15 +61,6 @@ class MirrorTest : public ::testing::Test {
     return *BlockDevice::open(path, o);
   }
   Volume reload() { return *Volume::load(open_shared(file.path())); }
-  // The device byte holding byte `slice_offset` of copy `c`.
-  static uint64_t device_byte(const MirrorCopy& c, uint64_t slice_offset) {
-    for (const Extent& x : c.extents) {
-      if (slice_offset < x.sectors * 512)
-        return x.start_sector * 512 + slice_offset;
-      slice_offset -= x.sectors * 512;
-    }
-    std::abort();
-  }
   void randomize(uint64_t seed) {
     fill_random(region->base(), kRegion, seed);
   }

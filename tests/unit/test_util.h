@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
 #include <random>
 #include <string>
@@ -19,6 +20,16 @@ namespace pcimirror::testing {
 inline uint64_t slice_id(const SliceTable& table, const std::string& name) {
   const SliceEntry* e = table.find_name(name);
   return e ? e->id : 0;
+}
+/// The device byte holding byte `slice_offset` of mirror copy `c` (its
+/// extents in order, FORMAT.md §4.1).
+inline uint64_t device_byte(const MirrorCopy& c, uint64_t slice_offset) {
+  for (const Extent& x : c.extents) {
+    if (slice_offset < x.sectors * 512)
+      return x.start_sector * 512 + slice_offset;
+    slice_offset -= x.sectors * 512;
+  }
+  std::abort();
 }
 /// slice_id() of each name, in order.
 inline std::vector<uint64_t> slice_ids(const SliceTable& table,
