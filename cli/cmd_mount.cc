@@ -70,16 +70,6 @@ int serve(const std::string& device, const std::string& mountpoint,
                     vol->superblock().uuid_string() + ", not " + mo.uuid +
                     " given by uuid=; check the device name (pcimirror status " +
                     device + ")");
-  // A volume formatted before stable slice IDs is upgraded in one
-  // crash-safe commit before anything is served (docs/FORMAT.md §9); a
-  // read-only mount reads it as it is.
-  if (!mo.read_only && !vol->read_only()) {
-    auto up = vol->upgrade();
-    if (!up.ok())
-      return ch.error("upgrading the volume on " + device +
-                      " to stable slice IDs failed: " + up.error().what() +
-                      "; nothing was changed; mount with -o ro to read it");
-  }
   auto spec = effective_memory_spec(vol->superblock(), mo.memory_override);
   if (!spec.ok()) return ch.error(spec.error());
   auto region = open_region(*spec);
@@ -95,6 +85,21 @@ int serve(const std::string& device, const std::string& mountpoint,
                         "; mount with restore=never to serve memory as it is");
       if (!r->note.empty()) log_warning("slice '" + e.name + "': " + r->note);
     }
+  }
+  // A volume formatted before stable slice IDs is upgraded in one
+  // crash-safe commit before anything is served (docs/FORMAT.md §9): after
+  // every check that can refuse the mount (memory, identity, restore), so a
+  // refused mount leaves the volume as it was. A read-only mount reads it
+  // as it is. Nothing else uses the volume yet.
+  if (!mo.read_only && !vol->read_only()) {
+    auto up = vol->upgrade();
+    if (!up.ok())
+      return ch.error(
+          "upgrading the volume on " + device +
+          " to stable slice IDs failed: " + up.error().what() +
+          "; its slices, windows and mirrors are unchanged (the metadata "
+          "slot may already be in the new format, docs/FORMAT.md §9); fix "
+          "the device error and mount again, or mount with -o ro to read it");
   }
   SliceFsOptions fo;
   fo.read_only = mo.read_only || vol->read_only();

@@ -113,9 +113,17 @@ Result<FsckReport> run_fsck(BlockDevice device, const FsckOptions& opt) {
                        std::to_string(current) + " (generation " +
                        std::to_string(rep.generation) + ") is current";
     if (opt.repair) {
+      // Every commit writes slot version 2: a volume from before slice IDs
+      // is upgraded by this one (docs/FORMAT.md §9), and the report says so.
+      const bool upgrades = vol->needs_upgrade();
       PCIM_TRY(vol->commit(vol->table()));
-      add(F::kWarning, what + "; rewrote it with generation " +
-                           std::to_string(vol->table().generation), true);
+      add(F::kWarning,
+          what + "; rewrote it with generation " +
+              std::to_string(vol->table().generation) +
+              (upgrades ? " (this upgraded the volume to stable slice IDs, "
+                          "metadata slot version 2)"
+                        : ""),
+          true);
       rep.generation = vol->table().generation;
     } else {
       add(F::kWarning, what);
@@ -239,8 +247,14 @@ Result<FsckReport> run_fsck(BlockDevice device, const FsckOptions& opt) {
       }
     }
     if (changed) {
+      const bool upgrades = vol->needs_upgrade();
       PCIM_TRY(vol->commit(std::move(next)));
       rep.generation = vol->table().generation;
+      if (upgrades)
+        add(F::kInfo,
+            "the repair commit upgraded the volume to stable slice IDs "
+            "(metadata slot version 2, docs/FORMAT.md §9)",
+            true);
     }
   }
   return rep;

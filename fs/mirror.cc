@@ -863,7 +863,12 @@ Result<RestoreReport> MirrorEngine::restore(
   const bool inline_first = options_.restore_verify == RestoreVerify::kInline;
   std::vector<Pass> passes;
   const MirrorCopy* used = nullptr;
-  for (size_t i = 0; i < order.size() && !used; ++i) {
+  // A failure that is not the copy's own (the io_uring engine failing, not
+  // a read error of the device or a CRC mismatch) says nothing about the
+  // copy: falling back would put an older mirror over an intact newer one.
+  // It ends the restore with its errno instead (as in fsck).
+  bool not_damage = false;
+  for (size_t i = 0; i < order.size() && !used && !not_damage; ++i) {
     const uint32_t idx = order[i];
     const MirrorCopy& c = e->copies[idx];
     CopyDamage d;
@@ -874,6 +879,7 @@ Result<RestoreReport> MirrorEngine::restore(
                                i == 0 ? progress : none, &d);
       if (!v.ok()) {
         d.copy = idx;
+        not_damage = !d.is_damage();
         log_warning("slice '" + name + "': " + d.describe());
         r.damage.push_back(std::move(d));
         continue;
@@ -895,6 +901,7 @@ Result<RestoreReport> MirrorEngine::restore(
       break;
     }
     d.copy = idx;
+    not_damage = !d.is_damage();
     log_warning("slice '" + name + "': " + d.describe() + "; " +
                 (inline_pass ? "inline restore" : "restore") +
                 " stopped part-way, device memory written: " +
@@ -906,7 +913,10 @@ Result<RestoreReport> MirrorEngine::restore(
     std::string why;
     for (const CopyDamage& d : r.damage)
       why += (why.empty() ? "" : "; ") + d.describe();
-    if (order.size() == 1)
+    if (not_damage)
+      why += "; that is no damage of the copy, so no older copy was used "
+             "(retry the restore)";
+    else if (order.size() == 1)
       why += e->copies.size() == 2
                  ? "; copy " + std::to_string(1 - cur) + " was never written"
                  : "; the volume keeps one copy per slice (--slots 1)";
@@ -922,8 +932,9 @@ Result<RestoreReport> MirrorEngine::restore(
     // The current copy's errno; the message names each copy's.
     Error err = make_error(
         r.damage.front().code,
-        "restore of slice '" + name +
-            "' failed: no copy is readable and intact: " + why + "; " + wrote);
+        "restore of slice '" + name + "' failed: " +
+            (not_damage ? "" : "no copy is readable and intact: ") + why +
+            "; " + wrote);
     r.duration_ns = mono_ns() - t0;
     if (failed) *failed = std::move(r);
     return err;

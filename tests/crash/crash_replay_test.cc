@@ -204,8 +204,8 @@ std::vector<Recorded> record_workloads() {
               {rep->generation, std::move(content), r.log().size()});
         }
       })));
-  // The upgrade of a volume from before slice IDs (docs/FORMAT.md §9): the
-  // feature bit in both superblocks, then a version-2 slot, then a sync.
+  // The upgrade of a volume from before slice IDs (docs/FORMAT.md §9): one
+  // commit of the unchanged table as a version-2 slot, then two syncs.
   // Every crash state must load with the old release's mirrors intact.
   out.push_back(record(
       "upgrade to slice IDs, then sync", false,

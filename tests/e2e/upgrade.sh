@@ -2,7 +2,8 @@
 # A volume formatted by the release before stable slice IDs (metadata slot
 # version 1, docs/FORMAT.md §9) on a real loop device:
 #  - it reads as it is: status, fsck --verify and restore, with no write;
-#  - a read-only mount serves it without upgrading it;
+#  - a read-only mount serves it without upgrading it, and a refused
+#    writable mount (memory missing or too small) leaves it as it was;
 #  - the first writable mount upgrades it in one commit (a version-2 slot;
 #    the superblock is not rewritten), logs it, and serves the same slices
 #    with IDs 1..n in table order (inode = ID + 1);
@@ -47,6 +48,16 @@ json=$("$P" status "$DEV" --json)
 "$P" fsck --verify "$DEV" >/dev/null || die "fsck --verify fails on the old volume"
 check_restore r1
 [[ $(md5sum <"$img") == "$before" ]] || die "reading the old volume wrote to it"
+
+log "a refused writable mount leaves it as it was (no upgrade)"
+# Memory that cannot be opened, and a mirror that does not fit the memory
+# given: both are refused after the volume was opened.
+for bad in "file=$WORK/no/such/dir/region" "file=$SHM.small,size=64K"; do
+  if "$P" mount "$DEV" "$MNT" -o "$bad" 2>"$WORK/err"; then die "mount with $bad succeeded"; fi
+  wait_released "$DEV"
+  ! grep -q "upgraded" "$WORK/err" || die "a refused mount upgraded the volume: $(cat "$WORK/err")"
+  [[ $(md5sum <"$img") == "$before" ]] || die "a refused mount ($bad) changed the volume"
+done
 
 log "a read-only mount serves it without upgrading it"
 "$P" mount "$DEV" "$MNT" -o ro,file=$SHM.r1

@@ -800,6 +800,45 @@ TEST_F(MirrorTest, WriteBehindNeedsTwoCopiesAndLeavesFailedChunksUnwritten) {
 // the next sync skip a chunk that had been rewritten since, committing its
 // old bytes with matching CRCs: a stale mirror that verifies. The engine
 // used to return ENOENT and ESTALE before clearing them.
+// A failure that is not the copy's (here one failed io_uring_enter while
+// the newest mirror is intact) ends the restore with its errno; it never
+// makes restore fall back and put the older mirror into device memory.
+// Found by review: restore fell back, wrote generation 1 and returned 0.
+TEST_F(MirrorTest, EngineFailureDuringRestoreNeverFallsBackToAnOlderMirror) {
+  Volume v = format();
+  auto eng = *MirrorEngine::create(v, *region, {});
+  randomize(71);
+  ASSERT_TRUE(eng->sync(testing::slice_id(eng->table(), "a")).ok());
+  randomize(72);
+  const auto gen2 = window(slices[0]);
+  ASSERT_TRUE(eng->sync(testing::slice_id(eng->table(), "a")).ok());
+  Volume v2 = reload();
+  FaultyDevice faults;
+  v2.device().set_observer(&faults);
+  auto fresh = *FileRegion::create_memfd("fresh", kRegion);
+  auto eng2 = *MirrorEngine::create(v2, *fresh, {});
+  faults.arm_enter(0, EIO);  // the first io_uring_enter fails, once
+  RestoreReport failed;
+  auto r = eng2->restore(testing::slice_id(eng2->table(), "a"), {}, &failed);
+  ASSERT_TRUE(faults.enter_fired());
+  ASSERT_FALSE(r.ok()) << "restored generation " << r->generation;
+  EXPECT_EQ(r.error().code, EIO);
+  EXPECT_NE(r.error().message.find("no older copy was used"),
+            std::string::npos)
+      << r.error().message;
+  EXPECT_TRUE(failed.written.empty());
+  const auto* p = reinterpret_cast<const uint8_t*>(fresh->base());
+  EXPECT_TRUE(std::all_of(p, p + slices[0].length_bytes,
+                          [](uint8_t b) { return b == 0; }))
+      << "device memory was written";
+  // Retried, it restores the newest mirror.
+  auto again = eng2->restore(testing::slice_id(eng2->table(), "a"));
+  ASSERT_TRUE(again.ok()) << again.error().what();
+  EXPECT_EQ(again->generation, 2u);
+  EXPECT_FALSE(again->fell_back);
+  EXPECT_EQ(std::vector<uint8_t>(p, p + slices[0].length_bytes), gen2);
+}
+
 TEST_F(MirrorTest, WriteBehindClearsTheClaimedMarksOnEveryError) {
   Volume v = format();
   auto eng = *MirrorEngine::create(v, *region, {});
