@@ -319,7 +319,13 @@ struct UringEngine::Impl {
       requeue = true;
     } else if (res < 0) {
       if (err.ok()) {
-        record_failure();
+        // Only the device's own verdict on these sectors makes them
+        // unreadable (damage to that copy, which restore and fsck act on);
+        // ENOMEM, ECANCELED, ENODEV and the like say nothing about the
+        // bytes, and restore must not fall back to an older copy for them.
+        if (res == -EIO || res == -ENODATA || res == -EBADMSG ||
+            res == -EILSEQ)
+          record_failure();
         err = sys_error(res, std::string(is_write ? "write" : "read") + " of " +
                                  std::to_string(s.chunk.io_bytes) +
                                  " bytes at byte " +

@@ -87,7 +87,9 @@ struct WriteJob {
 };
 
 /// Where a read failed on the device: the part of the failing request that
-/// did not transfer (a device error, or no progress).
+/// did not transfer, for a medium error (EIO, ENODATA, EBADMSG, EILSEQ) or
+/// no progress. Other errnos (ENOMEM, ECANCELED, ENODEV, ...) say nothing
+/// about the sectors and leave it unknown.
 struct ReadFailure {
   bool known =
       false;  ///< false: the read failed otherwise (sink, ring, EINVAL)
