@@ -3,7 +3,6 @@
 // uncorrected, 8 operational error.
 #include <CLI/CLI.hpp>
 #include <cstdio>
-#include <cstring>
 #include <iostream>
 #include <nlohmann/json.hpp>
 
@@ -60,12 +59,11 @@ int run(const std::string& device, bool verify, bool repair, bool json) {
         for (const DeviceExtent& x : d.device)
           extents.push_back({{"offset_bytes", x.offset_bytes},
                              {"length_bytes", x.length_bytes}});
-        const char* name = strerrorname_np(d.code);
         jf["damage"] = {{"slice", f.slice},
                         {"copy", d.copy},
                         {"generation", d.generation},
                         {"errno", d.code},
-                        {"error", name ? name : std::to_string(d.code)},
+                        {"error", d.errno_name()},
                         {"unreadable", d.unreadable},
                         {"slice_offset_bytes", d.slice_offset_bytes},
                         {"length_bytes", d.length_bytes},

@@ -105,6 +105,9 @@ Result<FsckReport> run_fsck(BlockDevice device, const FsckOptions& opt) {
   }
   rep.generation = vol->table().generation;
   rep.slices = vol->table().slices.size();
+  // Every commit writes slot version 2, so a repair of a volume from before
+  // slice IDs upgrades it (docs/FORMAT.md §9); said once, at the end.
+  const bool before_ids = vol->needs_upgrade();
   const int current = static_cast<int>(rep.generation % 2);
   if (!slot_ok[1 - current] && rep.generation > 1) {
     std::string what = "metadata slot " + std::to_string(1 - current) +
@@ -113,17 +116,9 @@ Result<FsckReport> run_fsck(BlockDevice device, const FsckOptions& opt) {
                        std::to_string(current) + " (generation " +
                        std::to_string(rep.generation) + ") is current";
     if (opt.repair) {
-      // Every commit writes slot version 2: a volume from before slice IDs
-      // is upgraded by this one (docs/FORMAT.md §9), and the report says so.
-      const bool upgrades = vol->needs_upgrade();
       PCIM_TRY(vol->commit(vol->table()));
-      add(F::kWarning,
-          what + "; rewrote it with generation " +
-              std::to_string(vol->table().generation) +
-              (upgrades ? " (this upgraded the volume to stable slice IDs, "
-                          "metadata slot version 2)"
-                        : ""),
-          true);
+      add(F::kWarning, what + "; rewrote it with generation " +
+                           std::to_string(vol->table().generation), true);
       rep.generation = vol->table().generation;
     } else {
       add(F::kWarning, what);
@@ -153,7 +148,11 @@ Result<FsckReport> run_fsck(BlockDevice device, const FsckOptions& opt) {
     auto tick = [&](uint64_t d) {
       if (opt.progress) opt.progress(base + d, total);
     };
-    const MirrorCopy unwritten_copy{0, 0, 0, 0, MirrorPath::kNone, {}, {}};
+    // A copy marked unwritten (generation 0) keeps its extents: the next
+    // sync of the slice writes it (FORMAT.md §7 step 1).
+    auto mark_unwritten = [](MirrorCopy& c) {
+      c = MirrorCopy{0, 0, 0, 0, MirrorPath::kNone, std::move(c.extents), {}};
+    };
     for (SliceEntry& e : next.slices) {
       if (!e.committed()) continue;
       // Checks copy i: nullopt when intact, else its damage.
@@ -198,9 +197,7 @@ Result<FsckReport> run_fsck(BlockDevice device, const FsckOptions& opt) {
                   what + ": overwritten by an interrupted sync; not used",
                   false, d);
         } else if (!cur_damage && opt.repair) {
-          const auto extents = e.copies[other_i].extents;
-          e.copies[other_i] = unwritten_copy;
-          e.copies[other_i].extents = extents;
+          mark_unwritten(e.copies[other_i]);
           changed = true;
           finding(F::kError,
                   what + "; marked copy " + std::to_string(other_i) +
@@ -223,9 +220,7 @@ Result<FsckReport> run_fsck(BlockDevice device, const FsckOptions& opt) {
                          " (copy " + std::to_string(cur_i) + ": " + d.detail() +
                          ")";
       if (other_ok && opt.repair) {
-        const auto extents = e.copies[cur_i].extents;
-        e.copies[cur_i] = unwritten_copy;
-        e.copies[cur_i].extents = extents;
+        mark_unwritten(e.copies[cur_i]);
         e.current_copy = other_i;
         changed = true;
         finding(F::kError,
@@ -247,16 +242,15 @@ Result<FsckReport> run_fsck(BlockDevice device, const FsckOptions& opt) {
       }
     }
     if (changed) {
-      const bool upgrades = vol->needs_upgrade();
       PCIM_TRY(vol->commit(std::move(next)));
       rep.generation = vol->table().generation;
-      if (upgrades)
-        add(F::kInfo,
-            "the repair commit upgraded the volume to stable slice IDs "
-            "(metadata slot version 2, docs/FORMAT.md §9)",
-            true);
     }
   }
+  if (before_ids && !vol->needs_upgrade())
+    add(F::kInfo,
+        "the repair commit upgraded the volume to stable slice IDs (metadata "
+        "slot version 2, docs/FORMAT.md §9)",
+        true);
   return rep;
 }
 

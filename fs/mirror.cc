@@ -7,7 +7,6 @@
 #include <functional>
 #include <map>
 #include <optional>
-#include <string_view>
 #include <thread>
 #include <unordered_map>
 
@@ -627,11 +626,6 @@ std::string byte_range(uint64_t begin, uint64_t length) {
          ")";
 }
 
-const char* errno_name(int code) {
-  const char* n = strerrordesc_np(code) ? strerrorname_np(code) : nullptr;
-  return n ? n : "errno";
-}
-
 // Fills `d` (when given) for a failure `err` of copy `c` of slice `e`: the
 // bytes of a failed read (`rf`) or of bad CRC chunk `bad_chunk`.
 void fill_damage(CopyDamage* d, const SliceEntry& e, const MirrorCopy& c,
@@ -689,6 +683,11 @@ std::vector<RestoredRange> written_by(const SliceEntry& e,
 }
 }  // namespace
 
+const char* CopyDamage::errno_name() const {
+  const char* n = strerrordesc_np(code) ? strerrorname_np(code) : nullptr;
+  return n ? n : "errno";
+}
+
 const char* CopyDamage::state() const {
   return unreadable        ? "is unreadable"
          : code == EUCLEAN ? "is damaged"
@@ -702,7 +701,7 @@ std::string CopyDamage::detail() const {
                     byte_range(x.offset_bytes, x.length_bytes);
   if (unreadable)
     return "mirror device bytes " + device_bytes + " fail to read with " +
-           errno_name(code) + " (" + message + "); slice bytes " +
+           errno_name() + " (" + message + "); slice bytes " +
            byte_range(slice_offset_bytes, length_bytes);
   if (code == EUCLEAN && length_bytes)
     return message + " (EUCLEAN; slice bytes " +
@@ -852,8 +851,8 @@ Result<RestoreReport> MirrorEngine::restore(
   const uint64_t len = e->length_bytes;
   region_.prefault_for_write(e->offset_bytes, len);
   // The current copy first, then the other one if it was ever written. A
-  // copy that cannot be read or fails a CRC is damage to that copy, however
-  // it fails: the next one is tried. The first copy is verified inline or
+  // copy whose sectors the device cannot read (a medium error) or that
+  // fails a CRC is damaged: the next one is tried. The first copy is verified inline or
   // by a prepass as configured; a fallback copy always by a prepass, so a
   // second damaged copy adds nothing to device memory.
   const uint32_t cur = e->current_copy;

@@ -112,6 +112,8 @@ struct CopyDamage {
   /// True when the copy's own bytes or CRCs are at fault (a device read
   /// error or a CRC mismatch), not the machinery reading them.
   bool is_damage() const { return unreadable || code == EUCLEAN; }
+  /// The errno's symbolic name ("EIO", "EUCLEAN"), or "errno" if unknown.
+  const char* errno_name() const;
   /// "is unreadable", "is damaged" (EUCLEAN) or "failed".
   const char* state() const;
   /// What failed where: "mirror device bytes [x, y) fail to read with EIO

@@ -59,6 +59,18 @@ for bad in "file=$WORK/no/such/dir/region" "file=$SHM.small,size=64K"; do
   [[ $(md5sum <"$img") == "$before" ]] || die "a refused mount ($bad) changed the volume"
 done
 
+log "fsck --repair of an old volume upgrades it with its commit, and says so"
+xz -dc "$FX/v1-volume.img.xz" >"$WORK/fsck.img"
+# Slot 1 (the stale one: generation 6 is in slot 0) gets a bad header CRC.
+printf '\377' | dd of="$WORK/fsck.img" bs=1 seek=$((1114112 + 20)) conv=notrunc status=none
+set +e
+out=$("$P" fsck "$WORK/fsck.img" --repair 2>&1)
+rc=$?
+set -e
+[[ $rc == 1 ]] || die "fsck --repair exit $rc: $out"
+grep -q "upgraded the volume to stable slice IDs" <<<"$out" || die "fsck did not say it upgraded: $out"
+[[ $("$P" status "$WORK/fsck.img" --json | jq .metadata_slot_version) == 2 ]] || die "fsck's commit was not version 2"
+
 log "a read-only mount serves it without upgrading it"
 "$P" mount "$DEV" "$MNT" -o ro,file=$SHM.r1
 [[ $(ls "$MNT" | tr '\n' ' ') == "a bee c " ]] || die "ro mount lists $(ls "$MNT")"
