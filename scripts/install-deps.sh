@@ -16,7 +16,7 @@ pkgs=(
   libsystemd-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   util-linux fio xxd jq psmisc pci.ids
-  qemu-system-x86 busybox-static cpio kmod
+  qemu-system-x86 busybox-static cpio kmod pciutils nbd-server nbd-client
   clang libclang-rt-14-dev
   attr python3 systemd gnuplot-nox rsync xz-utils
 )
