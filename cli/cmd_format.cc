@@ -6,6 +6,7 @@
 #include "cli/common.h"
 #include "cli/progress.h"
 #include "fs/allocator.h"
+#include "fs/memory_guard.h"
 #include "io/signature_probe.h"
 #include "io/units.h"
 
@@ -18,6 +19,7 @@ struct FormatArgs {
   std::vector<std::string> slices;
   std::string label;
   std::string metadata_size = "4M";
+  std::string canary;  // OFFSET, empty: no canary
   unsigned slots = 2;
   bool dry_run = false;
   bool force = false;
@@ -68,6 +70,9 @@ void print_layout(const Superblock& sb, const SliceTable& t) {
       std::cout << " sectors\n";
     }
   }
+  if (t.canary)
+    std::cout << "  canary            region byte " << t.canary->offset_bytes
+              << " (64 bytes)\n";
   auto alloc = Allocator::from_table(sb, t);
   if (alloc.ok())
     std::cout << "  free              "
@@ -88,6 +93,11 @@ int run(const FormatArgs& a) {
   if (!meta.ok()) return fail(meta.error());
   req.meta_slot_bytes = *meta;
   req.label = a.label;
+  if (!a.canary.empty()) {
+    auto off = parse_size_bytes(a.canary, "--canary");
+    if (!off.ok()) return fail(off.error());
+    req.canary_offset_bytes = *off;
+  }
   req.mirror_copies = a.slots;
 
   auto region = open_region(*spec);
@@ -139,6 +149,13 @@ int run(const FormatArgs& a) {
     if (!wiped.ok()) return fail(wiped.error());
     if (*wiped) std::cout << "wiped " << *wiped << " old signature(s) from " << a.device << "\n";
   }
+  // The canary goes into memory first: a format that then fails leaves 64
+  // bytes that pcimirror was given, and no volume that would not match it.
+  if (const auto& canary = plan->second.canary) {
+    if (Status d = (*region)->check_device(); !d.ok()) return fail(d.error());
+    MemoryGuard guard(plan->first, **region);
+    if (Status w = guard.write_canary(*canary); !w.ok()) return fail(w.error());
+  }
   Progress bar("format", 1);
   auto vol = Volume::write_format(std::move(dev).value(), plan->first, plan->second,
                                   [&](uint64_t done, uint64_t total) {
@@ -172,6 +189,10 @@ void add_format(CLI::App& app, int& rc) {
       ->check(CLI::IsMember({1u, 2u}));
   c->add_option("--metadata-size", args->metadata_size,
                 "Size of each metadata slot (default 4M)");
+  c->add_option("--canary", args->canary,
+                "Claim 64 bytes of the region at OFFSET (8-byte aligned, "
+                "outside every slice) for a canary that detects reset memory")
+      ->type_name("OFFSET");
   c->add_flag("--dry-run", args->dry_run, "Print the layout, write nothing");
   c->add_flag("--force", args->force, "Overwrite an existing volume");
   c->callback([args, &rc] { rc = run(*args); });

@@ -31,7 +31,8 @@ int run(const std::string& device, const std::string& memory,
   if (!region.ok()) return fail(region.error());
   auto engine = MirrorEngine::create(*vol, **region, mo->mirror);
   if (!engine.ok()) return fail(engine.error());
-  if (names.empty())
+  const bool every_slice = names.empty();
+  if (every_slice)
     for (const SliceEntry& e : vol->table().slices) names.push_back(e.name);
   // A slice that fails does not stop the others: each is restored or not
   // on its own, and the failures are named at the end (exit 1).
@@ -79,7 +80,35 @@ int run(const std::string& device, const std::string& memory,
                 s > 0 ? static_cast<double>(r->bytes) / s / 1e6 : 0.0,
                 r->fell_back ? "; " : "", r->note.c_str());
   }
-  if (failed.empty()) return kOk;
+  // Memory holds the mirrors again: a new canary nonce lets the next mount
+  // mirror (docs/DESIGN.md, "Never mirror garbage"). Only after every
+  // slice: the others' memory may still be reset.
+  if (failed.empty() && every_slice) {
+    Status c =
+        (*engine)->renew_canary("every slice of " + device + " was restored");
+    if (!c.ok())
+      return fail(
+          "every slice was restored, but recording a new canary "
+          "failed: " +
+          c.error().what() +
+          "; run pcimirror restore again, or mount with -o "
+          "accept_memory");
+    if (vol->table().canary)
+      std::printf(
+          "canary   renewed at region byte %llu\n",
+          static_cast<unsigned long long>(vol->table().canary->offset_bytes));
+    return kOk;
+  }
+  if (failed.empty()) {
+    if (vol->table().canary)
+      std::printf(
+          "note: only the slices named were restored, so the canary was not "
+          "renewed; if the memory was reset, mirrors stay refused until "
+          "every slice is restored (pcimirror restore %s) or the memory is "
+          "accepted (pcimirror sync MOUNTPOINT --accept-memory)\n",
+          device.c_str());
+    return kOk;
+  }
   auto join = [](const std::vector<std::string>& v) {
     std::string out;
     for (const std::string& n : v) out += (out.empty() ? "" : ", ") + n;

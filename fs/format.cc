@@ -327,9 +327,16 @@ Result<std::vector<uint8_t>> encode_slot(const Superblock& sb,
   std::vector<uint8_t> out;
   Writer w(out);
   w.zeros(kSlotHeaderBytes);
-  // Table header (§4, slot version 2).
+  // Table header (§4, slot version 3): 64 bytes.
   w.u64(table.next_slice_id);
-  w.u64(0);
+  w.u64(table.canary ? table.canary->offset_bytes : 0);
+  w.u32(table.canary ? kCanaryBytes : 0);
+  w.u32(0);
+  if (table.canary)
+    w.bytes(table.canary->nonce.data(), table.canary->nonce.size());
+  else
+    w.zeros(16);
+  w.zeros(kTableHeaderBytes - 40);
   for (const SliceEntry& e : table.slices) {
     size_t start = w.size();
     w.u32(0);  // entry_bytes, filled below
@@ -376,7 +383,7 @@ Result<std::vector<uint8_t>> encode_slot(const Superblock& sb,
   std::vector<uint8_t> header;
   Writer h(header);
   h.bytes(kSlotMagic, 8);
-  h.u32(kSlotVersionIds);
+  h.u32(kSlotVersionCurrent);
   h.u32(kSlotHeaderBytes);
   h.u64(table.generation);
   h.u64(payload);
@@ -410,10 +417,10 @@ Result<SliceTable> decode_slot(const Superblock& sb,
   uint32_t header_crc = h.u32();
   if (header_crc != crc32c(bytes.data(), kSlotHeaderCrcOffset))
     return corrupt("metadata slot header CRC32C mismatch");
-  if ((version != kSlotVersionNames && version != kSlotVersionIds) ||
+  if (version < kSlotVersionNames || version > kSlotVersionCurrent ||
       header_bytes != kSlotHeaderBytes)
     return corrupt("metadata slot version " + std::to_string(version) +
-                   "; this pcimirror reads versions 1 and 2");
+                   "; this pcimirror reads versions 1 to 3");
   t.slot_version = version;
   if (!std::equal(uuid.begin(), uuid.end(), sb.uuid.begin()))
     return corrupt("metadata slot belongs to another volume (UUID mismatch)");
@@ -425,11 +432,31 @@ Result<SliceTable> decode_slot(const Superblock& sb,
   if (payload_crc != crc32c(body.data(), body.size()))
     return corrupt("metadata slot payload CRC32C mismatch");
   Reader r(body);
-  const bool ids = version == kSlotVersionIds;
-  if (ids) {
+  const bool ids = version >= kSlotVersionIds;
+  if (version == kSlotVersionIds) {
     t.next_slice_id = r.u64();
     r.u64();
     if (!r.ok()) return corrupt("metadata slot table header is truncated");
+  } else if (version >= kSlotVersionTableHeader) {
+    t.next_slice_id = r.u64();
+    const uint64_t canary_offset = r.u64();
+    const uint32_t canary_bytes = r.u32();
+    const uint32_t reserved = r.u32();
+    auto nonce = r.bytes(16);
+    bool zero = true;
+    for (uint8_t b : r.bytes(kTableHeaderBytes - 40)) zero = zero && b == 0;
+    if (!r.ok()) return corrupt("metadata slot table header is truncated");
+    if (reserved != 0 || !zero)
+      return corrupt("metadata slot table header has reserved bytes set");
+    if (canary_bytes == kCanaryBytes) {
+      CanaryRecord c;
+      c.offset_bytes = canary_offset;
+      std::copy(nonce.begin(), nonce.end(), c.nonce.begin());
+      t.canary = c;
+    } else if (canary_bytes != 0 || canary_offset != 0) {
+      return corrupt("metadata slot canary record has canary_bytes " +
+                     std::to_string(canary_bytes));
+    }
   }
   const size_t fixed = ids ? kEntryFixedBytesV2 : kEntryFixedBytesV1;
   for (uint32_t i = 0; i < count; ++i) {
@@ -491,6 +518,20 @@ Result<SliceTable> decode_slot(const Superblock& sb,
   if (!ids) t.next_slice_id = uint64_t{count} + 1;
   PCIM_TRY(validate_table(sb, t));
   return t;
+}
+
+std::array<uint8_t, kCanaryBytes> encode_canary(const Superblock& sb,
+                                                const CanaryRecord& c) {
+  std::vector<uint8_t> out;
+  Writer w(out);
+  w.bytes("PCIMCNRY", 8);
+  w.bytes(sb.uuid.data(), sb.uuid.size());
+  w.bytes(c.nonce.data(), c.nonce.size());
+  w.zeros(kCanaryBytes - 4 - w.size());
+  w.u32(crc32c(out.data(), out.size()));
+  std::array<uint8_t, kCanaryBytes> a{};
+  std::copy(out.begin(), out.end(), a.begin());
+  return a;
 }
 
 Status validate_name(const std::string& name) {
@@ -625,6 +666,19 @@ Status validate_table(const Superblock& sb, const SliceTable& table) {
     if (windows[i].first < windows[i - 1].second)
       return corrupt("two slices overlap in the region at byte " +
                      std::to_string(windows[i].first));
+  // Rule 8: the canary is aligned, inside the region and outside every
+  // slice.
+  if (table.canary) {
+    const uint64_t off = table.canary->offset_bytes;
+    if (off % kCanaryAlignBytes || off > sb.region_bytes ||
+        sb.region_bytes - off < kCanaryBytes)
+      return corrupt("the canary at byte " + std::to_string(off) +
+                     " is unaligned or outside the region");
+    for (const auto& [start, end] : windows)
+      if (off < end && start < off + kCanaryBytes)
+        return corrupt("the canary at byte " + std::to_string(off) +
+                       " overlaps a slice");
+  }
   return {};
 }
 

@@ -105,8 +105,8 @@ Result<FsckReport> run_fsck(BlockDevice device, const FsckOptions& opt) {
   }
   rep.generation = vol->table().generation;
   rep.slices = vol->table().slices.size();
-  // Every commit writes slot version 2, so a repair of a volume from before
-  // slice IDs upgrades it (docs/FORMAT.md §9); said once, at the end.
+  // Every commit writes the current slot version, so a repair of an older
+  // volume upgrades it (docs/FORMAT.md §9); said once, at the end.
   const bool before_ids = vol->needs_upgrade();
   const int current = static_cast<int>(rep.generation % 2);
   if (!slot_ok[1 - current] && rep.generation > 1) {
@@ -248,8 +248,9 @@ Result<FsckReport> run_fsck(BlockDevice device, const FsckOptions& opt) {
   }
   if (before_ids && !vol->needs_upgrade())
     add(F::kInfo,
-        "the repair commit upgraded the volume to stable slice IDs (metadata "
-        "slot version 2, docs/FORMAT.md §9)",
+        "the repair commit upgraded the volume to the current metadata "
+        "format (metadata slot version 3: stable slice IDs and the canary "
+        "record, docs/FORMAT.md §9)",
         true);
   return rep;
 }

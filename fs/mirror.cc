@@ -178,6 +178,7 @@ MirrorEngine::MirrorEngine(Volume& volume, Region& region,
     : volume_(volume),
       region_(region),
       options_(options),
+      guard_(volume.superblock(), region),
       engine_(std::move(engine)) {}
 MirrorEngine::~MirrorEngine() = default;
 
@@ -247,6 +248,53 @@ Status MirrorEngine::commit_edit(
   SliceTable next = volume_.table();
   PCIM_TRY(edit(next));
   return volume_.commit(std::move(next));
+}
+
+Status MirrorEngine::check_memory_locked(const std::string& what) {
+  const auto& canary = volume_.table().canary;
+  return guard_.check(canary ? &*canary : nullptr, what);
+}
+
+Status MirrorEngine::check_memory(const std::string& what) {
+  auto lock = lock_ahead_of_write_behind();
+  return check_memory_locked(what);
+}
+
+Status MirrorEngine::renew_canary(const std::string& why) {
+  auto lock = lock_ahead_of_write_behind();
+  PCIM_TRY(guard_.check_device("before writing a new canary"));
+  const SliceTable& t = volume_.table();
+  if (!t.canary) {
+    guard_.reset_to_ok(why);
+    return {};
+  }
+  PCIM_ASSIGN_OR_RETURN(CanaryRecord c, fresh_canary(t.canary->offset_bytes));
+  PCIM_TRY(guard_.write_canary(c));
+  SliceTable next = t;
+  next.canary = c;
+  PCIM_TRY(volume_.commit(std::move(next)));
+  guard_.reset_to_ok(why + "; new canary nonce committed");
+  return {};
+}
+
+Status MirrorEngine::set_canary(uint64_t offset_bytes) {
+  auto lock = lock_ahead_of_write_behind();
+  if (guard_.state() == MemoryState::kMemoryReset)
+    return make_error(EBUSY, "cannot claim a canary: " + guard_.message());
+  PCIM_TRY(guard_.check_device("before claiming a canary"));
+  PCIM_TRY(check_canary_window(offset_bytes, volume_.superblock().region_bytes,
+                               volume_.table()));
+  if (!region_.contains(offset_bytes, kCanaryBytes))
+    return make_error(EINVAL, "the canary at byte " +
+                                  std::to_string(offset_bytes) +
+                                  " lies beyond " + region_.name());
+  PCIM_ASSIGN_OR_RETURN(CanaryRecord c, fresh_canary(offset_bytes));
+  PCIM_TRY(guard_.write_canary(c));
+  SliceTable next = volume_.table();
+  next.canary = c;
+  PCIM_TRY(volume_.commit(std::move(next)));
+  guard_.reset_to_ok("canary claimed at byte " + std::to_string(offset_bytes));
+  return {};
 }
 
 bool WriteBehind::matches(const SliceEntry& e, uint32_t crc_chunk_bytes) const {
@@ -322,16 +370,24 @@ Result<std::vector<MirrorCopy>> MirrorEngine::write_copies(
     for (auto [first, end] : runs_to_write(
              chunk_count(reqs[i].entry->length_bytes, chunk), reqs[i].behind))
       runs.push_back({i, first, end});
+  const std::string label =
+      "mirror of slice '" + reqs.front().entry->name + "'" +
+      (reqs.size() > 1 ? " and " + std::to_string(reqs.size() - 1) + " more"
+                       : "");
+  // Never mirror garbage (docs/DESIGN.md): the memory must be the board's
+  // before the copy and still after it, when the commit would make it the
+  // mirror.
+  PCIM_TRY(check_memory_locked("before the " + label));
   const uint64_t t0 = mono_ns();
   auto written = write_runs(reqs, runs);
   Status flushed = written.ok() ? engine_->flush() : Status();
   if (!written.ok() || !flushed.ok()) {
     Error err = written.ok() ? flushed.take_error() : written.take_error();
-    err.message = "mirror of slice '" + reqs.front().entry->name + "'" +
-                  (reqs.size() > 1 ? " and " + std::to_string(reqs.size() - 1) + " more" : "") +
-                  " failed: " + err.message;
+    err.message = label + " failed: " + err.message;
     return err;
   }
+  PCIM_TRY(check_memory_locked("after writing the " + label +
+                               ", before its commit"));
   const uint64_t batch_ns = mono_ns() - t0;
   const int64_t now = wall_ns();
   uint64_t total_bytes = 0;
@@ -847,6 +903,15 @@ Result<RestoreReport> MirrorEngine::restore(
     r.note = "never mirrored; left as it is";
     return r;
   }
+  // A restore into a device that does not answer writes nowhere; a restore
+  // into reset memory is what restore is for (the canary is renewed once
+  // every slice is back, renew_canary()).
+  PCIM_TRY(guard_.check_device("before restoring slice '" + name + "'"));
+  if (const auto& canary = volume_.table().canary;
+      canary && !guard_.canary_matches(*canary))
+    log_info("restoring slice '" + name + "' into " + region_.name() +
+             ", whose canary does not match: its memory was reset since the "
+             "last mirror");
   const uint64_t t0 = mono_ns();
   const uint64_t len = e->length_bytes;
   region_.prefault_for_write(e->offset_bytes, len);
@@ -941,6 +1006,16 @@ Result<RestoreReport> MirrorEngine::restore(
   r.generation = used->generation;
   r.bytes = len;
   r.duration_ns = mono_ns() - t0;
+  if (Status d = guard_.check_device("after restoring slice '" + name + "'");
+      !d.ok()) {
+    Error err = d.take_error();
+    err.message = "restore of slice '" + name +
+                  "' cannot be trusted: the device stopped answering while it "
+                  "was written (" +
+                  err.message + "); restore again once the device answers";
+    if (failed) *failed = std::move(r);
+    return err;
+  }
   r.fell_back = used != &e->copies[cur];
   if (r.fell_back) {
     r.note = "current mirror, " + r.damage.front().describe() +

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "fs/format.h"
+#include "fs/memory_guard.h"
 #include "fs/volume.h"
 #include "io/mutex.h"
 #include "io/result.h"
@@ -253,6 +254,33 @@ class MirrorEngine {
 
   /// The current table (a copy, consistent under the engine's lock).
   SliceTable table() const EXCLUDES(mu_);
+
+  /// The memory guard (fs/memory_guard.h, docs/DESIGN.md "Never mirror
+  /// garbage"). Every mirror (sync, sync_batch, add_slice with a mirror)
+  /// runs its check before writing and again after the flush, before the
+  /// commit: a failed check is EIO with nothing committed. restore() checks
+  /// the device before and after. These report the state for status and
+  /// xattrs; thread-safe, without the engine's lock.
+  MemoryState memory_state() const { return guard_.state(); }
+  std::string memory_message() const { return guard_.message(); }
+  std::string canary_state() const { return guard_.canary_state(); }
+  /// Runs the guard's check now (at mount, and for status): EIO when the
+  /// device is lost or the memory was reset. Thread-safe.
+  Status check_memory(const std::string& what) EXCLUDES(mu_);
+  /// Declares the memory as it is now the truth (restore finished, or
+  /// `sync --accept-memory`): writes a new random nonce into the canary,
+  /// commits it, and sets the state ok. Without a canary, only clears the
+  /// state. EIO when the device does not answer or the write does not read
+  /// back; the commit's errno. On error the state stays as it was.
+  /// Thread-safe (serialised with mirrors).
+  Status renew_canary(const std::string& why) EXCLUDES(mu_);
+  /// Claims 64 bytes at `offset_bytes` of the region as the canary
+  /// (docs/FORMAT.md §4.2, §6 rule 8; `pcimirror canary`): writes a new
+  /// nonce there and commits it; a canary elsewhere moves. EINVAL
+  /// (unaligned, outside the region, over a slice), EBUSY while the memory
+  /// is `memory-reset` (restore or accept first), EIO (device lost), or the
+  /// commit's errno. Thread-safe.
+  Status set_canary(uint64_t offset_bytes) EXCLUDES(mu_);
   const Superblock& superblock() const { return volume_.superblock(); }
   Region& region() { return region_; }
   const MirrorOptions& options() const { return options_; }
@@ -301,9 +329,12 @@ class MirrorEngine {
                        const std::function<void(uint64_t)>& restored,
                        CopyDamage* damage) REQUIRES(mu_);
 
+  // The guard's check with the committed canary; EIO when it fails.
+  Status check_memory_locked(const std::string& what) REQUIRES(mu_);
   Volume& volume_;
   Region& region_;
   MirrorOptions options_;
+  MemoryGuard guard_;  // thread-safe on its own
   std::unique_ptr<UringEngine> engine_ PT_GUARDED_BY(mu_);
   // Serialises engine use (the io_uring engine is not thread-safe) and the
   // volume's table and commits. Everything but write-behind locks it through

@@ -320,12 +320,78 @@ TEST(Slot, RoundTrip) {
   ASSERT_TRUE(back.ok()) << back.error().what();
   EXPECT_EQ(back->generation, 7u);
   EXPECT_EQ(back->slices, t.slices);
-  // Slice IDs and the next ID survive the round trip (slot version 2).
-  EXPECT_EQ(back->slot_version, kSlotVersionIds);
+  // Slice IDs and the next ID survive the round trip (slot version 3).
+  EXPECT_EQ(back->slot_version, kSlotVersionCurrent);
   EXPECT_EQ(back->next_slice_id, 9u);
   EXPECT_EQ(back->slices[0].id, 1u);
   EXPECT_EQ(back->slices[1].id, 7u);
-  EXPECT_EQ(bytes->at(8), kSlotVersionIds);  // the header's version field
+  EXPECT_FALSE(back->canary);
+  EXPECT_EQ(bytes->at(8), kSlotVersionCurrent);  // the header's version field
+}
+
+// §4.2: the canary record survives the round trip; §6 rule 8 refuses a
+// canary that is unaligned, outside the region or over a slice.
+TEST(Slot, CanaryRecordRoundTripAndRule8) {
+  Superblock sb = sample_superblock();
+  SliceTable t = sample_table(sb);
+  CanaryRecord c;
+  c.offset_bytes = 12 << 20;
+  for (size_t i = 0; i < c.nonce.size(); ++i) c.nonce[i] = uint8_t(0xa0 + i);
+  t.canary = c;
+  auto bytes = encode_slot(sb, t);
+  ASSERT_TRUE(bytes.ok()) << bytes.error().what();
+  auto back = decode_slot(sb, *bytes);
+  ASSERT_TRUE(back.ok()) << back.error().what();
+  ASSERT_TRUE(back->canary);
+  EXPECT_EQ(*back->canary, c);
+  for (uint64_t bad : {(12ull << 20) + 4, (16ull << 20) - 32, 16ull << 20,
+                       (4ull << 20) + 4032, 8ull}) {
+    SliceTable u = t;
+    u.canary->offset_bytes = bad;
+    auto v = validate_table(sb, u);
+    EXPECT_FALSE(v.ok()) << bad;
+    if (!v.ok()) {
+      EXPECT_EQ(v.error().code, EUCLEAN) << bad;
+    }
+  }
+  // The 64 bytes in memory: magic, the volume's UUID, the nonce, CRC32C.
+  auto mem = encode_canary(sb, c);
+  EXPECT_EQ(std::string(reinterpret_cast<const char*>(mem.data()), 8),
+            "PCIMCNRY");
+  EXPECT_TRUE(std::equal(sb.uuid.begin(), sb.uuid.end(), mem.begin() + 8));
+  EXPECT_TRUE(std::equal(c.nonce.begin(), c.nonce.end(), mem.begin() + 24));
+  CanaryRecord other = c;
+  other.nonce[0] ^= 1;
+  EXPECT_NE(encode_canary(sb, other), mem);
+}
+
+// A version-2 slot (the previous release's: a 16-byte table header) is
+// still read, with no canary; the next commit writes version 3 (§9).
+TEST(Slot, ReadsVersion2) {
+  Superblock sb = sample_superblock();
+  SliceTable t = sample_table(sb);
+  auto v3 = *encode_slot(sb, t);
+  // Version 3 -> 2: drop table-header bytes [16, 64) of the payload, then
+  // fix the version, the payload size and both CRCs.
+  std::vector<uint8_t> v2(v3.begin(), v3.begin() + 64 + 16);
+  uint64_t payload = 0;
+  for (int b = 0; b < 8; ++b) payload |= uint64_t{v3[24 + b]} << (8 * b);
+  v2.insert(v2.end(), v3.begin() + 64 + 64, v3.begin() + 64 + payload);
+  const uint64_t payload2 = payload - 48;
+  for (int b = 0; b < 8; ++b) v2[24 + b] = uint8_t(payload2 >> (8 * b));
+  v2[8] = 2;
+  auto put32 = [&](size_t at, uint32_t v) {
+    for (int b = 0; b < 4; ++b) v2[at + b] = uint8_t(v >> (8 * b));
+  };
+  put32(36, crc32c(v2.data() + 64, payload2));
+  put32(60, crc32c(v2.data(), 60));
+  v2.resize(v3.size(), 0);
+  auto back = decode_slot(sb, v2);
+  ASSERT_TRUE(back.ok()) << back.error().what();
+  EXPECT_EQ(back->slot_version, kSlotVersionIds);
+  EXPECT_EQ(back->slices, t.slices);
+  EXPECT_EQ(back->next_slice_id, 9u);
+  EXPECT_FALSE(back->canary);
 }
 
 TEST(Slot, DetectsDamageAnywhereInHeaderOrPayload) {

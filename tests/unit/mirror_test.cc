@@ -906,9 +906,9 @@ TEST_F(MirrorTest, RenameKeepsTheSliceIdAndRemovedIdsAreNeverReused) {
   EXPECT_EQ(v2.table().next_slice_id, next + 1);
   EXPECT_EQ(v2.table().find_name("b")->id, next);
   EXPECT_EQ(v2.table().find_name("renamed")->id, a);
-  // A new volume is formatted with the slice_ids feature and slot version 2.
+  // A new volume is formatted with the slice_ids feature and slot version 3.
   EXPECT_TRUE(v2.superblock().incompat_features & kIncompatSliceIds);
-  EXPECT_EQ(v2.table().slot_version, kSlotVersionIds);
+  EXPECT_EQ(v2.table().slot_version, kSlotVersionCurrent);
   EXPECT_FALSE(v2.needs_upgrade());
 }
 
