@@ -40,7 +40,8 @@ int run(const std::string& device, const std::string& memory,
       for (const MirrorCopy& c : e->copies) has |= c.generation == generation;
       if (!has)
         missing += (missing.empty() ? "" : "; ") + std::string("slice '") +
-                   name + "' has generations " + describe_generations(*e);
+                   name + "' has no generation " + std::to_string(generation) +
+                   ", its generations: " + describe_generations(*e);
     }
     if (!missing.empty())
       return fail("restore --generation " + std::to_string(generation) +

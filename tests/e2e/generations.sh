@@ -70,10 +70,10 @@ for g in 1 3 2; do
   grep -q "^restored a .*generation $g " "$WORK/restore.out" || die "restore output: $(cat "$WORK/restore.out")"
   cmp -n 4194304 "$WORK/a$g" "$SHM.ram" || die "generation $g differs"
 done
-expect_fail "not every slice named holds that generation.*slice 'b' has generations none.*left untouched" \
+expect_fail "not every slice named holds that generation.*slice 'b' has no generation 1, its generations: none.*left untouched" \
   "$P" restore "$DEV" --generation 1 a b
 cmp -n 4194304 "$WORK/a2" "$SHM.ram" || die "a refused restore wrote memory"
-expect_fail "slice 'a' has generations 3 \(current\), 2, 1" "$P" restore "$DEV" --generation 7 a
+expect_fail "slice 'a' has no generation 7, its generations: 3 \(current\), 2, 1" "$P" restore "$DEV" --generation 7 a
 
 log "a fourth sync overwrites the oldest only"
 "$P" mount "$DEV" "$MNT" -o mirror_on_close=off
