@@ -237,16 +237,14 @@ Result<FsckReport> run_fsck(BlockDevice device, const FsckOptions& opt) {
         e.current_copy = other_i;
         changed = true;
         finding(F::kError,
-                what + "; made the " + older + " copy " +
-                    std::to_string(other_i) + " (generation " +
+                what + "; made the " + older + " copy (generation " +
                     std::to_string(e.copies[other_i].generation) +
                     ") current; the next sync of the slice rewrites copy " +
                     std::to_string(cur_i),
                 true, d);
       } else if (newest_intact) {
         finding(F::kError,
-                what + "; the " + older + " copy " +
-                    std::to_string(*newest_intact) + " (generation " +
+                what + "; the " + older + " copy (generation " +
                     std::to_string(e.copies[*newest_intact].generation) +
                     ") is intact: restore falls back to it, --repair makes it "
                     "current",
