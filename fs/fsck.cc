@@ -202,7 +202,12 @@ Result<FsckReport> run_fsck(BlockDevice device, const FsckOptions& opt) {
                            " copy (generation " + std::to_string(d.generation) +
                            ") " + d.state() + " (copy " +
                            std::to_string(d.copy) + ": " + d.detail() + ")";
-        if (!d.unreadable && other_i == next_i) {
+        // A repair that replaces the current copy marks it unwritten, and
+        // the next sync writes that one (FORMAT.md §7 step 1): the copy
+        // an interrupted sync left is then no longer the next one written,
+        // and is marked unwritten too.
+        const bool current_replaced = cur_damage && newest_intact && opt.repair;
+        if (!d.unreadable && other_i == next_i && !current_replaced) {
           // What an interrupted sync (or write-behind) leaves in the copy
           // the next sync writes: not damage.
           finding(F::kInfo,

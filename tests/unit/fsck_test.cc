@@ -207,6 +207,13 @@ TEST_F(FsckThreeCopies, RepairMakesTheNewestIntactCopyCurrent) {
   // c: generation 1, the copy the next sync writes, fails its CRC: what an
   // interrupted sync leaves, information only.
   write_file(file.path(), device_byte(c.copies[0], 5), &junk, 1);
+  // d: the current copy fails its CRC and so does generation 1, the copy
+  // an interrupted sync writes. The repair makes generation 2 current and
+  // marks both unwritten: the next sync writes the former current copy
+  // first, so generation 1's copy would no longer be explained.
+  const SliceEntry &d = t0.slices[3];
+  write_file(file.path(), device_byte(d.copies[2], 99), &junk, 1);
+  write_file(file.path(), device_byte(d.copies[0], 99), &junk, 1);
 
   FsckReport r = fsck(false);
   EXPECT_EQ(r.exit_code(), 4);
@@ -221,7 +228,8 @@ TEST_F(FsckThreeCopies, RepairMakesTheNewestIntactCopyCurrent) {
   EXPECT_EQ(damage_of(r, "b", 1)->severity, FsckFinding::kError);
   ASSERT_NE(damage_of(r, "c", 0), nullptr);
   EXPECT_EQ(damage_of(r, "c", 0)->severity, FsckFinding::kInfo);
-  EXPECT_EQ(damage_of(r, "d", 0), nullptr);
+  ASSERT_NE(damage_of(r, "d", 0), nullptr);
+  EXPECT_EQ(damage_of(r, "d", 0)->severity, FsckFinding::kInfo);
   EXPECT_EQ(table().slices, t0.slices);
 
   r = fsck(true);
@@ -240,7 +248,13 @@ TEST_F(FsckThreeCopies, RepairMakesTheNewestIntactCopyCurrent) {
   EXPECT_EQ(b1.copies[1].generation, 0u);
   EXPECT_EQ(b1.copies[0], b.copies[0]);
   EXPECT_EQ(t1.slices[2], c) << "the interrupted-sync copy is left alone";
-  EXPECT_EQ(t1.slices[3], t0.slices[3]);
+  const SliceEntry &d1 = t1.slices[3];
+  EXPECT_EQ(d1.current_copy, 1u);
+  EXPECT_EQ(d1.copies[1], d.copies[1]);
+  EXPECT_EQ(d1.copies[0].generation, 0u);
+  EXPECT_EQ(d1.copies[2].generation, 0u);
+  ASSERT_NE(damage_of(r, "d", 0), nullptr);
+  EXPECT_TRUE(damage_of(r, "d", 0)->repaired);
 
   // Clean now but for c's information; the next syncs refill a's copies.
   r = fsck(false);
