@@ -109,6 +109,8 @@ int run(const std::string& target, bool json) {
     // which its next writable mount upgrades.
     j["metadata_slot_version"] = t.slot_version;
     j["slice_ids_feature"] = (sb.incompat_features & kIncompatSliceIds) != 0;
+    j["generations_feature"] =
+        (sb.incompat_features & kIncompatGenerations) != 0;
     j["next_slice_id"] = t.next_slice_id;
     j["mirror_copies"] = sb.mirror_copies;
     j["logical_block_size"] = sb.logical_block_size;
@@ -147,6 +149,7 @@ int run(const std::string& target, bool json) {
       nlohmann::json copies = nlohmann::json::array();
       for (const MirrorCopy& mc : e.copies)
         copies.push_back({{"generation", mc.generation},
+                          {"sync_time_ns", mc.sync_time_ns},
                           {"crc32c", mc.crc32c},
                           {"extents", extents_json(&mc)}});
       s["copies"] = copies;
@@ -164,8 +167,11 @@ int run(const std::string& target, bool json) {
             << "\nmemory      " << sb.memory_spec << " ("
             << format_bytes(sb.region_bytes) << ")\nmetadata    generation "
             << t.generation << ", " << sb.mirror_copies
-            << (sb.mirror_copies == 2 ? " copies per slice (A/B)"
-                                      : " copy per slice (in place)")
+            << (sb.mirror_copies == 1   ? " copy per slice (in place)"
+                : sb.mirror_copies == 2 ? " copies per slice (A/B)"
+                                        : " copies per slice (the last " +
+                                              std::to_string(sb.mirror_copies) +
+                                              " generations; pcimirror log)")
             << (vol->needs_upgrade()
                     ? "; formatted before slice IDs (the next writable mount "
                       "upgrades it)"

@@ -14,6 +14,7 @@ void add_format(CLI::App& app, int& rc);
 struct Settings;
 void add_mount(CLI::App& app, int& rc, Settings& settings);
 void add_status(CLI::App& app, int& rc);
+void add_log(CLI::App& app, int& rc);
 void add_sync(CLI::App& app, int& rc);
 void add_restore(CLI::App& app, int& rc, Settings& settings);
 void add_demo(CLI::App& app, int& rc);

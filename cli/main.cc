@@ -14,9 +14,10 @@ namespace {
 // of type fuse.pcimirror: recognise that form before CLI11 parses.
 bool is_mount_helper_form(int argc, char** argv) {
   if (argc < 3) return false;
-  static const char* subcommands[] = {"format",  "mount",  "status",  "sync",
-                                      "restore", "demo",   "devices", "fsck",
-                                      "slice",   "canary", "umount",  "help"};
+  static const char* subcommands[] = {"format", "mount",   "status", "log",
+                                      "sync",   "restore", "demo",   "devices",
+                                      "fsck",   "slice",   "canary", "umount",
+                                      "help"};
   for (const char* s : subcommands)
     if (std::strcmp(argv[1], s) == 0) return false;
   return argv[1][0] != '-';
@@ -58,6 +59,7 @@ int main(int argc, char** argv) {
   Settings settings;
   add_mount(app, rc, settings);
   add_status(app, rc);
+  add_log(app, rc);
   add_sync(app, rc);
   add_restore(app, rc, settings);
   add_demo(app, rc);

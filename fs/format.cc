@@ -126,7 +126,27 @@ const MirrorCopy* SliceEntry::committed() const {
 
 uint32_t SliceEntry::next_copy() const {
   if (copies.size() < 2) return 0;
-  return committed() ? 1 - current_copy : current_copy;
+  if (!committed()) return current_copy;
+  // §7 step 1: the oldest copy, never the committed mirror. An unwritten
+  // copy is older than any written one (lowest index first), then the
+  // lowest generation. With two copies this is always the other one.
+  uint32_t best = current_copy;
+  for (uint32_t i = 0; i < copies.size(); ++i) {
+    if (i == current_copy) continue;
+    if (best == current_copy || copies[i].generation < copies[best].generation)
+      best = i;
+  }
+  return best;
+}
+
+std::vector<uint32_t> SliceEntry::copies_by_generation() const {
+  std::vector<uint32_t> out;
+  for (uint32_t i = 0; i < copies.size(); ++i)
+    if (copies[i].generation != 0) out.push_back(i);
+  std::stable_sort(out.begin(), out.end(), [&](uint32_t a, uint32_t b) {
+    return copies[a].generation > copies[b].generation;
+  });
+  return out;
 }
 
 const SliceEntry* SliceTable::find_id(uint64_t id) const {
@@ -305,9 +325,10 @@ Result<Superblock> decode_superblock(std::span<const uint8_t> bytes) {
   if (sb.crc_chunk_bytes < kBlockBytes || sb.crc_chunk_bytes % kBlockBytes)
     return corrupt("superblock crc_chunk_bytes is " +
                    std::to_string(sb.crc_chunk_bytes));
-  if (sb.mirror_copies != 1 && sb.mirror_copies != 2)
+  if (sb.mirror_copies < kMinMirrorCopies ||
+      sb.mirror_copies > kMaxMirrorCopies)
     return corrupt("superblock mirror_copies is " +
-                   std::to_string(sb.mirror_copies));
+                   std::to_string(sb.mirror_copies) + ", outside 1 to 16");
   if (sb.meta_slot_sectors < 32 ||
       !inside(sb.meta_slot_sector[0], sb.meta_slot_sectors) ||
       !inside(sb.meta_slot_sector[1], sb.meta_slot_sectors) ||
@@ -486,9 +507,9 @@ Result<SliceTable> decode_slot(const Superblock& sb,
     auto name = e.bytes(name_bytes);
     s.name.assign(reinterpret_cast<const char*>(name.data()), name.size());
     e.skip((8 - name_bytes % 8) % 8);
-    if (copies < 1 || copies > 2)
+    if (copies < kMinMirrorCopies || copies > kMaxMirrorCopies)
       return corrupt("slice entry " + std::to_string(i) + " has " +
-                     std::to_string(copies) + " copies");
+                     std::to_string(copies) + " copies, outside 1 to 16");
     for (uint32_t c = 0; c < copies && e.ok(); ++c) {
       MirrorCopy mc;
       mc.generation = e.u64();

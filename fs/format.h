@@ -44,9 +44,19 @@ constexpr uint64_t kIncompatSliceIds = 1u << 0;
 /// §3 incompat feature `table_header`: set by format since slot version 3
 /// (the canary record, §4.2), so that older releases refuse the volume.
 constexpr uint64_t kIncompatTableHeader = 1u << 1;
+/// §3 incompat feature `generations`: set by format when `mirror_copies` is
+/// above 2 (a history of generations, §7), so that a release that keeps
+/// at most two copies per slice refuses the volume.
+constexpr uint64_t kIncompatGenerations = 1u << 2;
 /// Feature bits this build knows (§3).
-constexpr uint64_t kKnownIncompat = kIncompatSliceIds | kIncompatTableHeader,
+constexpr uint64_t kKnownIncompat =
+                       kIncompatSliceIds | kIncompatTableHeader |
+                       kIncompatGenerations,
                    kKnownRoCompat = 0, kKnownCompat = 0;
+/// §3 `mirror_copies`, §4.1 `copy_count`: 1 (in place) to 16 copies per
+/// slice; 2 (A/B) is the default.
+constexpr uint32_t kMinMirrorCopies = 1, kMaxMirrorCopies = 16,
+                   kDefaultMirrorCopies = 2;
 
 /// §4.1 copy `path`: how a mirror's bytes reached the disk.
 enum class MirrorPath : uint32_t { kNone = 0, kZeroCopy = 1, kBounce = 2, kMixed = 3 };
@@ -92,8 +102,16 @@ struct SliceEntry {
   uint64_t generation() const;
   /// The committed mirror, or nullptr when never mirrored.
   const MirrorCopy* committed() const;
-  /// The copy the next sync writes (§7 step 1).
+  /// The copy the next sync writes (§7 step 1): with one copy, copy 0 (in
+  /// place); with no committed mirror, `current_copy`; else the unwritten
+  /// copy (generation 0) with the lowest index, else the copy with the
+  /// lowest generation (lowest index among equals). Never the current copy
+  /// when there are two or more and a committed mirror.
   uint32_t next_copy() const;
+  /// Indices of the written copies (generation != 0), newest generation
+  /// first (lower index first among equal generations): the order of a
+  /// slice's history (`pcimirror log`) and of restore's fallback (§8).
+  std::vector<uint32_t> copies_by_generation() const;
   bool operator==(const SliceEntry&) const = default;
 };
 
@@ -115,7 +133,7 @@ struct Superblock {
   uint64_t pci_bar_bytes = 0;  ///< whole BAR at format, 0 when emulated
   uint32_t crc_chunk_bytes = kCrcChunkBytes;
   int64_t format_time_ns = 0;
-  uint32_t mirror_copies = 2;
+  uint32_t mirror_copies = kDefaultMirrorCopies;  ///< 1..16 (§3)
   std::string memory_spec;
 
   uint64_t data_end_sector() const { return data_start_sector + data_sectors; }

@@ -888,9 +888,17 @@ Status MirrorEngine::verify(uint64_t slice_id) {
   return {};
 }
 
+std::string describe_generations(const SliceEntry& e) {
+  std::string out;
+  for (uint32_t i : e.copies_by_generation())
+    out += (out.empty() ? "" : ", ") + std::to_string(e.copies[i].generation) +
+           (i == e.current_copy ? " (current)" : "");
+  return out.empty() ? "none (never mirrored)" : out;
+}
+
 Result<RestoreReport> MirrorEngine::restore(
     uint64_t slice_id, const std::function<void(uint64_t)>& progress,
-    RestoreReport* failed) {
+    RestoreReport* failed, uint64_t generation) {
   auto lock = lock_ahead_of_write_behind();
   PCIM_ASSIGN_OR_RETURN(const SliceEntry* e,
                         find_slice(volume_.table(), slice_id));
@@ -898,6 +906,20 @@ Result<RestoreReport> MirrorEngine::restore(
   RestoreReport r;
   r.slice_id = slice_id;
   r.slice = name;
+  const std::string history = "committed generations of slice '" + name +
+                              "': " + describe_generations(*e) +
+                              " ('pcimirror log' lists them)";
+  // A chosen generation (restore --generation): that copy or nothing.
+  std::optional<uint32_t> chosen;
+  if (generation != 0) {
+    for (uint32_t i = 0; i < e->copies.size(); ++i)
+      if (e->copies[i].generation == generation) chosen = i;
+    if (!chosen || !e->committed())
+      return make_error(ENOENT, "slice '" + name + "' has no generation " +
+                                    std::to_string(generation) +
+                                    "; device memory was left untouched; " +
+                                    history);
+  }
   if (!e->committed()) {
     r.skipped = true;
     r.note = "never mirrored; left as it is";
@@ -915,16 +937,25 @@ Result<RestoreReport> MirrorEngine::restore(
   const uint64_t t0 = mono_ns();
   const uint64_t len = e->length_bytes;
   region_.prefault_for_write(e->offset_bytes, len);
-  // The current copy first, then the other one if it was ever written. A
-  // copy whose sectors the device cannot read (a medium error) or that
-  // fails a CRC is damaged: the next one is tried. The first copy is verified inline or
-  // by a prepass as configured; a fallback copy always by a prepass, so a
-  // second damaged copy adds nothing to device memory.
+  // The current copy first, then the older generations that are written,
+  // newest first (docs/FORMAT.md §8). A copy whose sectors the device
+  // cannot read (a medium error) or that fails a CRC is damaged: the next
+  // one is tried. The first copy is verified inline or by a prepass as
+  // configured; a fallback copy always by a prepass, so a damaged older
+  // copy adds nothing to device memory. A chosen generation is the only
+  // copy tried, always after a prepass: its damage writes no memory.
   const uint32_t cur = e->current_copy;
-  std::vector<uint32_t> order{cur};
-  if (e->copies.size() == 2 && e->copies[1 - cur].generation)
-    order.push_back(1 - cur);
-  const bool inline_first = options_.restore_verify == RestoreVerify::kInline;
+  const uint64_t cur_gen = e->copies[cur].generation;
+  std::vector<uint32_t> order;
+  if (chosen) {
+    order.push_back(*chosen);
+  } else {
+    order.push_back(cur);
+    for (uint32_t i : e->copies_by_generation())
+      if (i != cur && e->copies[i].generation < cur_gen) order.push_back(i);
+  }
+  const bool inline_first =
+      !chosen && options_.restore_verify == RestoreVerify::kInline;
   std::vector<Pass> passes;
   const MirrorCopy* used = nullptr;
   // A failure that is not the copy's own (the io_uring engine failing, not
@@ -978,12 +1009,16 @@ Result<RestoreReport> MirrorEngine::restore(
     for (const CopyDamage& d : r.damage)
       why += (why.empty() ? "" : "; ") + d.describe();
     if (not_damage)
-      why += "; that is no damage of the copy, so no older copy was used "
-             "(retry the restore)";
+      why += chosen ? "; that is no damage of the copy (retry the restore)"
+                    : "; that is no damage of the copy, so no older copy was "
+                      "used (retry the restore)";
+    else if (chosen)
+      why += "; generation " + std::to_string(generation) +
+             " cannot be restored, choose another: " + history;
     else if (order.size() == 1)
-      why += e->copies.size() == 2
-                 ? "; copy " + std::to_string(1 - cur) + " was never written"
-                 : "; the volume keeps one copy per slice (--slots 1)";
+      why += e->copies.size() == 1
+                 ? "; the volume keeps one copy per slice (--copies 1)"
+                 : "; no older generation is written";
     std::string wrote =
         r.written.empty()
             ? "device memory was left untouched"
@@ -993,12 +1028,16 @@ Result<RestoreReport> MirrorEngine::restore(
                                   "chunks before the damage)"
                                 : "") +
                   "; the rest of the slice is as it was";
-    // The current copy's errno; the message names each copy's.
+    // The first copy's errno; the message names each copy's.
     Error err = make_error(
         r.damage.front().code,
-        "restore of slice '" + name + "' failed: " +
-            (not_damage ? "" : "no copy is readable and intact: ") + why +
-            "; " + wrote);
+        "restore of slice '" + name + "'" +
+            (chosen ? " generation " + std::to_string(generation) : "") +
+            " failed: " +
+            (not_damage ? ""
+             : chosen   ? "the copy is not readable and intact: "
+                        : "no copy is readable and intact: ") +
+            why + "; " + wrote);
     r.duration_ns = mono_ns() - t0;
     if (failed) *failed = std::move(r);
     return err;
@@ -1016,13 +1055,21 @@ Result<RestoreReport> MirrorEngine::restore(
     if (failed) *failed = std::move(r);
     return err;
   }
-  r.fell_back = used != &e->copies[cur];
+  r.fell_back = !chosen && used != &e->copies[cur];
   if (r.fell_back) {
-    r.note = "current mirror, " + r.damage.front().describe() +
-             "; restored the previous mirror, copy " +
-             std::to_string(used - e->copies.data()) + " (generation " +
-             std::to_string(used->generation) + ")";
+    std::string why;
+    for (const CopyDamage& d : r.damage)
+      why += (why.empty() ? "current mirror, " : "; older mirror, ") +
+             d.describe();
+    r.note = why + "; restored generation " + std::to_string(used->generation) +
+             " (copy " + std::to_string(used - e->copies.data()) +
+             "), the newest intact older mirror";
     log_warning("slice '" + name + "': " + r.note);
+  } else if (chosen) {
+    r.note = "restored the chosen generation " +
+             std::to_string(used->generation) + " (copy " +
+             std::to_string(*chosen) + ")" +
+             (*chosen == cur ? ", the current one" : "");
   }
   log_info("restore slice=" + name + " bytes=" + std::to_string(r.bytes) +
            " generation=" + std::to_string(r.generation) + " duration_ms=" +

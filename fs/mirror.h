@@ -141,7 +141,9 @@ struct RestoreReport {
   uint64_t bytes = 0;
   uint64_t duration_ns = 0;
   bool skipped = false;     ///< never mirrored: nothing to restore
-  bool fell_back = false;   ///< the current copy was damaged; used the other
+  /// The current copy was damaged; restored an older generation (the
+  /// newest intact one, `generation`).
+  bool fell_back = false;
   std::string note;         ///< why it fell back: the copy, errno and range
   /// Each copy that failed to read or verify, in the order tried.
   std::vector<CopyDamage> damage;
@@ -149,6 +151,10 @@ struct RestoreReport {
   /// after a failure, what was written before it (empty: untouched).
   std::vector<RestoredRange> written;
 };
+
+/// The committed generations of `e`, newest first: "5 (current), 4, 3", or
+/// "none (never mirrored)". For messages (docs/FORMAT.md §7).
+std::string describe_generations(const SliceEntry& e);
 
 /// "[a, b) from copy 0 (generation 5), ..." in region bytes, or "nothing".
 std::string describe_written(const std::vector<RestoredRange>& written);
@@ -233,9 +239,17 @@ class MirrorEngine {
   /// the whole CRC32C, and only then copies it into the region (§5); with
   /// restore_verify=inline each chunk is verified just before it is copied.
   /// A copy that cannot be read (any read errno, EIO in practice) or fails
-  /// a CRC is damaged: the other copy, when written, is verified whole and
-  /// restored instead, and the report says so (fell_back, note, damage).
-  /// Errors: ENOENT (unknown slice); when no copy restores, the current
+  /// a CRC is damaged: the older generations that are written are tried
+  /// next, newest first, each verified whole before it is restored
+  /// (docs/FORMAT.md §8), and the report says which generation was used
+  /// (fell_back, note, damage, generation). Only damage falls back
+  /// (CopyDamage::is_damage()).
+  /// `generation` non-zero restores exactly that generation of the slice
+  /// (restore --generation), verified whole first whatever restore_verify
+  /// says, with no fallback: ENOENT when no written copy of the slice holds
+  /// it, the copy's errno when it is damaged, each naming the slice and its
+  /// committed generations, with device memory untouched.
+  /// Errors: ENOENT (unknown slice); when no copy restores, the first
   /// copy's errno (EUCLEAN, EIO, ...) with a message naming the slice, each
   /// copy's failure and the device memory written. Device memory is
   /// untouched then in prepass mode unless a copy pass itself failed after
@@ -244,9 +258,8 @@ class MirrorEngine {
   /// (damage and written ranges). `progress` gets bytes done of 2 x length
   /// (verify pass, then copy). Thread-safe (serialised with mirrors).
   Result<RestoreReport> restore(
-      uint64_t slice_id,
-      const std::function<void(uint64_t)>& progress = {},
-      RestoreReport* failed = nullptr) EXCLUDES(mu_);
+      uint64_t slice_id, const std::function<void(uint64_t)>& progress = {},
+      RestoreReport* failed = nullptr, uint64_t generation = 0) EXCLUDES(mu_);
 
   /// Reads and verifies the committed mirror of `slice_id` without touching
   /// the region. EUCLEAN on a mismatch.

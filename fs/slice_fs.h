@@ -76,7 +76,7 @@ struct SliceFsOptions {
   /// CRC chunk of a slice that a write through the mount completes is
   /// written into the slice's next mirror copy while the writer goes on;
   /// the mirror at close writes only the chunks still missing, then flushes
-  /// and commits. Needs two mirror copies (format --slots 2).
+  /// and commits. Needs two or more mirror copies (format --copies).
   bool write_behind = true;
 };
 

@@ -85,8 +85,11 @@ Result<std::pair<Superblock, SliceTable>> Volume::plan_format(
                                   " bytes");
   if (req.label.size() > kLabelBytes)
     return make_error(EINVAL, "--label is longer than 64 bytes; shorten it");
-  if (req.mirror_copies != 1 && req.mirror_copies != 2)
-    return make_error(EINVAL, "--slots must be 1 or 2");
+  if (req.mirror_copies < kMinMirrorCopies ||
+      req.mirror_copies > kMaxMirrorCopies)
+    return make_error(EINVAL, "--copies " + std::to_string(req.mirror_copies) +
+                                  ": give 1 to 16 mirror copies per slice "
+                                  "(default 2)");
   if (req.slices.empty())
     return make_error(EINVAL, "give at least one --slice NAME:OFFSET:LENGTH");
   if (getrandom(sb.uuid.data(), sb.uuid.size(), 0) != 16)
@@ -102,6 +105,9 @@ Result<std::pair<Superblock, SliceTable>> Volume::plan_format(
   sb.mirror_copies = req.mirror_copies;
   sb.format_time_ns = now_ns();
   sb.incompat_features = kIncompatSliceIds | kIncompatTableHeader;
+  // More than two copies (a history of generations, FORMAT.md §7): releases
+  // that keep at most two must refuse the volume.
+  if (req.mirror_copies > 2) sb.incompat_features |= kIncompatGenerations;
 
   SliceTable table;
   table.generation = 1;
@@ -161,15 +167,16 @@ Result<std::pair<Superblock, SliceTable>> Volume::plan_format(
       MirrorCopy& c = e.copies[copy];
       auto got = alloc.allocate(mirror_sectors(e.length_bytes));
       if (!got.ok())
-        return make_error(ENOSPC,
-                          "device " + device.path() + " is too small: the " +
-                              std::to_string(req.mirror_copies) +
-                              " mirror copies of every slice need more than "
-                              "the " +
-                              std::to_string(sb.data_sectors * kSectorBytes) +
-                              " bytes of its data area (out of room at slice '" +
-                              e.name + "'); use a larger device, fewer or "
-                              "smaller slices, or --slots 1");
+        return make_error(
+            ENOSPC, "device " + device.path() + " is too small: the " +
+                        std::to_string(req.mirror_copies) +
+                        " mirror copies of every slice need more than "
+                        "the " +
+                        std::to_string(sb.data_sectors * kSectorBytes) +
+                        " bytes of its data area (out of room at slice '" +
+                        e.name +
+                        "'); use a larger device, fewer or "
+                        "smaller slices, or fewer --copies");
       c.extents = std::move(got).value();
     }
   }
@@ -195,6 +202,20 @@ Status Volume::check_plan(const BlockDevice& device, const Superblock& sb,
                                   "; nothing was written");
   PCIM_TRY(validate_table(sb, table));
   PCIM_TRY(encode_slot(sb, table));
+  // The table grows as copies are written: each written copy carries its
+  // chunk CRCs (§4.1), so with every copy of every slice written it is
+  // largest. A plan must fit its slot then too, or a later sync fails
+  // with E2BIG (more copies per slice, --copies, make this likelier).
+  SliceTable full = table;
+  for (SliceEntry& e : full.slices)
+    for (MirrorCopy& c : e.copies)
+      c.chunk_crc32c.resize(chunk_count(e.length_bytes, sb.crc_chunk_bytes));
+  if (auto enc = encode_slot(sb, full); !enc.ok()) {
+    Error err = enc.take_error();
+    err.message = "with every mirror copy written, the " + err.message +
+                  " (or give fewer --copies); nothing was written";
+    return err;
+  }
   return {};
 }
 

@@ -30,7 +30,9 @@ struct FormatRequest {
   std::vector<SliceSpec> slices;
   std::string label;
   uint64_t meta_slot_bytes = kDefaultMetaSlotBytes;
-  uint32_t mirror_copies = 2;  ///< 2 = A/B slots, 1 = in place
+  /// Copies per slice, 1..16 (FORMAT.md §3): 1 = in place, 2 = A/B, more
+  /// keep older generations.
+  uint32_t mirror_copies = kDefaultMirrorCopies;
   uint32_t mode = 0644, uid = 0, gid = 0;
   /// Region offset of the canary (docs/FORMAT.md §4.2), when one is wanted;
   /// plan_format() picks its random nonce.

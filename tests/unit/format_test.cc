@@ -507,5 +507,130 @@ TEST_F(Invariants, BadNames) {
   }
 }
 
+// Issue 13 item 3: a history of generations. What one sync does to the
+// table (FORMAT.md §7 steps 1 and 3): the copy next_copy() names gets the
+// next generation and becomes current.
+uint32_t apply_sync(SliceEntry& e) {
+  const uint32_t target = e.next_copy();
+  e.copies[target].generation = e.generation() + 1;
+  e.current_copy = target;
+  return target;
+}
+
+TEST(Generations, NextCopyWritesTheOldestAndNeverTheCurrent) {
+  SliceEntry e;
+  e.copies.resize(3);
+  // Unwritten copies first, lowest index first; then the lowest generation.
+  const uint32_t expected[] = {0, 1, 2, 0, 1, 2, 0};
+  for (uint32_t want : expected) {
+    const uint32_t before = e.current_copy;
+    const bool had_mirror = e.committed() != nullptr;
+    const uint32_t got = apply_sync(e);
+    EXPECT_EQ(got, want);
+    if (had_mirror) {
+      EXPECT_NE(got, before) << "overwrote the current copy";
+    }
+  }
+  // Generations 7 (copy 0), 5 (copy 1), 6 (copy 2): the oldest, copy 1.
+  EXPECT_EQ(e.copies[0].generation, 7u);
+  EXPECT_EQ(e.copies[1].generation, 5u);
+  EXPECT_EQ(e.copies[2].generation, 6u);
+  EXPECT_EQ(e.next_copy(), 1u);
+  EXPECT_EQ(e.copies_by_generation(), (std::vector<uint32_t>{0, 2, 1}));
+  // A copy marked unwritten (fsck --repair) is written before any older
+  // generation is overwritten.
+  e.copies[2].generation = 0;
+  EXPECT_EQ(e.next_copy(), 2u);
+  EXPECT_EQ(e.copies_by_generation(), (std::vector<uint32_t>{0, 1}));
+  // With one copy, in place.
+  SliceEntry one;
+  one.copies.resize(1);
+  EXPECT_EQ(apply_sync(one), 0u);
+  EXPECT_EQ(apply_sync(one), 0u);
+}
+
+TEST(Generations, TwoCopiesBehaveAsAB) {
+  // The rule before generations: committed() ? 1 - current : current.
+  for (uint64_t g0 : {0u, 1u, 2u, 3u})
+    for (uint64_t g1 : {0u, 1u, 2u, 3u})
+      for (uint32_t cur : {0u, 1u}) {
+        SliceEntry e;
+        e.copies.resize(2);
+        e.copies[0].generation = g0;
+        e.copies[1].generation = g1;
+        e.current_copy = cur;
+        EXPECT_EQ(e.next_copy(), e.committed() ? 1 - cur : cur)
+            << g0 << " " << g1 << " " << cur;
+      }
+}
+
+// A table whose one slice has `copies` copies, every one written.
+SliceTable many_copies(const Superblock& sb, uint32_t copies) {
+  SliceTable t;
+  t.generation = 3;
+  t.next_slice_id = 2;
+  SliceEntry e;
+  e.id = 1;
+  e.name = "history";
+  e.length_bytes = (2 << 20) + 5;  // 3 chunks
+  e.copies.resize(copies);
+  for (uint32_t c = 0; c < copies; ++c) {
+    MirrorCopy& m = e.copies[c];
+    m.extents = {{sb.data_start_sector + c * 4104u, 4104}};
+    m.generation = c + 1;
+    m.sync_time_ns = 1000 + c;
+    m.crc32c = 0x1000 + c;
+    m.path = MirrorPath::kBounce;
+    m.chunk_crc32c = {c, c + 1, c + 2};
+  }
+  e.current_copy = copies - 1;
+  t.slices.push_back(e);
+  return t;
+}
+
+TEST(Generations, SixteenCopiesRoundTrip) {
+  Superblock sb = sample_superblock();
+  sb.mirror_copies = 16;
+  sb.incompat_features = kIncompatSliceIds | kIncompatGenerations;
+  auto decoded_sb = decode_superblock(encode_superblock(sb));
+  ASSERT_TRUE(decoded_sb.ok()) << decoded_sb.error().what();
+  EXPECT_EQ(*decoded_sb, sb);
+  const SliceTable t = many_copies(sb, 16);
+  auto bytes = encode_slot(sb, t);
+  ASSERT_TRUE(bytes.ok()) << bytes.error().what();
+  auto back = decode_slot(sb, *bytes);
+  ASSERT_TRUE(back.ok()) << back.error().what();
+  EXPECT_EQ(back->slices, t.slices);
+  EXPECT_EQ(back->slices[0].copies.size(), 16u);
+  EXPECT_EQ(back->slices[0].next_copy(), 0u);  // generation 1, the oldest
+}
+
+TEST(Generations, SeventeenCopiesAreDamagedMetadata) {
+  Superblock sb = sample_superblock();
+  sb.mirror_copies = 17;
+  auto r = decode_superblock(encode_superblock(sb));
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().code, EUCLEAN);
+  EXPECT_NE(r.error().message.find("mirror_copies is 17"), std::string::npos)
+      << r.error().message;
+  sb.mirror_copies = 0;
+  EXPECT_EQ(decode_superblock(encode_superblock(sb)).error().code, EUCLEAN);
+
+  sb = sample_superblock();
+  auto bytes = encode_slot(sb, many_copies(sb, 17));
+  ASSERT_TRUE(bytes.ok()) << bytes.error().what();
+  auto t = decode_slot(sb, *bytes);
+  ASSERT_FALSE(t.ok());
+  EXPECT_EQ(t.error().code, EUCLEAN);
+  EXPECT_NE(t.error().message.find("17 copies"), std::string::npos)
+      << t.error().message;
+}
+
+TEST(Generations, KnownFeatureBits) {
+  EXPECT_EQ(kIncompatGenerations, uint64_t{1} << 2);
+  EXPECT_NE(kKnownIncompat & kIncompatGenerations, 0u);
+  EXPECT_NE(kKnownIncompat & kIncompatSliceIds, 0u);
+}
+
 }  // namespace
 }  // namespace pcimirror
