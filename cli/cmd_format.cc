@@ -6,6 +6,7 @@
 #include "cli/common.h"
 #include "cli/progress.h"
 #include "fs/allocator.h"
+#include "fs/memory_guard.h"
 #include "io/signature_probe.h"
 #include "io/units.h"
 
@@ -18,7 +19,9 @@ struct FormatArgs {
   std::vector<std::string> slices;
   std::string label;
   std::string metadata_size = "4M";
-  unsigned slots = 2;
+  std::string canary;  // OFFSET, empty: no canary
+  unsigned copies = kDefaultMirrorCopies;
+  std::string slots;  // the old --slots, refused with a pointer to --copies
   bool dry_run = false;
   bool force = false;
 };
@@ -43,31 +46,39 @@ Result<SliceSpec> parse_slice(const std::string& text) {
 }
 
 void print_layout(const Superblock& sb, const SliceTable& t) {
-  std::cout << "layout of " << format_bytes(sb.device_bytes) << " device:\n"
-            << "  superblock        sector 0, backup at sector "
-            << sb.backup_superblock_sector << "\n"
-            << "  metadata slots    sectors " << sb.meta_slot_sector[0] << " and "
-            << sb.meta_slot_sector[1] << ", " << sb.meta_slot_sectors
-            << " sectors each\n"
-            << "  data area         sectors " << sb.data_start_sector << "-"
-            << sb.data_end_sector() << " ("
-            << format_bytes(sb.data_sectors * kSectorBytes) << ")\n"
-            << "  mirror copies     " << sb.mirror_copies
-            << (sb.mirror_copies == 1
-                    ? " (in place: a crash during sync loses the slice's mirror)"
-                    : " (A/B: a crash during sync keeps the previous mirror)")
-            << "\n  memory            " << sb.memory_spec << " ("
-            << format_bytes(sb.region_bytes) << ")\n";
+  std::cout
+      << "layout of " << format_bytes(sb.device_bytes) << " device:\n"
+      << "  superblock        sector 0, backup at sector "
+      << sb.backup_superblock_sector << "\n"
+      << "  metadata slots    sectors " << sb.meta_slot_sector[0] << " and "
+      << sb.meta_slot_sector[1] << ", " << sb.meta_slot_sectors
+      << " sectors each\n"
+      << "  data area         sectors " << sb.data_start_sector << "-"
+      << sb.data_end_sector() << " ("
+      << format_bytes(sb.data_sectors * kSectorBytes) << ")\n"
+      << "  mirror copies     " << sb.mirror_copies
+      << (sb.mirror_copies == 1
+              ? " (in place: a crash during sync loses the slice's mirror)"
+          : sb.mirror_copies == 2
+              ? " (A/B: a crash during sync keeps the previous mirror)"
+              : " (the last " + std::to_string(sb.mirror_copies) +
+                    " generations of each slice; a sync overwrites the "
+                    "oldest)")
+      << "\n  memory            " << sb.memory_spec << " ("
+      << format_bytes(sb.region_bytes) << ")\n";
   for (const SliceEntry& e : t.slices) {
     std::cout << "  slice " << e.name << ": region [" << e.offset_bytes << ", +"
               << e.length_bytes << ") " << format_bytes(e.length_bytes) << "\n";
     for (size_t c = 0; c < e.copies.size(); ++c) {
-      std::cout << "    copy " << static_cast<char>('A' + c) << ":";
+      std::cout << "    copy " << c << ":";
       for (const Extent& x : e.copies[c].extents)
         std::cout << " " << x.start_sector << "+" << x.sectors;
       std::cout << " sectors\n";
     }
   }
+  if (t.canary)
+    std::cout << "  canary            region byte " << t.canary->offset_bytes
+              << " (64 bytes)\n";
   auto alloc = Allocator::from_table(sb, t);
   if (alloc.ok())
     std::cout << "  free              "
@@ -75,6 +86,14 @@ void print_layout(const Superblock& sb, const SliceTable& t) {
 }
 
 int run(const FormatArgs& a) {
+  if (!a.slots.empty())
+    return fail("--slots " + a.slots +
+                " is gone: give --copies N instead, the mirror copies per "
+                "slice from 1 to 16 (default 2; --copies 1 is the old "
+                "--slots 1)");
+  if (a.copies < kMinMirrorCopies || a.copies > kMaxMirrorCopies)
+    return fail("--copies " + std::to_string(a.copies) +
+                ": give 1 to 16 mirror copies per slice (default 2)");
   FormatRequest req;
   auto spec = MemorySpec::parse(a.memory);
   if (!spec.ok()) return fail(spec.error());
@@ -88,7 +107,12 @@ int run(const FormatArgs& a) {
   if (!meta.ok()) return fail(meta.error());
   req.meta_slot_bytes = *meta;
   req.label = a.label;
-  req.mirror_copies = a.slots;
+  if (!a.canary.empty()) {
+    auto off = parse_size_bytes(a.canary, "--canary");
+    if (!off.ok()) return fail(off.error());
+    req.canary_offset_bytes = *off;
+  }
+  req.mirror_copies = a.copies;
 
   auto region = open_region(*spec);
   if (!region.ok()) return fail(region.error());
@@ -139,6 +163,13 @@ int run(const FormatArgs& a) {
     if (!wiped.ok()) return fail(wiped.error());
     if (*wiped) std::cout << "wiped " << *wiped << " old signature(s) from " << a.device << "\n";
   }
+  // The canary goes into memory first: a format that then fails leaves 64
+  // bytes that pcimirror was given, and no volume that would not match it.
+  if (const auto& canary = plan->second.canary) {
+    if (Status d = (*region)->check_device(); !d.ok()) return fail(d.error());
+    MemoryGuard guard(plan->first, **region);
+    if (Status w = guard.write_canary(*canary); !w.ok()) return fail(w.error());
+  }
   Progress bar("format", 1);
   auto vol = Volume::write_format(std::move(dev).value(), plan->first, plan->second,
                                   [&](uint64_t done, uint64_t total) {
@@ -167,11 +198,18 @@ void add_format(CLI::App& app, int& rc) {
                 "Slice NAME:OFFSET:LENGTH (sizes take K/M/G); repeat")
       ->required();
   c->add_option("--label", args->label, "Volume label (up to 64 bytes)");
-  c->add_option("--slots", args->slots,
-                "Mirror copies per slice: 2 (A/B, crash-safe) or 1 (in place)")
-      ->check(CLI::IsMember({1u, 2u}));
+  c->add_option("--copies", args->copies,
+                "Mirror copies per slice, 1 to 16 (default 2): 1 mirrors in "
+                "place, 2 is A/B, N keeps the last N generations "
+                "(pcimirror log, restore --generation)");
+  // Replaced by --copies; kept hidden so that it fails with a pointer.
+  c->add_option("--slots", args->slots)->group("");
   c->add_option("--metadata-size", args->metadata_size,
                 "Size of each metadata slot (default 4M)");
+  c->add_option("--canary", args->canary,
+                "Claim 64 bytes of the region at OFFSET (8-byte aligned, "
+                "outside every slice) for a canary that detects reset memory")
+      ->type_name("OFFSET");
   c->add_flag("--dry-run", args->dry_run, "Print the layout, write nothing");
   c->add_flag("--force", args->force, "Overwrite an existing volume");
   c->callback([args, &rc] { rc = run(*args); });

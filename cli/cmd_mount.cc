@@ -96,7 +96,7 @@ int serve(const std::string& device, const std::string& mountpoint,
     if (!up.ok())
       return ch.error(
           "upgrading the volume on " + device +
-          " to stable slice IDs failed: " + up.error().what() +
+          " to metadata slot version 3 failed: " + up.error().what() +
           "; its slices, windows and mirrors are unchanged (the metadata "
           "slot may already be in the new format, docs/FORMAT.md §9); fix "
           "the device error and mount again, or mount with -o ro to read it");
@@ -111,6 +111,29 @@ int serve(const std::string& device, const std::string& mountpoint,
   fo.host_only_writes = mo.host_only_writes;
   fo.write_behind = mo.write_behind;
   SliceFs fs(**engine, fo);
+  // The memory guard at mount (docs/DESIGN.md, "Never mirror garbage"):
+  // after restore=on_mount the memory holds the mirrors again, so a new
+  // canary nonce is committed; with accept_memory the memory as it is is
+  // declared the truth. Otherwise memory that was reset or a device that
+  // does not answer is served as it is, and every mirror is refused until
+  // restore or accept.
+  if (!fo.read_only && mo.restore == RestorePolicy::kOnMount) {
+    if (Status c = (*engine)->renew_canary("every slice was restored at mount");
+        !c.ok())
+      return ch.error("restore on mount of " + device +
+                      " restored every slice but could not record a new "
+                      "canary: " +
+                      c.error().what());
+  } else if (!fo.read_only && mo.accept_memory) {
+    if (Status c = fs.accept_memory("the memory at mount was declared the "
+                                    "truth (-o accept_memory)");
+        !c.ok())
+      return ch.error("-o accept_memory on " + device +
+                      " failed: " + c.error().what());
+  } else if (Status c = (*engine)->check_memory("at mount"); !c.ok()) {
+    log_warning("serving " + device +
+                " with mirrors refused: " + c.error().what());
+  }
   FuseMountOptions fm;
   fm.mountpoint = mountpoint;
   fm.fsname = device;

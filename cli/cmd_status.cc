@@ -38,6 +38,41 @@ std::string live_xattr(const std::string& mountpoint, const std::string& slice,
   return n > 0 ? std::string(v, static_cast<size_t>(n)) : std::string();
 }
 
+// A root xattr of the daemon (fs/slice_fs.h kRootXattrNames), any length;
+// "" when not mounted or unset.
+std::string root_xattr(const std::string& mountpoint, const char* key) {
+  if (mountpoint.empty()) return {};
+  const std::string name = std::string("user.pcimirror.") + key;
+  ssize_t n = ::getxattr(mountpoint.c_str(), name.c_str(), nullptr, 0);
+  if (n <= 0) return {};
+  std::string v(static_cast<size_t>(n) + 256, '\0');
+  n = ::getxattr(mountpoint.c_str(), name.c_str(), v.data(), v.size());
+  if (n <= 0) return {};
+  v.resize(static_cast<size_t>(n));
+  return v;
+}
+
+// The memory guard's view (docs/DESIGN.md, "Never mirror garbage"): the
+// daemon's, when mounted; "unchecked" offline, since status does not map
+// device memory.
+struct GuardView {
+  std::string memory_state, memory_message, canary_state, last_sync_error;
+};
+
+GuardView guard_view(const std::string& mountpoint, const SliceTable& t) {
+  GuardView g;
+  if (mountpoint.empty()) {
+    g.memory_state = "unchecked";
+    g.canary_state = t.canary ? "unchecked" : "none";
+    return g;
+  }
+  g.memory_state = root_xattr(mountpoint, "memory_state");
+  g.memory_message = root_xattr(mountpoint, "memory_message");
+  g.canary_state = root_xattr(mountpoint, "canary");
+  g.last_sync_error = root_xattr(mountpoint, "last_sync_error");
+  return g;
+}
+
 int run(const std::string& target, bool json) {
   std::string device = target;
   std::string mountpoint;
@@ -51,8 +86,18 @@ int run(const std::string& target, bool json) {
   const SliceTable& t = vol->table();
   auto alloc = Allocator::from_table(sb, t);
   const uint64_t free_bytes = alloc.ok() ? alloc->free_sectors() * kSectorBytes : 0;
+  const GuardView guard = guard_view(mountpoint, t);
   if (json) {
     nlohmann::json j;
+    j["memory_state"] = guard.memory_state;
+    j["memory_message"] = guard.memory_message;
+    j["last_sync_error"] = guard.last_sync_error;
+    if (t.canary)
+      j["canary"] = {{"offset_bytes", t.canary->offset_bytes},
+                     {"bytes", kCanaryBytes},
+                     {"state", guard.canary_state}};
+    else
+      j["canary"] = nullptr;
     j["device"] = device;
     if (!mountpoint.empty()) j["mountpoint"] = mountpoint;
     j["uuid"] = sb.uuid_string();
@@ -64,6 +109,8 @@ int run(const std::string& target, bool json) {
     // which its next writable mount upgrades.
     j["metadata_slot_version"] = t.slot_version;
     j["slice_ids_feature"] = (sb.incompat_features & kIncompatSliceIds) != 0;
+    j["generations_feature"] =
+        (sb.incompat_features & kIncompatGenerations) != 0;
     j["next_slice_id"] = t.next_slice_id;
     j["mirror_copies"] = sb.mirror_copies;
     j["logical_block_size"] = sb.logical_block_size;
@@ -102,6 +149,7 @@ int run(const std::string& target, bool json) {
       nlohmann::json copies = nlohmann::json::array();
       for (const MirrorCopy& mc : e.copies)
         copies.push_back({{"generation", mc.generation},
+                          {"sync_time_ns", mc.sync_time_ns},
                           {"crc32c", mc.crc32c},
                           {"extents", extents_json(&mc)}});
       s["copies"] = copies;
@@ -119,14 +167,29 @@ int run(const std::string& target, bool json) {
             << "\nmemory      " << sb.memory_spec << " ("
             << format_bytes(sb.region_bytes) << ")\nmetadata    generation "
             << t.generation << ", " << sb.mirror_copies
-            << (sb.mirror_copies == 2 ? " copies per slice (A/B)"
-                                      : " copy per slice (in place)")
+            << (sb.mirror_copies == 1   ? " copy per slice (in place)"
+                : sb.mirror_copies == 2 ? " copies per slice (A/B)"
+                                        : " copies per slice (the last " +
+                                              std::to_string(sb.mirror_copies) +
+                                              " generations; pcimirror log)")
             << (vol->needs_upgrade()
                     ? "; formatted before slice IDs (the next writable mount "
                       "upgrades it)"
                     : "")
             << "\ndata area   " << format_bytes(sb.data_sectors * kSectorBytes)
-            << ", " << format_bytes(free_bytes) << " free\n\n";
+            << ", " << format_bytes(free_bytes) << " free\n";
+  std::cout << "memory      " << guard.memory_state
+            << (mountpoint.empty() ? " (not mounted)" : "")
+            << (guard.memory_message.empty() ? "" : ": ")
+            << guard.memory_message << "\ncanary      ";
+  if (t.canary)
+    std::cout << "region byte " << t.canary->offset_bytes << " (64 bytes), "
+              << guard.canary_state << "\n";
+  else
+    std::cout << "none (pcimirror canary DEVICE OFFSET adds one)\n";
+  if (!guard.last_sync_error.empty())
+    std::cout << "last error  " << guard.last_sync_error << "\n";
+  std::cout << "\n";
   std::printf("%4s %-16s %12s %12s %5s %-9s %-8s %-19s %9s%s\n", "ID", "SLICE",
               "OFFSET", "LENGTH", "GEN", "PATH", "CRC32C", "LAST SYNC", "MB/s",
               mountpoint.empty() ? "" : "  STATE");

@@ -52,13 +52,27 @@ int group_sync(const std::string& mountpoint, const std::string& device,
   return kOk;
 }
 
-int run(const std::string& mountpoint, std::vector<std::string> names) {
+int run(const std::string& mountpoint, std::vector<std::string> names,
+        bool accept_memory) {
   const auto device_opt = device_of_mountpoint(mountpoint);
   if (!device_opt)
     return fail(mountpoint + " is not a pcimirror mount point; mount the "
                              "volume first (pcimirror mount DEVICE " +
                 mountpoint + ")");
   const std::string& device = *device_opt;
+  if (accept_memory) {
+    // The daemon writes and commits a new canary nonce and marks every
+    // slice dirty; the sync below then mirrors the memory as it is.
+    if (::setxattr(mountpoint.c_str(), kAcceptMemoryXattr, "", 0, 0) != 0) {
+      const int err = errno;
+      return fail("accepting the memory of " + mountpoint + " (" + device +
+                  ") failed (" + std::strerror(err) +
+                  "): " + control_error_detail(mountpoint, err) +
+                  "; nothing was committed");
+    }
+    std::printf("accepted the memory of %s as it is now (new canary nonce)\n",
+                mountpoint.c_str());
+  }
   const bool all = names.empty();
   if (all) {
     DIR* d = ::opendir(mountpoint.c_str());
@@ -120,13 +134,19 @@ void add_sync(CLI::App& app, int& rc) {
   struct Args {
     std::string mountpoint;
     std::vector<std::string> names;
+    bool accept_memory = false;
   };
   auto a = std::make_shared<Args>();
   CLI::App* c = app.add_subcommand(
       "sync", "Mirror slices of a mounted volume now; returns when committed");
   c->add_option("mountpoint", a->mountpoint, "Mount point")->required();
   c->add_option("names", a->names, "Slices to mirror (default: all)");
-  c->callback([a, &rc] { rc = run(a->mountpoint, a->names); });
+  c->add_flag("--accept-memory", a->accept_memory,
+              "Declare the memory as it is now the truth (after a board "
+              "reset that restore should not undo): a new canary nonce, "
+              "then the mirror");
+  c->callback(
+      [a, &rc] { rc = run(a->mountpoint, a->names, a->accept_memory); });
 }
 
 }  // namespace pcimirror::cli

@@ -39,6 +39,16 @@ int run(const std::string& mountpoint) {
       char state[32] = {};
       ssize_t n = ::getxattr(path.c_str(), "user.pcimirror.state", state, sizeof state - 1);
       if (n <= 0 || std::strcmp(state, "clean") == 0) continue;
+      if (std::strcmp(state, "memory-reset") == 0) {
+        // Never mirrored over the last good mirrors: unmounting loses
+        // nothing that pcimirror would keep.
+        std::cout << "not mirroring slice " << de->d_name
+                  << ": its memory was reset since the last mirror (the "
+                     "mirrors on "
+                  << *device
+                  << " are kept; pcimirror restore puts them back)\n";
+        continue;
+      }
       UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
       if (!fd.valid() || ::fsync(fd.get()) != 0) {
         const int err = errno;

@@ -14,8 +14,10 @@ namespace {
 // of type fuse.pcimirror: recognise that form before CLI11 parses.
 bool is_mount_helper_form(int argc, char** argv) {
   if (argc < 3) return false;
-  static const char* subcommands[] = {"format", "mount", "status", "sync",
-                                      "restore", "demo", "devices", "fsck", "slice", "umount", "help"};
+  static const char* subcommands[] = {"format", "mount",   "status", "log",
+                                      "sync",   "restore", "demo",   "devices",
+                                      "fsck",   "slice",   "canary", "umount",
+                                      "help"};
   for (const char* s : subcommands)
     if (std::strcmp(argv[1], s) == 0) return false;
   return argv[1][0] != '-';
@@ -57,12 +59,14 @@ int main(int argc, char** argv) {
   Settings settings;
   add_mount(app, rc, settings);
   add_status(app, rc);
+  add_log(app, rc);
   add_sync(app, rc);
   add_restore(app, rc, settings);
   add_demo(app, rc);
   add_devices(app, rc);
   add_fsck(app, rc);
   add_slice(app, rc);
+  add_canary(app, rc);
   add_umount(app, rc, settings);
   // --config NAME means /etc/pcimirror/NAME.conf.
   std::vector<std::string> args = resolve_config_arg(argc, argv);

@@ -112,6 +112,8 @@ Result<MountOptions> parse_mount_options(const std::string& text) {
       else
         return make_error(EINVAL,
                           "-o write_behind=" + value + ": use on or off");
+    } else if (key == "accept_memory" && value.empty()) {
+      o.accept_memory = true;
     } else if (key == "host_only_writes" && value.empty()) {
       o.host_only_writes = true;
     } else if (key == "ignore_device_id" && value.empty()) {

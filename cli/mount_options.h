@@ -29,6 +29,8 @@ struct MountOptions {
   MirrorOnClose mirror_on_close = MirrorOnClose::kSync;
   uint64_t interval_ms = 0;
   bool host_only_writes = false;
+  /// Declare the memory at mount the truth (a new canary nonce).
+  bool accept_memory = false;
   bool write_behind = true;
   std::optional<uint32_t> uid, gid, umask;  ///< owner and mode of slice files
 };

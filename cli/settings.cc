@@ -73,6 +73,10 @@ constexpr SettingInfo kSettings[] = {
      kUseMount},
     {"restore", false, "Mirroring policy", "never|on_mount", "never",
      "Write the mirrors into device memory before serving", kUseMount},
+    {"accept_memory", true, "Mirroring policy", "", "off",
+     "Declare the memory at mount the truth, under a new canary nonce, even "
+     "if the canary says it was reset (as sync --accept-memory)",
+     kUseMount},
     {"restore_verify", false, "Mirroring policy", "prepass|inline", "prepass",
      "Verify the whole mirror, then copy it (prepass), or verify each 1 MiB "
      "chunk just before copying it (inline: one pass)",

@@ -32,7 +32,8 @@ Result<uint64_t> parse_u64(const std::string& text, const char* what) {
 
 bool is_control_xattr(const std::string& name) {
   return name == kSyncXattr || name == kSliceAddXattr ||
-         name == kSliceRmXattr || name == kSliceRenameXattr;
+         name == kSliceRmXattr || name == kSliceRenameXattr ||
+         name == kAcceptMemoryXattr || name == kCanaryXattr;
 }
 
 std::string encode_slice_add(const SliceSpec& spec) {
@@ -80,6 +81,14 @@ Status apply_control_xattr(SliceFs& fs, const std::string& name,
     if (f.size() != 2)
       return make_error(EINVAL, "slice rename: expected FROM and TO");
     return fs.rename_slice(f[0], f[1]);
+  }
+  if (name == kAcceptMemoryXattr)
+    return fs.accept_memory(
+        "the memory was declared the truth (pcimirror sync "
+        "--accept-memory)");
+  if (name == kCanaryXattr) {
+    PCIM_ASSIGN_OR_RETURN(uint64_t offset, parse_u64(value, "canary offset"));
+    return fs.set_canary(offset);
   }
   return make_error(ENOTSUP, "unknown control attribute " + name);
 }

@@ -25,6 +25,12 @@ constexpr const char* kSliceAddXattr = "user.pcimirror.slice.add";
 constexpr const char* kSliceRmXattr = "user.pcimirror.slice.rm";
 /// Renames a slice: FROM '\0' TO.
 constexpr const char* kSliceRenameXattr = "user.pcimirror.slice.rename";
+/// Declares the memory as it is now the truth (`pcimirror sync
+/// --accept-memory`): an empty value. SliceFs::accept_memory.
+constexpr const char* kAcceptMemoryXattr = "user.pcimirror.accept_memory";
+/// Claims the canary (`pcimirror canary MOUNTPOINT OFFSET`): OFFSET in
+/// decimal bytes. SliceFs::set_canary.
+constexpr const char* kCanaryXattr = "user.pcimirror.canary";
 /// Read-only, on the root: the message of the last refused request.
 constexpr const char* kLastErrorXattr = "user.pcimirror.last_error";
 

@@ -126,7 +126,27 @@ const MirrorCopy* SliceEntry::committed() const {
 
 uint32_t SliceEntry::next_copy() const {
   if (copies.size() < 2) return 0;
-  return committed() ? 1 - current_copy : current_copy;
+  if (!committed()) return current_copy;
+  // §7 step 1: the oldest copy, never the committed mirror. An unwritten
+  // copy is older than any written one (lowest index first), then the
+  // lowest generation. With two copies this is always the other one.
+  uint32_t best = current_copy;
+  for (uint32_t i = 0; i < copies.size(); ++i) {
+    if (i == current_copy) continue;
+    if (best == current_copy || copies[i].generation < copies[best].generation)
+      best = i;
+  }
+  return best;
+}
+
+std::vector<uint32_t> SliceEntry::copies_by_generation() const {
+  std::vector<uint32_t> out;
+  for (uint32_t i = 0; i < copies.size(); ++i)
+    if (copies[i].generation != 0) out.push_back(i);
+  std::stable_sort(out.begin(), out.end(), [&](uint32_t a, uint32_t b) {
+    return copies[a].generation > copies[b].generation;
+  });
+  return out;
 }
 
 const SliceEntry* SliceTable::find_id(uint64_t id) const {
@@ -305,9 +325,10 @@ Result<Superblock> decode_superblock(std::span<const uint8_t> bytes) {
   if (sb.crc_chunk_bytes < kBlockBytes || sb.crc_chunk_bytes % kBlockBytes)
     return corrupt("superblock crc_chunk_bytes is " +
                    std::to_string(sb.crc_chunk_bytes));
-  if (sb.mirror_copies != 1 && sb.mirror_copies != 2)
+  if (sb.mirror_copies < kMinMirrorCopies ||
+      sb.mirror_copies > kMaxMirrorCopies)
     return corrupt("superblock mirror_copies is " +
-                   std::to_string(sb.mirror_copies));
+                   std::to_string(sb.mirror_copies) + ", outside 1 to 16");
   if (sb.meta_slot_sectors < 32 ||
       !inside(sb.meta_slot_sector[0], sb.meta_slot_sectors) ||
       !inside(sb.meta_slot_sector[1], sb.meta_slot_sectors) ||
@@ -327,9 +348,16 @@ Result<std::vector<uint8_t>> encode_slot(const Superblock& sb,
   std::vector<uint8_t> out;
   Writer w(out);
   w.zeros(kSlotHeaderBytes);
-  // Table header (§4, slot version 2).
+  // Table header (§4, slot version 3): 64 bytes.
   w.u64(table.next_slice_id);
-  w.u64(0);
+  w.u64(table.canary ? table.canary->offset_bytes : 0);
+  w.u32(table.canary ? kCanaryBytes : 0);
+  w.u32(0);
+  if (table.canary)
+    w.bytes(table.canary->nonce.data(), table.canary->nonce.size());
+  else
+    w.zeros(16);
+  w.zeros(kTableHeaderBytes - 40);
   for (const SliceEntry& e : table.slices) {
     size_t start = w.size();
     w.u32(0);  // entry_bytes, filled below
@@ -376,7 +404,7 @@ Result<std::vector<uint8_t>> encode_slot(const Superblock& sb,
   std::vector<uint8_t> header;
   Writer h(header);
   h.bytes(kSlotMagic, 8);
-  h.u32(kSlotVersionIds);
+  h.u32(kSlotVersionCurrent);
   h.u32(kSlotHeaderBytes);
   h.u64(table.generation);
   h.u64(payload);
@@ -410,10 +438,10 @@ Result<SliceTable> decode_slot(const Superblock& sb,
   uint32_t header_crc = h.u32();
   if (header_crc != crc32c(bytes.data(), kSlotHeaderCrcOffset))
     return corrupt("metadata slot header CRC32C mismatch");
-  if ((version != kSlotVersionNames && version != kSlotVersionIds) ||
+  if (version < kSlotVersionNames || version > kSlotVersionCurrent ||
       header_bytes != kSlotHeaderBytes)
     return corrupt("metadata slot version " + std::to_string(version) +
-                   "; this pcimirror reads versions 1 and 2");
+                   "; this pcimirror reads versions 1 to 3");
   t.slot_version = version;
   if (!std::equal(uuid.begin(), uuid.end(), sb.uuid.begin()))
     return corrupt("metadata slot belongs to another volume (UUID mismatch)");
@@ -425,11 +453,31 @@ Result<SliceTable> decode_slot(const Superblock& sb,
   if (payload_crc != crc32c(body.data(), body.size()))
     return corrupt("metadata slot payload CRC32C mismatch");
   Reader r(body);
-  const bool ids = version == kSlotVersionIds;
-  if (ids) {
+  const bool ids = version >= kSlotVersionIds;
+  if (version == kSlotVersionIds) {
     t.next_slice_id = r.u64();
     r.u64();
     if (!r.ok()) return corrupt("metadata slot table header is truncated");
+  } else if (version >= kSlotVersionTableHeader) {
+    t.next_slice_id = r.u64();
+    const uint64_t canary_offset = r.u64();
+    const uint32_t canary_bytes = r.u32();
+    const uint32_t reserved = r.u32();
+    auto nonce = r.bytes(16);
+    bool zero = true;
+    for (uint8_t b : r.bytes(kTableHeaderBytes - 40)) zero = zero && b == 0;
+    if (!r.ok()) return corrupt("metadata slot table header is truncated");
+    if (reserved != 0 || !zero)
+      return corrupt("metadata slot table header has reserved bytes set");
+    if (canary_bytes == kCanaryBytes) {
+      CanaryRecord c;
+      c.offset_bytes = canary_offset;
+      std::copy(nonce.begin(), nonce.end(), c.nonce.begin());
+      t.canary = c;
+    } else if (canary_bytes != 0 || canary_offset != 0) {
+      return corrupt("metadata slot canary record has canary_bytes " +
+                     std::to_string(canary_bytes));
+    }
   }
   const size_t fixed = ids ? kEntryFixedBytesV2 : kEntryFixedBytesV1;
   for (uint32_t i = 0; i < count; ++i) {
@@ -459,9 +507,9 @@ Result<SliceTable> decode_slot(const Superblock& sb,
     auto name = e.bytes(name_bytes);
     s.name.assign(reinterpret_cast<const char*>(name.data()), name.size());
     e.skip((8 - name_bytes % 8) % 8);
-    if (copies < 1 || copies > 2)
+    if (copies < kMinMirrorCopies || copies > kMaxMirrorCopies)
       return corrupt("slice entry " + std::to_string(i) + " has " +
-                     std::to_string(copies) + " copies");
+                     std::to_string(copies) + " copies, outside 1 to 16");
     for (uint32_t c = 0; c < copies && e.ok(); ++c) {
       MirrorCopy mc;
       mc.generation = e.u64();
@@ -491,6 +539,20 @@ Result<SliceTable> decode_slot(const Superblock& sb,
   if (!ids) t.next_slice_id = uint64_t{count} + 1;
   PCIM_TRY(validate_table(sb, t));
   return t;
+}
+
+std::array<uint8_t, kCanaryBytes> encode_canary(const Superblock& sb,
+                                                const CanaryRecord& c) {
+  std::vector<uint8_t> out;
+  Writer w(out);
+  w.bytes("PCIMCNRY", 8);
+  w.bytes(sb.uuid.data(), sb.uuid.size());
+  w.bytes(c.nonce.data(), c.nonce.size());
+  w.zeros(kCanaryBytes - 4 - w.size());
+  w.u32(crc32c(out.data(), out.size()));
+  std::array<uint8_t, kCanaryBytes> a{};
+  std::copy(out.begin(), out.end(), a.begin());
+  return a;
 }
 
 Status validate_name(const std::string& name) {
@@ -625,6 +687,19 @@ Status validate_table(const Superblock& sb, const SliceTable& table) {
     if (windows[i].first < windows[i - 1].second)
       return corrupt("two slices overlap in the region at byte " +
                      std::to_string(windows[i].first));
+  // Rule 8: the canary is aligned, inside the region and outside every
+  // slice.
+  if (table.canary) {
+    const uint64_t off = table.canary->offset_bytes;
+    if (off % kCanaryAlignBytes || off > sb.region_bytes ||
+        sb.region_bytes - off < kCanaryBytes)
+      return corrupt("the canary at byte " + std::to_string(off) +
+                     " is unaligned or outside the region");
+    for (const auto& [start, end] : windows)
+      if (off < end && start < off + kCanaryBytes)
+        return corrupt("the canary at byte " + std::to_string(off) +
+                       " overlaps a slice");
+  }
   return {};
 }
 

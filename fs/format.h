@@ -1,10 +1,11 @@
 // Encoding, decoding and validation of the on-disk format, version 1 with
-// the `slice_ids` feature (metadata slot version 2).
+// the `slice_ids` and `table_header` features (metadata slot version 3).
 // docs/FORMAT.md is the specification; section numbers below refer to it.
 #pragma once
 
 #include <array>
 #include <cstdint>
+#include <optional>
 #include <span>
 #include <string>
 #include <vector>
@@ -18,11 +19,17 @@ constexpr uint32_t kBlockBytes = 4096;            // §1 allocation block
 constexpr uint32_t kSuperblockBytes = 4096;       // §3
 constexpr uint32_t kFormatVersion = 1;            // §3 superblock version
 /// §4 metadata slot versions: 1 names slices only (volumes formatted before
-/// stable slice IDs); 2 adds the table header and a slice ID per entry
-/// (§4.1). Readers accept both; writers write 2.
-constexpr uint32_t kSlotVersionNames = 1, kSlotVersionIds = 2;
+/// stable slice IDs); 2 adds a 16-byte table header and a slice ID per entry
+/// (§4.1); 3 widens the table header to 64 bytes for the canary record
+/// (§4.2). Readers accept all three; writers write kSlotVersionCurrent.
+constexpr uint32_t kSlotVersionNames = 1, kSlotVersionIds = 2,
+                   kSlotVersionTableHeader = 3;
+constexpr uint32_t kSlotVersionCurrent = kSlotVersionTableHeader;
 constexpr uint32_t kSlotHeaderBytes = 64;         // §4
-constexpr uint32_t kTableHeaderBytes = 16;        // §4, slot version 2
+constexpr uint32_t kTableHeaderBytesV2 = 16;      // §4, slot version 2
+constexpr uint32_t kTableHeaderBytes = 64;        // §4, slot version 3
+constexpr uint32_t kCanaryBytes = 64;             // §4.2
+constexpr uint32_t kCanaryAlignBytes = 8;         // §4.2, §6 rule 8
 constexpr uint32_t kCrcChunkBytes = 1u << 20;     // §3 crc_chunk_bytes
 constexpr uint64_t kDefaultMetaSlotBytes = 4u << 20;  // §2
 constexpr uint64_t kLayoutAlignBytes = 1u << 20;  // §2
@@ -34,9 +41,22 @@ constexpr size_t kLabelBytes = 64;                // §3
 /// keeps its superblock as it was (§9): its version-2 slots are what older
 /// releases cannot read.
 constexpr uint64_t kIncompatSliceIds = 1u << 0;
+/// §3 incompat feature `table_header`: set by format since slot version 3
+/// (the canary record, §4.2), so that older releases refuse the volume.
+constexpr uint64_t kIncompatTableHeader = 1u << 1;
+/// §3 incompat feature `generations`: set by format when `mirror_copies` is
+/// above 2 (a history of generations, §7), so that a release that keeps
+/// at most two copies per slice refuses the volume.
+constexpr uint64_t kIncompatGenerations = 1u << 2;
 /// Feature bits this build knows (§3).
-constexpr uint64_t kKnownIncompat = kIncompatSliceIds, kKnownRoCompat = 0,
-                   kKnownCompat = 0;
+constexpr uint64_t kKnownIncompat =
+                       kIncompatSliceIds | kIncompatTableHeader |
+                       kIncompatGenerations,
+                   kKnownRoCompat = 0, kKnownCompat = 0;
+/// §3 `mirror_copies`, §4.1 `copy_count`: 1 (in place) to 16 copies per
+/// slice; 2 (A/B) is the default.
+constexpr uint32_t kMinMirrorCopies = 1, kMaxMirrorCopies = 16,
+                   kDefaultMirrorCopies = 2;
 
 /// §4.1 copy `path`: how a mirror's bytes reached the disk.
 enum class MirrorPath : uint32_t { kNone = 0, kZeroCopy = 1, kBounce = 2, kMixed = 3 };
@@ -82,8 +102,16 @@ struct SliceEntry {
   uint64_t generation() const;
   /// The committed mirror, or nullptr when never mirrored.
   const MirrorCopy* committed() const;
-  /// The copy the next sync writes (§7 step 1).
+  /// The copy the next sync writes (§7 step 1): with one copy, copy 0 (in
+  /// place); with no committed mirror, `current_copy`; else the unwritten
+  /// copy (generation 0) with the lowest index, else the copy with the
+  /// lowest generation (lowest index among equals). Never the current copy
+  /// when there are two or more and a committed mirror.
   uint32_t next_copy() const;
+  /// Indices of the written copies (generation != 0), newest generation
+  /// first (lower index first among equal generations): the order of a
+  /// slice's history (`pcimirror log`) and of restore's fallback (§8).
+  std::vector<uint32_t> copies_by_generation() const;
   bool operator==(const SliceEntry&) const = default;
 };
 
@@ -105,7 +133,7 @@ struct Superblock {
   uint64_t pci_bar_bytes = 0;  ///< whole BAR at format, 0 when emulated
   uint32_t crc_chunk_bytes = kCrcChunkBytes;
   int64_t format_time_ns = 0;
-  uint32_t mirror_copies = 2;
+  uint32_t mirror_copies = kDefaultMirrorCopies;  ///< 1..16 (§3)
   std::string memory_spec;
 
   uint64_t data_end_sector() const { return data_start_sector + data_sectors; }
@@ -113,16 +141,33 @@ struct Superblock {
   bool operator==(const Superblock&) const = default;
 };
 
+/// §4.2 The canary: 64 bytes of the region, outside every slice, that
+/// pcimirror owns. It holds encode_canary(sb, record); a mismatch in memory
+/// means the board's memory was reset or reloaded since pcimirror last
+/// wrote it.
+struct CanaryRecord {
+  uint64_t offset_bytes = 0;  ///< in the region, kCanaryAlignBytes-aligned
+  std::array<uint8_t, 16> nonce{};  ///< random, renewed by restore/accept
+  bool operator==(const CanaryRecord&) const = default;
+};
+
+/// The 64 bytes that the canary `c` of volume `sb` holds in memory (§4.2):
+/// magic "PCIMCNRY", the volume UUID, the nonce, zeros, CRC32C.
+std::array<uint8_t, kCanaryBytes> encode_canary(const Superblock& sb,
+                                                const CanaryRecord& c);
+
 /// The decoded content of a metadata slot.
 struct SliceTable {
   uint64_t generation = 0;  ///< metadata commit counter (§4)
   /// The ID the next new slice gets (§4): above every ID ever given in the
   /// volume, so IDs are never reused.
   uint64_t next_slice_id = 1;
-  /// The slot version this table was read from (§4): kSlotVersionNames for
-  /// a volume that the next commit upgrades (§9). Not encoded: writers
-  /// always write kSlotVersionIds.
-  uint32_t slot_version = kSlotVersionIds;
+  /// The slot version this table was read from (§4): below
+  /// kSlotVersionCurrent for a volume that the next commit upgrades (§9).
+  /// Not encoded: writers always write kSlotVersionCurrent.
+  uint32_t slot_version = kSlotVersionCurrent;
+  /// The canary (§4.2), when the volume has one (slot version 3).
+  std::optional<CanaryRecord> canary;
   std::vector<SliceEntry> slices;
 
   /// The entry with ID `id`, or nullptr.
@@ -151,7 +196,7 @@ Result<Superblock> decode_superblock(std::span<const uint8_t> bytes);
 /// it does not fit the superblock's slot size.
 Result<std::vector<uint8_t>> encode_slot(const Superblock& sb,
                                          const SliceTable& table);
-/// Decodes and validates a slot (§4, §6), version 1 or 2. A version-1 slot
+/// Decodes and validates a slot (§4, §6), version 1, 2 or 3. A version-1 slot
 /// gets slice IDs 1..n in table order and next_slice_id n + 1 (§9).
 /// EINVAL/EUCLEAN with the reason.
 Result<SliceTable> decode_slot(const Superblock& sb,

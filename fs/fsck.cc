@@ -105,8 +105,8 @@ Result<FsckReport> run_fsck(BlockDevice device, const FsckOptions& opt) {
   }
   rep.generation = vol->table().generation;
   rep.slices = vol->table().slices.size();
-  // Every commit writes slot version 2, so a repair of a volume from before
-  // slice IDs upgrades it (docs/FORMAT.md §9); said once, at the end.
+  // Every commit writes the current slot version, so a repair of an older
+  // volume upgrades it (docs/FORMAT.md §9); said once, at the end.
   const bool before_ids = vol->needs_upgrade();
   const int current = static_cast<int>(rep.generation % 2);
   if (!slot_ok[1 - current] && rep.generation > 1) {
@@ -142,8 +142,8 @@ Result<FsckReport> run_fsck(BlockDevice device, const FsckOptions& opt) {
     uint64_t total = 0, base = 0;
     for (const SliceEntry& e : next.slices) {
       if (!e.committed()) continue;
-      total += e.length_bytes;
-      if (e.copies.size() == 2 && e.copies[1 - e.current_copy].generation) total += e.length_bytes;
+      for (const MirrorCopy& c : e.copies)
+        if (c.generation) total += e.length_bytes;
     }
     auto tick = [&](uint64_t d) {
       if (opt.progress) opt.progress(base + d, total);
@@ -171,45 +171,62 @@ Result<FsckReport> run_fsck(BlockDevice device, const FsckOptions& opt) {
         }
         return std::optional<CopyDamage>(std::move(d));
       };
-      const uint32_t cur_i = e.current_copy, other_i = 1 - e.current_copy;
+      // The current copy, then every older written copy, newest first
+      // (any number of copies, docs/FORMAT.md §8).
+      const uint32_t cur_i = e.current_copy;
       const uint64_t cur_gen = e.copies[cur_i].generation;
+      const uint32_t next_i = e.next_copy();
       PCIM_ASSIGN_OR_RETURN(auto cur_damage, check(cur_i));
       if (!cur_damage) rep.verified_bytes += e.length_bytes;
-      const bool has_other = e.copies.size() == 2 && e.copies[other_i].generation != 0;
-      std::optional<CopyDamage> other_damage;
-      if (has_other) {
-        PCIM_ASSIGN_OR_RETURN(other_damage, check(other_i));
+      std::vector<std::pair<uint32_t, std::optional<CopyDamage>>> others;
+      std::optional<uint32_t> newest_intact;  // of the older copies
+      for (uint32_t i : e.copies_by_generation()) {
+        if (i == cur_i) continue;
+        PCIM_ASSIGN_OR_RETURN(auto dmg, check(i));
+        if (!dmg && !newest_intact && e.copies[i].generation < cur_gen)
+          newest_intact = i;
+        others.emplace_back(i, std::move(dmg));
       }
-      const bool other_ok = has_other && !other_damage;
+      // After the repair some copy restores: the current one or the one
+      // that becomes current.
+      const bool some_intact = !cur_damage || newest_intact.has_value();
+      const char* older = e.copies.size() == 2 ? "previous" : "older";
       auto finding = [&](F::Severity sev, std::string m, bool repaired,
                          const CopyDamage& d) {
         rep.findings.push_back({sev, std::move(m), repaired, e.name, d});
       };
-      if (other_damage) {
+      for (auto& [other_i, other_damage] : others) {
+        if (!other_damage) continue;
         const CopyDamage& d = *other_damage;
-        std::string what =
-            "slice '" + e.name + "': previous copy (generation " +
-            std::to_string(d.generation) + ") " + d.state() + " (copy " +
-            std::to_string(d.copy) + ": " + d.detail() + ")";
-        if (!d.unreadable) {
-          // What an interrupted sync (or write-behind) leaves: not damage.
+        std::string what = "slice '" + e.name + "': " + older +
+                           " copy (generation " + std::to_string(d.generation) +
+                           ") " + d.state() + " (copy " +
+                           std::to_string(d.copy) + ": " + d.detail() + ")";
+        // A repair that replaces the current copy marks it unwritten, and
+        // the next sync writes that one (FORMAT.md §7 step 1): the copy
+        // an interrupted sync left is then no longer the next one written,
+        // and is marked unwritten too.
+        const bool current_replaced = cur_damage && newest_intact && opt.repair;
+        if (!d.unreadable && other_i == next_i && !current_replaced) {
+          // What an interrupted sync (or write-behind) leaves in the copy
+          // the next sync writes: not damage.
           finding(F::kInfo,
                   what + ": overwritten by an interrupted sync; not used",
                   false, d);
-        } else if (!cur_damage && opt.repair) {
+        } else if (some_intact && opt.repair) {
           mark_unwritten(e.copies[other_i]);
           changed = true;
           finding(F::kError,
                   what + "; marked copy " + std::to_string(other_i) +
                       " unwritten: restore no longer falls back to it, and "
-                      "the next sync of the slice rewrites it",
+                      "a later sync of the slice rewrites it",
                   true, d);
         } else {
           finding(F::kError,
                   what + ": restore cannot fall back to it" +
-                      (cur_damage ? std::string()
-                                  : "; --repair marks it unwritten so that "
-                                    "the next sync rewrites it"),
+                      (some_intact ? "; --repair marks it unwritten so that "
+                                     "a later sync rewrites it"
+                                   : std::string()),
                   false, d);
         }
       }
@@ -219,26 +236,27 @@ Result<FsckReport> run_fsck(BlockDevice device, const FsckOptions& opt) {
                          std::to_string(cur_gen) + ") " + d.state() +
                          " (copy " + std::to_string(cur_i) + ": " + d.detail() +
                          ")";
-      if (other_ok && opt.repair) {
+      if (newest_intact && opt.repair) {
+        const uint32_t other_i = *newest_intact;
         mark_unwritten(e.copies[cur_i]);
         e.current_copy = other_i;
         changed = true;
         finding(F::kError,
-                what + "; made the previous copy (generation " +
+                what + "; made the " + older + " copy (generation " +
                     std::to_string(e.copies[other_i].generation) +
                     ") current; the next sync of the slice rewrites copy " +
                     std::to_string(cur_i),
                 true, d);
-      } else if (other_ok) {
+      } else if (newest_intact) {
         finding(F::kError,
-                what + "; the previous copy (generation " +
-                    std::to_string(e.copies[other_i].generation) +
+                what + "; the " + older + " copy (generation " +
+                    std::to_string(e.copies[*newest_intact].generation) +
                     ") is intact: restore falls back to it, --repair makes it "
                     "current",
                 false, d);
       } else {
-        finding(F::kError, what + " and no intact previous copy exists", false,
-                d);
+        finding(F::kError, what + " and no intact " + older + " copy exists",
+                false, d);
       }
     }
     if (changed) {
@@ -248,8 +266,9 @@ Result<FsckReport> run_fsck(BlockDevice device, const FsckOptions& opt) {
   }
   if (before_ids && !vol->needs_upgrade())
     add(F::kInfo,
-        "the repair commit upgraded the volume to stable slice IDs (metadata "
-        "slot version 2, docs/FORMAT.md §9)",
+        "the repair commit upgraded the volume to the current metadata "
+        "format (metadata slot version 3: stable slice IDs and the canary "
+        "record, docs/FORMAT.md §9)",
         true);
   return rep;
 }

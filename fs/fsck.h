@@ -48,15 +48,16 @@ struct FsckReport {
 
 /// Checks the volume on `device`: both superblocks, both metadata slots,
 /// the invariants of §6, and with `verify` every written copy of every
-/// slice. A copy that the device fails to read (EIO, ...) or that fails a
-/// CRC is damaged; every damaged copy is reported (an error, or information
-/// for a previous copy that fails its CRC, as an interrupted sync leaves
-/// it) and the run goes on to the other copies and slices. With `repair`:
-/// rewrites a damaged superblock from the good one, rewrites a stale or
-/// damaged metadata slot (by committing the current table again), makes an
-/// intact previous copy current when the current copy is damaged, and marks
-/// an unreadable previous copy unwritten (generation 0) when the current
-/// copy is intact; the next sync rewrites a copy so marked. The copy
+/// slice, any number of copies (format --copies). A copy that the device
+/// fails to read (EIO, ...) or that fails a CRC is damaged; every damaged
+/// copy is reported (an error, or information for the copy the next sync
+/// writes when it fails its CRC, as an interrupted sync leaves it) and the
+/// run goes on to the other copies and slices. With `repair`: rewrites a
+/// damaged superblock from the good one, rewrites a stale or damaged
+/// metadata slot (by committing the current table again), makes the newest
+/// intact older copy current when the current copy is damaged, and marks
+/// damaged older copies unwritten (generation 0) when some copy of the
+/// slice is intact; a later sync rewrites a copy so marked. The copy
 /// repairs are one metadata commit (docs/FORMAT.md §8). Errors of the run
 /// itself (not a pcimirror volume, metadata I/O failure, a failure of the
 /// io_uring engine that is not a device read error): EINVAL, the errno.

@@ -178,6 +178,7 @@ MirrorEngine::MirrorEngine(Volume& volume, Region& region,
     : volume_(volume),
       region_(region),
       options_(options),
+      guard_(volume.superblock(), region),
       engine_(std::move(engine)) {}
 MirrorEngine::~MirrorEngine() = default;
 
@@ -247,6 +248,53 @@ Status MirrorEngine::commit_edit(
   SliceTable next = volume_.table();
   PCIM_TRY(edit(next));
   return volume_.commit(std::move(next));
+}
+
+Status MirrorEngine::check_memory_locked(const std::string& what) {
+  const auto& canary = volume_.table().canary;
+  return guard_.check(canary ? &*canary : nullptr, what);
+}
+
+Status MirrorEngine::check_memory(const std::string& what) {
+  auto lock = lock_ahead_of_write_behind();
+  return check_memory_locked(what);
+}
+
+Status MirrorEngine::renew_canary(const std::string& why) {
+  auto lock = lock_ahead_of_write_behind();
+  PCIM_TRY(guard_.check_device("before writing a new canary"));
+  const SliceTable& t = volume_.table();
+  if (!t.canary) {
+    guard_.reset_to_ok(why);
+    return {};
+  }
+  PCIM_ASSIGN_OR_RETURN(CanaryRecord c, fresh_canary(t.canary->offset_bytes));
+  PCIM_TRY(guard_.write_canary(c));
+  SliceTable next = t;
+  next.canary = c;
+  PCIM_TRY(volume_.commit(std::move(next)));
+  guard_.reset_to_ok(why + "; new canary nonce committed");
+  return {};
+}
+
+Status MirrorEngine::set_canary(uint64_t offset_bytes) {
+  auto lock = lock_ahead_of_write_behind();
+  if (guard_.state() == MemoryState::kMemoryReset)
+    return make_error(EBUSY, "cannot claim a canary: " + guard_.message());
+  PCIM_TRY(guard_.check_device("before claiming a canary"));
+  PCIM_TRY(check_canary_window(offset_bytes, volume_.superblock().region_bytes,
+                               volume_.table()));
+  if (!region_.contains(offset_bytes, kCanaryBytes))
+    return make_error(EINVAL, "the canary at byte " +
+                                  std::to_string(offset_bytes) +
+                                  " lies beyond " + region_.name());
+  PCIM_ASSIGN_OR_RETURN(CanaryRecord c, fresh_canary(offset_bytes));
+  PCIM_TRY(guard_.write_canary(c));
+  SliceTable next = volume_.table();
+  next.canary = c;
+  PCIM_TRY(volume_.commit(std::move(next)));
+  guard_.reset_to_ok("canary claimed at byte " + std::to_string(offset_bytes));
+  return {};
 }
 
 bool WriteBehind::matches(const SliceEntry& e, uint32_t crc_chunk_bytes) const {
@@ -322,16 +370,24 @@ Result<std::vector<MirrorCopy>> MirrorEngine::write_copies(
     for (auto [first, end] : runs_to_write(
              chunk_count(reqs[i].entry->length_bytes, chunk), reqs[i].behind))
       runs.push_back({i, first, end});
+  const std::string label =
+      "mirror of slice '" + reqs.front().entry->name + "'" +
+      (reqs.size() > 1 ? " and " + std::to_string(reqs.size() - 1) + " more"
+                       : "");
+  // Never mirror garbage (docs/DESIGN.md): the memory must be the board's
+  // before the copy and still after it, when the commit would make it the
+  // mirror.
+  PCIM_TRY(check_memory_locked("before the " + label));
   const uint64_t t0 = mono_ns();
   auto written = write_runs(reqs, runs);
   Status flushed = written.ok() ? engine_->flush() : Status();
   if (!written.ok() || !flushed.ok()) {
     Error err = written.ok() ? flushed.take_error() : written.take_error();
-    err.message = "mirror of slice '" + reqs.front().entry->name + "'" +
-                  (reqs.size() > 1 ? " and " + std::to_string(reqs.size() - 1) + " more" : "") +
-                  " failed: " + err.message;
+    err.message = label + " failed: " + err.message;
     return err;
   }
+  PCIM_TRY(check_memory_locked("after writing the " + label +
+                               ", before its commit"));
   const uint64_t batch_ns = mono_ns() - t0;
   const int64_t now = wall_ns();
   uint64_t total_bytes = 0;
@@ -832,9 +888,17 @@ Status MirrorEngine::verify(uint64_t slice_id) {
   return {};
 }
 
+std::string describe_generations(const SliceEntry& e) {
+  std::string out;
+  for (uint32_t i : e.copies_by_generation())
+    out += (out.empty() ? "" : ", ") + std::to_string(e.copies[i].generation) +
+           (i == e.current_copy ? " (current)" : "");
+  return out.empty() ? "none (never mirrored)" : out;
+}
+
 Result<RestoreReport> MirrorEngine::restore(
     uint64_t slice_id, const std::function<void(uint64_t)>& progress,
-    RestoreReport* failed) {
+    RestoreReport* failed, uint64_t generation) {
   auto lock = lock_ahead_of_write_behind();
   PCIM_ASSIGN_OR_RETURN(const SliceEntry* e,
                         find_slice(volume_.table(), slice_id));
@@ -842,24 +906,56 @@ Result<RestoreReport> MirrorEngine::restore(
   RestoreReport r;
   r.slice_id = slice_id;
   r.slice = name;
+  const std::string history = "committed generations of slice '" + name +
+                              "': " + describe_generations(*e) +
+                              " ('pcimirror log' lists them)";
+  // A chosen generation (restore --generation): that copy or nothing.
+  std::optional<uint32_t> chosen;
+  if (generation != 0) {
+    for (uint32_t i = 0; i < e->copies.size(); ++i)
+      if (e->copies[i].generation == generation) chosen = i;
+    if (!chosen || !e->committed())
+      return make_error(ENOENT, "slice '" + name + "' has no generation " +
+                                    std::to_string(generation) +
+                                    "; device memory was left untouched; " +
+                                    history);
+  }
   if (!e->committed()) {
     r.skipped = true;
     r.note = "never mirrored; left as it is";
     return r;
   }
+  // A restore into a device that does not answer writes nowhere; a restore
+  // into reset memory is what restore is for (the canary is renewed once
+  // every slice is back, renew_canary()).
+  PCIM_TRY(guard_.check_device("before restoring slice '" + name + "'"));
+  if (const auto& canary = volume_.table().canary;
+      canary && !guard_.canary_matches(*canary))
+    log_info("restoring slice '" + name + "' into " + region_.name() +
+             ", whose canary does not match: its memory was reset since the "
+             "last mirror");
   const uint64_t t0 = mono_ns();
   const uint64_t len = e->length_bytes;
   region_.prefault_for_write(e->offset_bytes, len);
-  // The current copy first, then the other one if it was ever written. A
-  // copy whose sectors the device cannot read (a medium error) or that
-  // fails a CRC is damaged: the next one is tried. The first copy is verified inline or
-  // by a prepass as configured; a fallback copy always by a prepass, so a
-  // second damaged copy adds nothing to device memory.
+  // The current copy first, then the older generations that are written,
+  // newest first (docs/FORMAT.md §8). A copy whose sectors the device
+  // cannot read (a medium error) or that fails a CRC is damaged: the next
+  // one is tried. The first copy is verified inline or by a prepass as
+  // configured; a fallback copy always by a prepass, so a damaged older
+  // copy adds nothing to device memory. A chosen generation is the only
+  // copy tried, always after a prepass: its damage writes no memory.
   const uint32_t cur = e->current_copy;
-  std::vector<uint32_t> order{cur};
-  if (e->copies.size() == 2 && e->copies[1 - cur].generation)
-    order.push_back(1 - cur);
-  const bool inline_first = options_.restore_verify == RestoreVerify::kInline;
+  const uint64_t cur_gen = e->copies[cur].generation;
+  std::vector<uint32_t> order;
+  if (chosen) {
+    order.push_back(*chosen);
+  } else {
+    order.push_back(cur);
+    for (uint32_t i : e->copies_by_generation())
+      if (i != cur && e->copies[i].generation < cur_gen) order.push_back(i);
+  }
+  const bool inline_first =
+      !chosen && options_.restore_verify == RestoreVerify::kInline;
   std::vector<Pass> passes;
   const MirrorCopy* used = nullptr;
   // A failure that is not the copy's own (the io_uring engine failing, not
@@ -913,12 +1009,16 @@ Result<RestoreReport> MirrorEngine::restore(
     for (const CopyDamage& d : r.damage)
       why += (why.empty() ? "" : "; ") + d.describe();
     if (not_damage)
-      why += "; that is no damage of the copy, so no older copy was used "
-             "(retry the restore)";
+      why += chosen ? "; that is no damage of the copy (retry the restore)"
+                    : "; that is no damage of the copy, so no older copy was "
+                      "used (retry the restore)";
+    else if (chosen)
+      why += "; generation " + std::to_string(generation) +
+             " cannot be restored, choose another: " + history;
     else if (order.size() == 1)
-      why += e->copies.size() == 2
-                 ? "; copy " + std::to_string(1 - cur) + " was never written"
-                 : "; the volume keeps one copy per slice (--slots 1)";
+      why += e->copies.size() == 1
+                 ? "; the volume keeps one copy per slice (--copies 1)"
+                 : "; no older generation is written";
     std::string wrote =
         r.written.empty()
             ? "device memory was left untouched"
@@ -928,12 +1028,16 @@ Result<RestoreReport> MirrorEngine::restore(
                                   "chunks before the damage)"
                                 : "") +
                   "; the rest of the slice is as it was";
-    // The current copy's errno; the message names each copy's.
+    // The first copy's errno; the message names each copy's.
     Error err = make_error(
         r.damage.front().code,
-        "restore of slice '" + name + "' failed: " +
-            (not_damage ? "" : "no copy is readable and intact: ") + why +
-            "; " + wrote);
+        "restore of slice '" + name + "'" +
+            (chosen ? " generation " + std::to_string(generation) : "") +
+            " failed: " +
+            (not_damage ? ""
+             : chosen   ? "the copy is not readable and intact: "
+                        : "no copy is readable and intact: ") +
+            why + "; " + wrote);
     r.duration_ns = mono_ns() - t0;
     if (failed) *failed = std::move(r);
     return err;
@@ -941,13 +1045,31 @@ Result<RestoreReport> MirrorEngine::restore(
   r.generation = used->generation;
   r.bytes = len;
   r.duration_ns = mono_ns() - t0;
-  r.fell_back = used != &e->copies[cur];
+  if (Status d = guard_.check_device("after restoring slice '" + name + "'");
+      !d.ok()) {
+    Error err = d.take_error();
+    err.message = "restore of slice '" + name +
+                  "' cannot be trusted: the device stopped answering while it "
+                  "was written (" +
+                  err.message + "); restore again once the device answers";
+    if (failed) *failed = std::move(r);
+    return err;
+  }
+  r.fell_back = !chosen && used != &e->copies[cur];
   if (r.fell_back) {
-    r.note = "current mirror, " + r.damage.front().describe() +
-             "; restored the previous mirror, copy " +
-             std::to_string(used - e->copies.data()) + " (generation " +
-             std::to_string(used->generation) + ")";
+    std::string why;
+    for (const CopyDamage& d : r.damage)
+      why += (why.empty() ? "current mirror, " : "; older mirror, ") +
+             d.describe();
+    r.note = why + "; restored generation " + std::to_string(used->generation) +
+             " (copy " + std::to_string(used - e->copies.data()) +
+             "), the newest intact older mirror";
     log_warning("slice '" + name + "': " + r.note);
+  } else if (chosen) {
+    r.note = "restored the chosen generation " +
+             std::to_string(used->generation) + " (copy " +
+             std::to_string(*chosen) + ")" +
+             (*chosen == cur ? ", the current one" : "");
   }
   log_info("restore slice=" + name + " bytes=" + std::to_string(r.bytes) +
            " generation=" + std::to_string(r.generation) + " duration_ms=" +

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "fs/format.h"
+#include "fs/memory_guard.h"
 #include "fs/volume.h"
 #include "io/mutex.h"
 #include "io/result.h"
@@ -140,7 +141,9 @@ struct RestoreReport {
   uint64_t bytes = 0;
   uint64_t duration_ns = 0;
   bool skipped = false;     ///< never mirrored: nothing to restore
-  bool fell_back = false;   ///< the current copy was damaged; used the other
+  /// The current copy was damaged; restored an older generation (the
+  /// newest intact one, `generation`).
+  bool fell_back = false;
   std::string note;         ///< why it fell back: the copy, errno and range
   /// Each copy that failed to read or verify, in the order tried.
   std::vector<CopyDamage> damage;
@@ -148,6 +151,10 @@ struct RestoreReport {
   /// after a failure, what was written before it (empty: untouched).
   std::vector<RestoredRange> written;
 };
+
+/// The committed generations of `e`, newest first: "5 (current), 4, 3", or
+/// "none (never mirrored)". For messages (docs/FORMAT.md §7).
+std::string describe_generations(const SliceEntry& e);
 
 /// "[a, b) from copy 0 (generation 5), ..." in region bytes, or "nothing".
 std::string describe_written(const std::vector<RestoredRange>& written);
@@ -232,9 +239,17 @@ class MirrorEngine {
   /// the whole CRC32C, and only then copies it into the region (§5); with
   /// restore_verify=inline each chunk is verified just before it is copied.
   /// A copy that cannot be read (any read errno, EIO in practice) or fails
-  /// a CRC is damaged: the other copy, when written, is verified whole and
-  /// restored instead, and the report says so (fell_back, note, damage).
-  /// Errors: ENOENT (unknown slice); when no copy restores, the current
+  /// a CRC is damaged: the older generations that are written are tried
+  /// next, newest first, each verified whole before it is restored
+  /// (docs/FORMAT.md §8), and the report says which generation was used
+  /// (fell_back, note, damage, generation). Only damage falls back
+  /// (CopyDamage::is_damage()).
+  /// `generation` non-zero restores exactly that generation of the slice
+  /// (restore --generation), verified whole first whatever restore_verify
+  /// says, with no fallback: ENOENT when no written copy of the slice holds
+  /// it, the copy's errno when it is damaged, each naming the slice and its
+  /// committed generations, with device memory untouched.
+  /// Errors: ENOENT (unknown slice); when no copy restores, the first
   /// copy's errno (EUCLEAN, EIO, ...) with a message naming the slice, each
   /// copy's failure and the device memory written. Device memory is
   /// untouched then in prepass mode unless a copy pass itself failed after
@@ -243,9 +258,8 @@ class MirrorEngine {
   /// (damage and written ranges). `progress` gets bytes done of 2 x length
   /// (verify pass, then copy). Thread-safe (serialised with mirrors).
   Result<RestoreReport> restore(
-      uint64_t slice_id,
-      const std::function<void(uint64_t)>& progress = {},
-      RestoreReport* failed = nullptr) EXCLUDES(mu_);
+      uint64_t slice_id, const std::function<void(uint64_t)>& progress = {},
+      RestoreReport* failed = nullptr, uint64_t generation = 0) EXCLUDES(mu_);
 
   /// Reads and verifies the committed mirror of `slice_id` without touching
   /// the region. EUCLEAN on a mismatch.
@@ -253,6 +267,33 @@ class MirrorEngine {
 
   /// The current table (a copy, consistent under the engine's lock).
   SliceTable table() const EXCLUDES(mu_);
+
+  /// The memory guard (fs/memory_guard.h, docs/DESIGN.md "Never mirror
+  /// garbage"). Every mirror (sync, sync_batch, add_slice with a mirror)
+  /// runs its check before writing and again after the flush, before the
+  /// commit: a failed check is EIO with nothing committed. restore() checks
+  /// the device before and after. These report the state for status and
+  /// xattrs; thread-safe, without the engine's lock.
+  MemoryState memory_state() const { return guard_.state(); }
+  std::string memory_message() const { return guard_.message(); }
+  std::string canary_state() const { return guard_.canary_state(); }
+  /// Runs the guard's check now (at mount, and for status): EIO when the
+  /// device is lost or the memory was reset. Thread-safe.
+  Status check_memory(const std::string& what) EXCLUDES(mu_);
+  /// Declares the memory as it is now the truth (restore finished, or
+  /// `sync --accept-memory`): writes a new random nonce into the canary,
+  /// commits it, and sets the state ok. Without a canary, only clears the
+  /// state. EIO when the device does not answer or the write does not read
+  /// back; the commit's errno. On error the state stays as it was.
+  /// Thread-safe (serialised with mirrors).
+  Status renew_canary(const std::string& why) EXCLUDES(mu_);
+  /// Claims 64 bytes at `offset_bytes` of the region as the canary
+  /// (docs/FORMAT.md §4.2, §6 rule 8; `pcimirror canary`): writes a new
+  /// nonce there and commits it; a canary elsewhere moves. EINVAL
+  /// (unaligned, outside the region, over a slice), EBUSY while the memory
+  /// is `memory-reset` (restore or accept first), EIO (device lost), or the
+  /// commit's errno. Thread-safe.
+  Status set_canary(uint64_t offset_bytes) EXCLUDES(mu_);
   const Superblock& superblock() const { return volume_.superblock(); }
   Region& region() { return region_; }
   const MirrorOptions& options() const { return options_; }
@@ -301,9 +342,12 @@ class MirrorEngine {
                        const std::function<void(uint64_t)>& restored,
                        CopyDamage* damage) REQUIRES(mu_);
 
+  // The guard's check with the committed canary; EIO when it fails.
+  Status check_memory_locked(const std::string& what) REQUIRES(mu_);
   Volume& volume_;
   Region& region_;
   MirrorOptions options_;
+  MemoryGuard guard_;  // thread-safe on its own
   std::unique_ptr<UringEngine> engine_ PT_GUARDED_BY(mu_);
   // Serialises engine use (the io_uring engine is not thread-safe) and the
   // volume's table and commits. Everything but write-behind locks it through

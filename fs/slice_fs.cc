@@ -279,6 +279,16 @@ Result<size_t> SliceFs::write(uint64_t ino, uint64_t offset_bytes, size_t size,
 Status SliceFs::settle(Slice& s, const Error* err) {
   s.syncing = false;
   s.failed = err != nullptr;
+  {
+    MutexLock lock(error_mu_);
+    if (err) {
+      last_sync_error_ = iso_time(now_ns()) + " " + err->what();
+      last_sync_error_slice_ = s.id;
+    } else if (last_sync_error_slice_ == s.id) {
+      last_sync_error_.clear();
+      last_sync_error_slice_ = 0;
+    }
+  }
   if (!err) return {};
   log_error(err->what());
   // Its errno reaches cp, dd, fsync and `pcimirror sync` as it is: ENOSPC
@@ -407,13 +417,28 @@ std::vector<SliceFs::SyncFailure> SliceFs::sync_all_dirty() {
   }
   std::vector<SyncFailure> failed;
   if (options_.read_only) return failed;
+  size_t refused = 0;
   for (auto& s : all) {
     if (!dirty(*s) || s->removed) continue;
+    // Memory that was reset is never mirrored over the last good mirrors
+    // (docs/DESIGN.md, "Never mirror garbage"): the refusal is the right
+    // outcome, not a failure of the unmount.
+    if (engine_.memory_state() == MemoryState::kMemoryReset) {
+      ++refused;
+      continue;
+    }
     Status st = sync_slice(*s);
     if (st.ok() || s->removed) continue;  // removed meanwhile: nothing lost
+    if (engine_.memory_state() == MemoryState::kMemoryReset) {
+      ++refused;
+      continue;
+    }
     ReaderLock meta(s->meta);
     failed.push_back({s->entry.name, st.take_error()});
   }
+  if (refused)
+    log_error("final mirror at unmount refused for " + std::to_string(refused) +
+              " slices: " + engine_.memory_message());
   return failed;
 }
 
@@ -562,14 +587,34 @@ Result<struct stat> SliceFs::setattr(uint64_t ino, const struct stat& attr,
 Result<std::string> SliceFs::getxattr(uint64_t ino, const std::string& name) const {
   // The root has no attributes of its own to read (ls, cp -a and rsync -a
   // probe ACLs and security labels on every inode: ENODATA, not ENOENT).
-  if (ino == kRootIno) return make_error(ENODATA, "no such attribute");
-  auto s = get(ino);
-  if (!s || s->removed) return make_error(ENOENT, "no such inode");
   const std::string prefix = "user.pcimirror.";
   if (name.rfind(prefix, 0) != 0) return make_error(ENODATA, "no such attribute");
   const std::string key = name.substr(prefix.size());
-  if (key == "state")
+  if (ino == kRootIno) {
+    if (key == "memory_state")
+      return std::string(to_string(engine_.memory_state()));
+    if (key == "memory_message") return engine_.memory_message();
+    if (key == "canary") return engine_.canary_state();
+    if (key == "canary_offset") {
+      SliceTable t = engine_.table();
+      if (!t.canary) return make_error(ENODATA, "the volume has no canary");
+      return std::to_string(t.canary->offset_bytes);
+    }
+    if (key == "last_sync_error") {
+      MutexLock lock(error_mu_);
+      return last_sync_error_;
+    }
+    return make_error(ENODATA, "no such attribute");
+  }
+  auto s = get(ino);
+  if (!s || s->removed) return make_error(ENOENT, "no such inode");
+  if (key == "state") {
+    // The guard's state first: a lost device or reset memory is why every
+    // mirror is refused, whatever the slice's own state.
+    if (const MemoryState m = engine_.memory_state(); m != MemoryState::kOk)
+      return std::string(to_string(m));
     return std::string(s->syncing ? "syncing" : s->failed ? "error" : dirty(*s) ? "dirty" : "clean");
+  }
   if (key == "progress") {
     const uint64_t total = s->length_bytes;
     const uint64_t done = s->syncing ? s->progress_bytes.load() : total;
@@ -587,6 +632,20 @@ Result<std::string> SliceFs::getxattr(uint64_t ino, const std::string& name) con
     return std::string(buf);
   }
   return make_error(ENODATA, "no such attribute");
+}
+
+Status SliceFs::accept_memory(const std::string& why) {
+  MutexLock control(control_mu_);
+  PCIM_TRY(engine_.renew_canary(why));
+  ReaderLock tree(tree_mu_);
+  for (auto& [ino, s] : slices_)
+    s->write_seq.fetch_add(1, std::memory_order_acq_rel);
+  return {};
+}
+
+Status SliceFs::set_canary(uint64_t offset_bytes) {
+  MutexLock control(control_mu_);
+  return engine_.set_canary(offset_bytes);
 }
 
 SliceFs::Space SliceFs::statfs() const {
@@ -720,8 +779,13 @@ void SliceFs::worker() {
         ReaderLock tree(tree_mu_);
         for (auto& [ino, s] : slices_) all.push_back(s);
       }
-      for (auto& s : all)
+      for (auto& s : all) {
+        // Reset memory stays refused until restore or accept (the guard
+        // logged it once); a lost device is asked again by the next tick.
+        if (engine_.memory_state() == MemoryState::kMemoryReset) break;
         if (!options_.host_only_writes || dirty(*s)) (void)sync_slice(*s);
+        if (engine_.memory_state() != MemoryState::kOk) break;
+      }
       next = clock::now() + period;
       lock.Lock();
     }

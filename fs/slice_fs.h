@@ -43,6 +43,16 @@ constexpr const char* kXattrNames[] = {
     "user.pcimirror.path",       "user.pcimirror.state",
     "user.pcimirror.crc32c",     "user.pcimirror.progress"};
 
+/// Extended attributes of the root directory: the memory guard's state
+/// ("ok", "device-lost", "memory-reset") and why, the canary's state
+/// ("none", "unchecked", "ok", "mismatch") and offset, and the last failed
+/// mirror's message ("" once that slice mirrors again). Read by `pcimirror
+/// status MOUNTPOINT`; not listed, so cp -a and rsync -a copy nothing.
+constexpr const char* kRootXattrNames[] = {
+    "user.pcimirror.memory_state", "user.pcimirror.memory_message",
+    "user.pcimirror.canary", "user.pcimirror.canary_offset",
+    "user.pcimirror.last_sync_error"};
+
 /// What closing a file that was written does.
 enum class MirrorOnClose {
   kSync,   ///< mirror before close returns (default: cp is durable)
@@ -66,7 +76,7 @@ struct SliceFsOptions {
   /// CRC chunk of a slice that a write through the mount completes is
   /// written into the slice's next mirror copy while the writer goes on;
   /// the mirror at close writes only the chunks still missing, then flushes
-  /// and commits. Needs two mirror copies (format --slots 2).
+  /// and commits. Needs two or more mirror copies (format --copies).
   bool write_behind = true;
 };
 
@@ -151,6 +161,15 @@ class SliceFs {
   Status rename_slice(const std::string& from, const std::string& to)
       EXCLUDES(control_mu_, tree_mu_);
 
+  /// `pcimirror sync --accept-memory` and mount option accept_memory:
+  /// declares the memory as it is now the truth (MirrorEngine::renew_canary:
+  /// a new canary nonce, committed) and marks every slice dirty, so the
+  /// next sync, interval tick or unmount mirrors it. EIO when the device
+  /// does not answer; the commit's errno. Thread-safe.
+  Status accept_memory(const std::string& why) EXCLUDES(control_mu_, tree_mu_);
+  /// `pcimirror canary MOUNTPOINT OFFSET`: MirrorEngine::set_canary.
+  Status set_canary(uint64_t offset_bytes) EXCLUDES(control_mu_);
+
   /// Handles setattr. A slice has a fixed size: a size `s` below its length
   /// zero-fills device memory from `s` to the slice's end (so truncate(2),
   /// ftruncate and O_TRUNC leave what a regular file would hold, followed by
@@ -160,7 +179,10 @@ class SliceFs {
   Result<struct stat> setattr(uint64_t ino, const struct stat& attr,
                               int to_set_mask) EXCLUDES(control_mu_);
 
-  /// Value of extended attribute `name` (kXattrNames); ENODATA otherwise.
+  /// Value of extended attribute `name` (kXattrNames; on the root,
+  /// kRootXattrNames); ENODATA otherwise. A slice's `state` is the memory
+  /// guard's state (device-lost, memory-reset) while that is not ok, else
+  /// syncing, error, dirty or clean.
   Result<std::string> getxattr(uint64_t ino, const std::string& name) const;
 
   /// Bytes written by write-behind since the mount (for tests and status).
@@ -259,6 +281,12 @@ class SliceFs {
   std::deque<uint64_t> behind_queue_ GUARDED_BY(behind_mu_);
   bool behind_stopping_ GUARDED_BY(behind_mu_) = false;
   std::atomic<uint64_t> behind_bytes_{0};
+
+  // The last failed mirror, for status: its message (with the time) and
+  // slice; cleared when that slice mirrors again.
+  mutable Mutex error_mu_;
+  std::string last_sync_error_ GUARDED_BY(error_mu_);
+  uint64_t last_sync_error_slice_ GUARDED_BY(error_mu_) = 0;
 };
 
 }  // namespace pcimirror

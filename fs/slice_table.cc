@@ -23,6 +23,13 @@ Result<uint64_t> add_slice_to(const Volume& volume, SliceTable& table,
         s.offset_bytes < e.offset_bytes + e.length_bytes)
       return make_error(EINVAL, "slice '" + e.name + "' would overlap slice '" +
                                     s.name + "' in the region; choose a free window");
+  if (table.canary &&
+      e.offset_bytes < table.canary->offset_bytes + kCanaryBytes &&
+      table.canary->offset_bytes < e.offset_bytes + e.length_bytes)
+    return make_error(
+        EINVAL, "slice '" + e.name + "' would overlap the canary at byte " +
+                    std::to_string(table.canary->offset_bytes) +
+                    " (64 bytes pcimirror owns); choose a free window");
   if (e.copies.empty()) e.copies.resize(sb.mirror_copies);
   PCIM_ASSIGN_OR_RETURN(Allocator alloc, volume.allocator());
   // Extents already taken by edits in `table` that are not committed yet.

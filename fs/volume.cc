@@ -7,6 +7,7 @@
 #include <set>
 
 #include "fs/allocator.h"
+#include "fs/memory_guard.h"
 #include "io/log.h"
 
 namespace pcimirror {
@@ -53,6 +54,25 @@ Result<SliceTable> read_slot(const BlockDevice& dev, const Superblock& sb,
 
 }  // namespace
 
+Status check_canary_window(uint64_t offset_bytes, uint64_t region_bytes,
+                           const SliceTable& table) {
+  const std::string at = "the canary at byte " + std::to_string(offset_bytes);
+  if (offset_bytes % kCanaryAlignBytes)
+    return make_error(EINVAL, at + " is not a multiple of " +
+                                  std::to_string(kCanaryAlignBytes) +
+                                  " bytes; give an aligned OFFSET");
+  if (offset_bytes > region_bytes || region_bytes - offset_bytes < kCanaryBytes)
+    return make_error(EINVAL, at + " (64 bytes) lies beyond the region of " +
+                                  std::to_string(region_bytes) + " bytes");
+  for (const SliceEntry& s : table.slices)
+    if (offset_bytes < s.offset_bytes + s.length_bytes &&
+        s.offset_bytes < offset_bytes + kCanaryBytes)
+      return make_error(EINVAL, at + " (64 bytes) overlaps slice '" + s.name +
+                                    "'; pcimirror owns the canary's bytes, so "
+                                    "choose an OFFSET outside every slice");
+  return {};
+}
+
 Result<std::pair<Superblock, SliceTable>> Volume::plan_format(
     const BlockDevice& device, const FormatRequest& req) {
   PCIM_ASSIGN_OR_RETURN(Superblock sb,
@@ -65,8 +85,11 @@ Result<std::pair<Superblock, SliceTable>> Volume::plan_format(
                                   " bytes");
   if (req.label.size() > kLabelBytes)
     return make_error(EINVAL, "--label is longer than 64 bytes; shorten it");
-  if (req.mirror_copies != 1 && req.mirror_copies != 2)
-    return make_error(EINVAL, "--slots must be 1 or 2");
+  if (req.mirror_copies < kMinMirrorCopies ||
+      req.mirror_copies > kMaxMirrorCopies)
+    return make_error(EINVAL, "--copies " + std::to_string(req.mirror_copies) +
+                                  ": give 1 to 16 mirror copies per slice "
+                                  "(default 2)");
   if (req.slices.empty())
     return make_error(EINVAL, "give at least one --slice NAME:OFFSET:LENGTH");
   if (getrandom(sb.uuid.data(), sb.uuid.size(), 0) != 16)
@@ -81,7 +104,10 @@ Result<std::pair<Superblock, SliceTable>> Volume::plan_format(
   sb.memory_spec = req.memory_spec;
   sb.mirror_copies = req.mirror_copies;
   sb.format_time_ns = now_ns();
-  sb.incompat_features = kIncompatSliceIds;
+  sb.incompat_features = kIncompatSliceIds | kIncompatTableHeader;
+  // More than two copies (a history of generations, FORMAT.md §7): releases
+  // that keep at most two must refuse the volume.
+  if (req.mirror_copies > 2) sb.incompat_features |= kIncompatGenerations;
 
   SliceTable table;
   table.generation = 1;
@@ -118,6 +144,11 @@ Result<std::pair<Superblock, SliceTable>> Volume::plan_format(
     table.slices.push_back(std::move(e));
   }
   table.next_slice_id = table.slices.size() + 1;
+  if (req.canary_offset_bytes) {
+    PCIM_TRY(
+        check_canary_window(*req.canary_offset_bytes, req.region_bytes, table));
+    PCIM_ASSIGN_OR_RETURN(table.canary, fresh_canary(*req.canary_offset_bytes));
+  }
   std::sort(windows.begin(), windows.end());
   for (size_t i = 1; i < windows.size(); ++i) {
     const SliceSpec& a = *windows[i - 1].second;
@@ -136,15 +167,16 @@ Result<std::pair<Superblock, SliceTable>> Volume::plan_format(
       MirrorCopy& c = e.copies[copy];
       auto got = alloc.allocate(mirror_sectors(e.length_bytes));
       if (!got.ok())
-        return make_error(ENOSPC,
-                          "device " + device.path() + " is too small: the " +
-                              std::to_string(req.mirror_copies) +
-                              " mirror copies of every slice need more than "
-                              "the " +
-                              std::to_string(sb.data_sectors * kSectorBytes) +
-                              " bytes of its data area (out of room at slice '" +
-                              e.name + "'); use a larger device, fewer or "
-                              "smaller slices, or --slots 1");
+        return make_error(
+            ENOSPC, "device " + device.path() + " is too small: the " +
+                        std::to_string(req.mirror_copies) +
+                        " mirror copies of every slice need more than "
+                        "the " +
+                        std::to_string(sb.data_sectors * kSectorBytes) +
+                        " bytes of its data area (out of room at slice '" +
+                        e.name +
+                        "'); use a larger device, fewer or "
+                        "smaller slices, or fewer --copies");
       c.extents = std::move(got).value();
     }
   }
@@ -170,6 +202,20 @@ Status Volume::check_plan(const BlockDevice& device, const Superblock& sb,
                                   "; nothing was written");
   PCIM_TRY(validate_table(sb, table));
   PCIM_TRY(encode_slot(sb, table));
+  // The table grows as copies are written: each written copy carries its
+  // chunk CRCs (§4.1), so with every copy of every slice written it is
+  // largest. A plan must fit its slot then too, or a later sync fails
+  // with E2BIG (more copies per slice, --copies, make this likelier).
+  SliceTable full = table;
+  for (SliceEntry& e : full.slices)
+    for (MirrorCopy& c : e.copies)
+      c.chunk_crc32c.resize(chunk_count(e.length_bytes, sb.crc_chunk_bytes));
+  if (auto enc = encode_slot(sb, full); !enc.ok()) {
+    Error err = enc.take_error();
+    err.message = "with every mirror copy written, the " + err.message +
+                  " (or give fewer --copies); nothing was written";
+    return err;
+  }
   return {};
 }
 
@@ -312,7 +358,7 @@ Status Volume::commit(SliceTable next) {
     return make_error(EUCLEAN, "metadata generation of " + device_.path() +
                                    " is at its maximum; run 'pcimirror fsck'");
   next.generation = table_.generation + 1;
-  next.slot_version = kSlotVersionIds;
+  next.slot_version = kSlotVersionCurrent;
   if (next.next_slice_id < table_.next_slice_id)
     return make_error(EINVAL, "commit would give out slice IDs again");
   PCIM_TRY(validate_table(sb_, next));
@@ -324,16 +370,17 @@ Status Volume::commit(SliceTable next) {
 }
 
 bool Volume::needs_upgrade() const {
-  return table_.slot_version != kSlotVersionIds;
+  return table_.slot_version != kSlotVersionCurrent;
 }
 
 Result<bool> Volume::upgrade() {
   if (!needs_upgrade()) return false;
   const uint32_t from = table_.slot_version;
   PCIM_TRY(commit(table_));
-  log_info("upgraded the volume on " + device_.path() +
-           " to stable slice IDs (metadata slot version " +
-           std::to_string(from) + " to " + std::to_string(kSlotVersionIds) +
+  log_info("upgraded the volume on " + device_.path() + " to " +
+           (from < kSlotVersionIds ? "stable slice IDs and " : "") +
+           "the canary record (metadata slot version " + std::to_string(from) +
+           " to " + std::to_string(kSlotVersionCurrent) +
            ", docs/FORMAT.md §9)");
   return true;
 }

@@ -30,9 +30,21 @@ struct FormatRequest {
   std::vector<SliceSpec> slices;
   std::string label;
   uint64_t meta_slot_bytes = kDefaultMetaSlotBytes;
-  uint32_t mirror_copies = 2;  ///< 2 = A/B slots, 1 = in place
+  /// Copies per slice, 1..16 (FORMAT.md §3): 1 = in place, 2 = A/B, more
+  /// keep older generations.
+  uint32_t mirror_copies = kDefaultMirrorCopies;
   uint32_t mode = 0644, uid = 0, gid = 0;
+  /// Region offset of the canary (docs/FORMAT.md §4.2), when one is wanted;
+  /// plan_format() picks its random nonce.
+  std::optional<uint64_t> canary_offset_bytes;
 };
+
+/// Checks that a canary at `offset_bytes` fits a region of `region_bytes`
+/// and `table` (docs/FORMAT.md §6 rule 8): aligned to kCanaryAlignBytes,
+/// 64 bytes inside the region, outside every slice. EINVAL naming the
+/// offset and the slice it overlaps, with the remedy.
+Status check_canary_window(uint64_t offset_bytes, uint64_t region_bytes,
+                           const SliceTable& table);
 
 class Volume {
  public:

@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 
 #include "io/mutex.h"
@@ -219,6 +220,7 @@ Result<std::unique_ptr<PciBarRegion>> PciBarRegion::open(const MemorySpec& spec)
   region->write_combining_ = wc;
   region->vendor_id_ = dev->vendor_id;
   region->device_id_ = dev->device_id;
+  region->slot_ = slot;
   region->name_ = "pci:" + slot + "/bar" + std::to_string(bar) +
                   (spec.has("window") ? "+" + std::to_string(off) : "") +
                   (wc ? " (write-combining)" : " (uncached)");
@@ -228,6 +230,46 @@ Result<std::unique_ptr<PciBarRegion>> PciBarRegion::open(const MemorySpec& spec)
 PciBarRegion::~PciBarRegion() {
   if (base_)
     pci_device_unmap_range(static_cast<pci_device*>(device_), base_, size_bytes_);
+}
+
+Status PciBarRegion::check_device() const {
+  auto* dev = static_cast<pci_device*>(device_);
+  const std::string who = "PCI device " + slot_ + " (" + name_ + ")";
+  uint16_t ids[2] = {0, 0}, command = 0;
+  // PCI config space: vendor ID at 0x00, device ID at 0x02, COMMAND at 0x04
+  // (PCI Local Bus Specification 3.0, §6.2.2).
+  for (int i = 0; i < 3; ++i) {
+    uint16_t* out = i < 2 ? &ids[i] : &command;
+    const int err = pci_device_cfg_read_u16(dev, out, i * 2);  // positive errno
+    if (err != 0)
+      return make_error(EIO, who +
+                                 " does not answer: reading its config space "
+                                 "failed (" +
+                                 std::strerror(err) +
+                                 "); it was removed or lost its link");
+  }
+  char buf[160];
+  if (ids[0] == 0xffff && ids[1] == 0xffff) {
+    return make_error(EIO, who +
+                               " is gone: its vendor and device ID read "
+                               "0xffff (surprise removal or a dead link)");
+  }
+  if (ids[0] != vendor_id_ || ids[1] != device_id_) {
+    std::snprintf(buf, sizeof buf,
+                  " changed identity: it reads %04x:%04x, it was %04x:%04x "
+                  "when pcimirror opened it",
+                  ids[0], ids[1], vendor_id_, device_id_);
+    return make_error(EIO, who + buf);
+  }
+  if (!(command & 0x2)) {
+    std::snprintf(buf, sizeof buf,
+                  " has memory decoding off (COMMAND 0x%04x, bit 1 clear): its "
+                  "BAR reads return no memory; enable it (setpci -s %s "
+                  "COMMAND=0x2:0x2) once the device is healthy",
+                  command, slot_.c_str());
+    return make_error(EIO, who + buf);
+  }
+  return {};
 }
 
 void PciBarRegion::copy_from(uint64_t offset_bytes, void* dst,

@@ -60,6 +60,7 @@ class PciBarRegion final : public Region {
   uint16_t pci_vendor_id() const override { return vendor_id_; }
   uint16_t pci_device_id() const override { return device_id_; }
   uint64_t bar_bytes() const override { return bar_bytes_; }
+  Status check_device() const override;
   void copy_from(uint64_t offset_bytes, void* dst,
                  size_t length_bytes) const override;
   void copy_to(uint64_t offset_bytes, const void* src,
@@ -70,6 +71,7 @@ class PciBarRegion final : public Region {
   std::shared_ptr<PciSystem> system_;
   void* device_ = nullptr;  // struct pci_device*
   std::string name_;
+  std::string slot_;  // "0000:03:00.0", for messages
   std::byte* base_ = nullptr;
   uint64_t size_bytes_ = 0;
   uint64_t bar_bytes_ = 0;

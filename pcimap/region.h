@@ -8,6 +8,8 @@
 #include <cstring>
 #include <string>
 
+#include "io/result.h"
+
 #if defined(__SANITIZE_THREAD__)
 #define PCIMIRROR_TSAN 1
 #elif defined(__has_feature)
@@ -66,6 +68,18 @@ class Region {
   virtual uint16_t pci_device_id() const { return 0; }
   /// Size of the whole BAR behind the region, 0 for emulated regions.
   virtual uint64_t bar_bytes() const { return 0; }
+
+  /// Device liveness (docs/DESIGN.md, "Never mirror garbage"): for a BAR,
+  /// reads the device's vendor and device ID and its COMMAND register from
+  /// PCI config space (libpciaccess; PCI Local Bus Spec 3.0 §6.2.2) and
+  /// fails with EIO when the IDs read 0xFFFF (the device is gone: a read
+  /// the device does not answer completes as all ones), differ from the
+  /// ones at open, or memory decoding (COMMAND bit 1) is off, so that BAR
+  /// reads return no memory. The config read's own errno (ENOENT, ENODEV
+  /// after a hot-unplug) comes back as EIO too. The message names the
+  /// device and what it read. Always succeeds for emulated regions.
+  /// Thread-safe; a few config-space reads (microseconds).
+  virtual Status check_device() const { return {}; }
 
   /// Copies `length_bytes` at region offset `offset_bytes` into `dst`. The
   /// caller checks bounds with contains(). MMIO-aware for BARs.

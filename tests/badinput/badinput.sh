@@ -58,7 +58,9 @@ bad "format: name too long" "1 to 255 bytes" $P format "$BLANK" --memory "$S" --
 bad "format: device too small" "too small" $P format "$BLANK" --memory "file=$SHM.big,size=64M" --slice a:0:64M
 bad "format: existing volume" "already holds a pcimirror volume.*--force" $P format "$DEV" --memory "$S" --slice a:0:1M
 bad "format: existing ext4" "ext4 filesystem labelled 'keepme'.*--force" $P format "$EXT4" --memory "$S" --slice a:0:1M
-bad "format: --slots 3" "slots" $P format "$BLANK" --memory "$S" --slice a:0:1M --slots 3
+bad "format: --slots (replaced)" "--slots 2 is gone: give --copies" $P format "$BLANK" --memory "$S" --slice a:0:1M --slots 2
+bad "format: --copies 17" "--copies 17: give 1 to 16" $P format "$BLANK" --memory "$S" --slice a:0:1M --copies 17
+bad "format: --copies 0" "--copies 0: give 1 to 16" $P format "$BLANK" --memory "$S" --slice a:0:1M --copies 0
 bad "format: tiny --metadata-size" "at least 16 KiB" $P format "$BLANK" --memory "$S" --slice a:0:1M --metadata-size 1K
 # Issue 12 item 9: 2^64-4096 wrapped the layout into a "valid" plan, and
 # --force wiped the old volume before the format failed. Refused before any

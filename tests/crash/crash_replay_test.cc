@@ -55,8 +55,9 @@ std::vector<SliceSpec> test_slices() {
           {"c", (1 << 20) + 3, 200 * 1024}};
 }
 
-FormatRequest format_request() {
+FormatRequest format_request(uint32_t copies = 2) {
   FormatRequest req;
+  req.mirror_copies = copies;
   req.memory_spec = "memfd=crash,size=2M";
   req.region_bytes = kRegionBytes;
   req.slices = test_slices();
@@ -84,7 +85,7 @@ void write_v1_fixture(const std::string& path) {
 Recorded record(
     const std::string& name, bool formats,
     const std::function<void(BlockDevice, RecordingDevice&, Recorded&)>& body,
-    bool v1_fixture = false) {
+    bool v1_fixture = false, uint32_t copies = 2) {
   TempFile file(kDeviceBytes);
   Recorded rec;
   rec.name = name;
@@ -93,7 +94,7 @@ Recorded record(
     write_v1_fixture(file.path());
   } else if (!formats) {
     auto dev = *BlockDevice::open(file.path(), {});
-    auto plan = *Volume::plan_format(dev, format_request());
+    auto plan = *Volume::plan_format(dev, format_request(copies));
     EXPECT_TRUE(Volume::write_format(std::move(dev), plan.first, plan.second).ok());
   }
   rec.base = read_all(file.path());
@@ -144,6 +145,17 @@ std::vector<Recorded> record_workloads() {
       with_engine([](MirrorEngine& e, Region& g, RecordingDevice& r, Recorded& rec) {
         for (int i = 0; i < 3; ++i) sync_with_content(e, g, r, rec, "a", 100 + i);
       })));
+  // A history of generations (format --copies 3, docs/FORMAT.md §7): the
+  // fourth and fifth syncs of a overwrite its oldest copies; every crash
+  // state keeps the older generations intact (fsck verifies each copy).
+  out.push_back(record("sync with --copies 3", false,
+                       with_engine([](MirrorEngine& e, Region& g,
+                                      RecordingDevice& r, Recorded& rec) {
+                         for (int i = 0; i < 5; ++i)
+                           sync_with_content(e, g, r, rec, "a", 900 + i);
+                         sync_with_content(e, g, r, rec, "b", 910);
+                       }),
+                       /*v1_fixture=*/false, /*copies=*/3));
   out.push_back(record("alternating syncs", false,
       with_engine([](MirrorEngine& e, Region& g, RecordingDevice& r, Recorded& rec) {
         const char* order[] = {"a", "b", "c", "b", "a", "c", "a"};

@@ -68,8 +68,8 @@ out=$("$P" fsck "$WORK/fsck.img" --repair 2>&1)
 rc=$?
 set -e
 [[ $rc == 1 ]] || die "fsck --repair exit $rc: $out"
-grep -q "upgraded the volume to stable slice IDs" <<<"$out" || die "fsck did not say it upgraded: $out"
-[[ $("$P" status "$WORK/fsck.img" --json | jq .metadata_slot_version) == 2 ]] || die "fsck's commit was not version 2"
+grep -q "upgraded the volume to the current metadata format" <<<"$out" || die "fsck did not say it upgraded: $out"
+[[ $("$P" status "$WORK/fsck.img" --json | jq .metadata_slot_version) == 3 ]] || die "fsck's commit was not version 3"
 
 log "a read-only mount serves it without upgrading it"
 "$P" mount "$DEV" "$MNT" -o ro,file=$SHM.r1
@@ -84,10 +84,10 @@ gen0=$(jq .metadata_generation <<<"$json")
 daemon=$!
 for _ in $(seq 100); do mountpoint -q "$MNT" && break; sleep 0.1; done
 mountpoint -q "$MNT" || die "mount did not come up: $(cat "$WORK/daemon.log")"
-grep -q "upgraded the volume on $DEV to stable slice IDs (metadata slot version 1 to 2" "$WORK/daemon.log" ||
+grep -q "upgraded the volume on $DEV to stable slice IDs and the canary record (metadata slot version 1 to 3" "$WORK/daemon.log" ||
   die "no upgrade line in the daemon's log: $(cat "$WORK/daemon.log")"
 json=$("$P" status "$MNT" --json)
-[[ $(jq .metadata_slot_version <<<"$json") == 2 ]] || die "not upgraded: $(jq -c .metadata_slot_version <<<"$json")"
+[[ $(jq .metadata_slot_version <<<"$json") == 3 ]] || die "not upgraded: $(jq -c .metadata_slot_version <<<"$json")"
 [[ $(jq .metadata_generation <<<"$json") == $((gen0 + 1)) ]] || die "the upgrade was not exactly one commit"
 [[ $(sb_incompat 0) == 0 && $(sb_incompat "$backup_off") == 0 ]] ||
   die "the upgrade rewrote a superblock: incompat $(sb_incompat 0) $(sb_incompat "$backup_off")"

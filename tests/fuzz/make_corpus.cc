@@ -48,6 +48,20 @@ int main(int argc, char** argv) {
   auto e = slot; e[70] ^= 0x10; put(dir, "slot-payload-bitflip", 1, e);
   e = slot; e[20] ^= 0x10; put(dir, "slot-header-bitflip", 1, e);
   put(dir, "slot-truncated", 1, std::vector<uint8_t>(slot.begin(), slot.begin() + 90));
+  // A history of generations (format --copies 3, FORMAT.md §3, §7).
+  Superblock gens = sb; gens.mirror_copies = 3;
+  gens.incompat_features = kIncompatSliceIds | kIncompatGenerations;
+  put(dir, "sb-copies3", 0, encode_superblock(gens));
+  SliceTable h; h.generation = 9; h.next_slice_id = 2;
+  SliceEntry g; g.id = 1; g.name = "history"; g.length_bytes = 4096;
+  g.copies.resize(3);
+  for (uint32_t c = 0; c < 3; ++c) {
+    g.copies[c].extents = {{d0 + 8 * c, 8}};
+    g.copies[c].generation = 4 + c; g.copies[c].crc32c = c;
+    g.copies[c].chunk_crc32c = {c}; g.copies[c].path = MirrorPath::kBounce;
+  }
+  g.current_copy = 2; h.slices = {g};
+  auto hs = *encode_slot(sb, h); hs.resize(1024); put(dir, "slot-copies3", 1, hs);
   SliceTable empty; empty.generation = 1;
   auto es = *encode_slot(sb, empty); es.resize(64); put(dir, "slot-empty", 1, es);
   return 0;

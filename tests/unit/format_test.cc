@@ -320,12 +320,78 @@ TEST(Slot, RoundTrip) {
   ASSERT_TRUE(back.ok()) << back.error().what();
   EXPECT_EQ(back->generation, 7u);
   EXPECT_EQ(back->slices, t.slices);
-  // Slice IDs and the next ID survive the round trip (slot version 2).
-  EXPECT_EQ(back->slot_version, kSlotVersionIds);
+  // Slice IDs and the next ID survive the round trip (slot version 3).
+  EXPECT_EQ(back->slot_version, kSlotVersionCurrent);
   EXPECT_EQ(back->next_slice_id, 9u);
   EXPECT_EQ(back->slices[0].id, 1u);
   EXPECT_EQ(back->slices[1].id, 7u);
-  EXPECT_EQ(bytes->at(8), kSlotVersionIds);  // the header's version field
+  EXPECT_FALSE(back->canary);
+  EXPECT_EQ(bytes->at(8), kSlotVersionCurrent);  // the header's version field
+}
+
+// §4.2: the canary record survives the round trip; §6 rule 8 refuses a
+// canary that is unaligned, outside the region or over a slice.
+TEST(Slot, CanaryRecordRoundTripAndRule8) {
+  Superblock sb = sample_superblock();
+  SliceTable t = sample_table(sb);
+  CanaryRecord c;
+  c.offset_bytes = 12 << 20;
+  for (size_t i = 0; i < c.nonce.size(); ++i) c.nonce[i] = uint8_t(0xa0 + i);
+  t.canary = c;
+  auto bytes = encode_slot(sb, t);
+  ASSERT_TRUE(bytes.ok()) << bytes.error().what();
+  auto back = decode_slot(sb, *bytes);
+  ASSERT_TRUE(back.ok()) << back.error().what();
+  ASSERT_TRUE(back->canary);
+  EXPECT_EQ(*back->canary, c);
+  for (uint64_t bad : {(12ull << 20) + 4, (16ull << 20) - 32, 16ull << 20,
+                       (4ull << 20) + 4032, 8ull}) {
+    SliceTable u = t;
+    u.canary->offset_bytes = bad;
+    auto v = validate_table(sb, u);
+    EXPECT_FALSE(v.ok()) << bad;
+    if (!v.ok()) {
+      EXPECT_EQ(v.error().code, EUCLEAN) << bad;
+    }
+  }
+  // The 64 bytes in memory: magic, the volume's UUID, the nonce, CRC32C.
+  auto mem = encode_canary(sb, c);
+  EXPECT_EQ(std::string(reinterpret_cast<const char*>(mem.data()), 8),
+            "PCIMCNRY");
+  EXPECT_TRUE(std::equal(sb.uuid.begin(), sb.uuid.end(), mem.begin() + 8));
+  EXPECT_TRUE(std::equal(c.nonce.begin(), c.nonce.end(), mem.begin() + 24));
+  CanaryRecord other = c;
+  other.nonce[0] ^= 1;
+  EXPECT_NE(encode_canary(sb, other), mem);
+}
+
+// A version-2 slot (the previous release's: a 16-byte table header) is
+// still read, with no canary; the next commit writes version 3 (§9).
+TEST(Slot, ReadsVersion2) {
+  Superblock sb = sample_superblock();
+  SliceTable t = sample_table(sb);
+  auto v3 = *encode_slot(sb, t);
+  // Version 3 -> 2: drop table-header bytes [16, 64) of the payload, then
+  // fix the version, the payload size and both CRCs.
+  std::vector<uint8_t> v2(v3.begin(), v3.begin() + 64 + 16);
+  uint64_t payload = 0;
+  for (int b = 0; b < 8; ++b) payload |= uint64_t{v3[24 + b]} << (8 * b);
+  v2.insert(v2.end(), v3.begin() + 64 + 64, v3.begin() + 64 + payload);
+  const uint64_t payload2 = payload - 48;
+  for (int b = 0; b < 8; ++b) v2[24 + b] = uint8_t(payload2 >> (8 * b));
+  v2[8] = 2;
+  auto put32 = [&](size_t at, uint32_t v) {
+    for (int b = 0; b < 4; ++b) v2[at + b] = uint8_t(v >> (8 * b));
+  };
+  put32(36, crc32c(v2.data() + 64, payload2));
+  put32(60, crc32c(v2.data(), 60));
+  v2.resize(v3.size(), 0);
+  auto back = decode_slot(sb, v2);
+  ASSERT_TRUE(back.ok()) << back.error().what();
+  EXPECT_EQ(back->slot_version, kSlotVersionIds);
+  EXPECT_EQ(back->slices, t.slices);
+  EXPECT_EQ(back->next_slice_id, 9u);
+  EXPECT_FALSE(back->canary);
 }
 
 TEST(Slot, DetectsDamageAnywhereInHeaderOrPayload) {
@@ -439,6 +505,131 @@ TEST_F(Invariants, BadNames) {
     t.slices[1].name = n;
     EXPECT_NE(violation(), "") << n;
   }
+}
+
+// Issue 13 item 3: a history of generations. What one sync does to the
+// table (FORMAT.md §7 steps 1 and 3): the copy next_copy() names gets the
+// next generation and becomes current.
+uint32_t apply_sync(SliceEntry& e) {
+  const uint32_t target = e.next_copy();
+  e.copies[target].generation = e.generation() + 1;
+  e.current_copy = target;
+  return target;
+}
+
+TEST(Generations, NextCopyWritesTheOldestAndNeverTheCurrent) {
+  SliceEntry e;
+  e.copies.resize(3);
+  // Unwritten copies first, lowest index first; then the lowest generation.
+  const uint32_t expected[] = {0, 1, 2, 0, 1, 2, 0};
+  for (uint32_t want : expected) {
+    const uint32_t before = e.current_copy;
+    const bool had_mirror = e.committed() != nullptr;
+    const uint32_t got = apply_sync(e);
+    EXPECT_EQ(got, want);
+    if (had_mirror) {
+      EXPECT_NE(got, before) << "overwrote the current copy";
+    }
+  }
+  // Generations 7 (copy 0), 5 (copy 1), 6 (copy 2): the oldest, copy 1.
+  EXPECT_EQ(e.copies[0].generation, 7u);
+  EXPECT_EQ(e.copies[1].generation, 5u);
+  EXPECT_EQ(e.copies[2].generation, 6u);
+  EXPECT_EQ(e.next_copy(), 1u);
+  EXPECT_EQ(e.copies_by_generation(), (std::vector<uint32_t>{0, 2, 1}));
+  // A copy marked unwritten (fsck --repair) is written before any older
+  // generation is overwritten.
+  e.copies[2].generation = 0;
+  EXPECT_EQ(e.next_copy(), 2u);
+  EXPECT_EQ(e.copies_by_generation(), (std::vector<uint32_t>{0, 1}));
+  // With one copy, in place.
+  SliceEntry one;
+  one.copies.resize(1);
+  EXPECT_EQ(apply_sync(one), 0u);
+  EXPECT_EQ(apply_sync(one), 0u);
+}
+
+TEST(Generations, TwoCopiesBehaveAsAB) {
+  // The rule before generations: committed() ? 1 - current : current.
+  for (uint64_t g0 : {0u, 1u, 2u, 3u})
+    for (uint64_t g1 : {0u, 1u, 2u, 3u})
+      for (uint32_t cur : {0u, 1u}) {
+        SliceEntry e;
+        e.copies.resize(2);
+        e.copies[0].generation = g0;
+        e.copies[1].generation = g1;
+        e.current_copy = cur;
+        EXPECT_EQ(e.next_copy(), e.committed() ? 1 - cur : cur)
+            << g0 << " " << g1 << " " << cur;
+      }
+}
+
+// A table whose one slice has `copies` copies, every one written.
+SliceTable many_copies(const Superblock& sb, uint32_t copies) {
+  SliceTable t;
+  t.generation = 3;
+  t.next_slice_id = 2;
+  SliceEntry e;
+  e.id = 1;
+  e.name = "history";
+  e.length_bytes = (2 << 20) + 5;  // 3 chunks
+  e.copies.resize(copies);
+  for (uint32_t c = 0; c < copies; ++c) {
+    MirrorCopy& m = e.copies[c];
+    m.extents = {{sb.data_start_sector + c * 4104u, 4104}};
+    m.generation = c + 1;
+    m.sync_time_ns = 1000 + c;
+    m.crc32c = 0x1000 + c;
+    m.path = MirrorPath::kBounce;
+    m.chunk_crc32c = {c, c + 1, c + 2};
+  }
+  e.current_copy = copies - 1;
+  t.slices.push_back(e);
+  return t;
+}
+
+TEST(Generations, SixteenCopiesRoundTrip) {
+  Superblock sb = sample_superblock();
+  sb.mirror_copies = 16;
+  sb.incompat_features = kIncompatSliceIds | kIncompatGenerations;
+  auto decoded_sb = decode_superblock(encode_superblock(sb));
+  ASSERT_TRUE(decoded_sb.ok()) << decoded_sb.error().what();
+  EXPECT_EQ(*decoded_sb, sb);
+  const SliceTable t = many_copies(sb, 16);
+  auto bytes = encode_slot(sb, t);
+  ASSERT_TRUE(bytes.ok()) << bytes.error().what();
+  auto back = decode_slot(sb, *bytes);
+  ASSERT_TRUE(back.ok()) << back.error().what();
+  EXPECT_EQ(back->slices, t.slices);
+  EXPECT_EQ(back->slices[0].copies.size(), 16u);
+  EXPECT_EQ(back->slices[0].next_copy(), 0u);  // generation 1, the oldest
+}
+
+TEST(Generations, SeventeenCopiesAreDamagedMetadata) {
+  Superblock sb = sample_superblock();
+  sb.mirror_copies = 17;
+  auto r = decode_superblock(encode_superblock(sb));
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().code, EUCLEAN);
+  EXPECT_NE(r.error().message.find("mirror_copies is 17"), std::string::npos)
+      << r.error().message;
+  sb.mirror_copies = 0;
+  EXPECT_EQ(decode_superblock(encode_superblock(sb)).error().code, EUCLEAN);
+
+  sb = sample_superblock();
+  auto bytes = encode_slot(sb, many_copies(sb, 17));
+  ASSERT_TRUE(bytes.ok()) << bytes.error().what();
+  auto t = decode_slot(sb, *bytes);
+  ASSERT_FALSE(t.ok());
+  EXPECT_EQ(t.error().code, EUCLEAN);
+  EXPECT_NE(t.error().message.find("17 copies"), std::string::npos)
+      << t.error().message;
+}
+
+TEST(Generations, KnownFeatureBits) {
+  EXPECT_EQ(kIncompatGenerations, uint64_t{1} << 2);
+  EXPECT_NE(kKnownIncompat & kIncompatGenerations, 0u);
+  EXPECT_NE(kKnownIncompat & kIncompatSliceIds, 0u);
 }
 
 }  // namespace

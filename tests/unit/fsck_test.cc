@@ -28,6 +28,7 @@ class FsckTest : public ::testing::Test {
   TempFile file{64 << 20};
   std::unique_ptr<FileRegion> region = *FileRegion::create_memfd("t", kRegion);
   FaultyDevice faults;
+  uint32_t copies_ = 2;  // mirror copies per slice; a fixture may change it
 
   void SetUp() override {
     auto dev = *BlockDevice::open(file.path(), {});
@@ -39,11 +40,12 @@ class FsckTest : public ::testing::Test {
                   {"c", 8 << 20, 1 << 20},
                   {"d", 10 << 20, 2 << 20}};
     req.meta_slot_bytes = 1 << 20;
+    req.mirror_copies = copies_;
     auto plan = *Volume::plan_format(dev, req);
     auto v = *Volume::write_format(std::move(dev), plan.first, plan.second);
     auto eng = *MirrorEngine::create(v, *region, {});
-    // Two generations of every slice: both copies written.
-    for (uint64_t seed : {1, 2}) {
+    // As many generations of every slice as copies: every copy written.
+    for (uint64_t seed = 1; seed <= copies_; ++seed) {
       fill_random(region->base(), kRegion, seed);
       for (const char* n : {"a", "b", "c", "d"}) ASSERT_TRUE(eng->sync(testing::slice_id(eng->table(), n)).ok());
     }
@@ -177,6 +179,97 @@ TEST_F(FsckTest, NoIntactCopyIsLeftAndBothAreReported) {
   }
   EXPECT_EQ(table().generation, t0.generation) << "nothing repaired: no commit";
   EXPECT_EQ(table().slices, t0.slices);
+}
+
+// Issue 13 item 3: fsck with three copies (generations 3, 2, 1 in copies
+// 2, 1, 0 of every slice) verifies every written copy and repairs N-wise.
+class FsckThreeCopies : public FsckTest {
+ public:
+  FsckThreeCopies() { copies_ = 3; }
+};
+
+TEST_F(FsckThreeCopies, RepairMakesTheNewestIntactCopyCurrent) {
+  const SliceTable t0 = table();
+  for (const SliceEntry &e : t0.slices) {
+    ASSERT_EQ(e.copies.size(), 3u);
+    ASSERT_EQ(e.current_copy, 2u);
+    ASSERT_EQ(e.next_copy(), 0u);  // generation 1, the oldest
+  }
+  const SliceEntry &a = t0.slices[0], &b = t0.slices[1], &c = t0.slices[2];
+  uint8_t junk = 0x5a;
+  // a: the current copy (generation 3) fails its CRC, generation 2 is
+  // unreadable: generation 1 is the newest intact one.
+  write_file(file.path(), device_byte(a.copies[2], 777), &junk, 1);
+  faults.add_unreadable(device_byte(a.copies[1], 2 << 20), 512);
+  // b: generation 2 fails its CRC; it is not the copy the next sync
+  // writes, so no interrupted sync explains it: an error.
+  write_file(file.path(), device_byte(b.copies[1], 5), &junk, 1);
+  // c: generation 1, the copy the next sync writes, fails its CRC: what an
+  // interrupted sync leaves, information only.
+  write_file(file.path(), device_byte(c.copies[0], 5), &junk, 1);
+  // d: the current copy fails its CRC and so does generation 1, the copy
+  // an interrupted sync writes. The repair makes generation 2 current and
+  // marks both unwritten: the next sync writes the former current copy
+  // first, so generation 1's copy would no longer be explained.
+  const SliceEntry &d = t0.slices[3];
+  write_file(file.path(), device_byte(d.copies[2], 99), &junk, 1);
+  write_file(file.path(), device_byte(d.copies[0], 99), &junk, 1);
+
+  FsckReport r = fsck(false);
+  EXPECT_EQ(r.exit_code(), 4);
+  ASSERT_NE(damage_of(r, "a", 2), nullptr);
+  EXPECT_NE(damage_of(r, "a", 2)->message.find(
+                "older copy (generation 1) is intact: restore falls back"),
+            std::string::npos)
+      << damage_of(r, "a", 2)->message;
+  ASSERT_NE(damage_of(r, "a", 1), nullptr);
+  EXPECT_EQ(damage_of(r, "a", 1)->damage->code, EIO);
+  ASSERT_NE(damage_of(r, "b", 1), nullptr);
+  EXPECT_EQ(damage_of(r, "b", 1)->severity, FsckFinding::kError);
+  ASSERT_NE(damage_of(r, "c", 0), nullptr);
+  EXPECT_EQ(damage_of(r, "c", 0)->severity, FsckFinding::kInfo);
+  ASSERT_NE(damage_of(r, "d", 0), nullptr);
+  EXPECT_EQ(damage_of(r, "d", 0)->severity, FsckFinding::kInfo);
+  EXPECT_EQ(table().slices, t0.slices);
+
+  r = fsck(true);
+  EXPECT_EQ(r.exit_code(), 1);
+  const SliceTable t1 = table();
+  EXPECT_EQ(t1.generation, t0.generation + 1) << "one commit";
+  const SliceEntry &a1 = t1.slices[0];
+  EXPECT_EQ(a1.current_copy, 0u);
+  EXPECT_EQ(a1.copies[0], a.copies[0]);
+  EXPECT_EQ(a1.copies[1].generation, 0u);
+  EXPECT_EQ(a1.copies[2].generation, 0u);
+  EXPECT_EQ(a1.copies[2].extents, a.copies[2].extents);
+  EXPECT_EQ(a1.next_copy(), 1u) << "unwritten copies first, lowest index";
+  const SliceEntry &b1 = t1.slices[1];
+  EXPECT_EQ(b1.current_copy, 2u);
+  EXPECT_EQ(b1.copies[1].generation, 0u);
+  EXPECT_EQ(b1.copies[0], b.copies[0]);
+  EXPECT_EQ(t1.slices[2], c) << "the interrupted-sync copy is left alone";
+  const SliceEntry &d1 = t1.slices[3];
+  EXPECT_EQ(d1.current_copy, 1u);
+  EXPECT_EQ(d1.copies[1], d.copies[1]);
+  EXPECT_EQ(d1.copies[0].generation, 0u);
+  EXPECT_EQ(d1.copies[2].generation, 0u);
+  ASSERT_NE(damage_of(r, "d", 0), nullptr);
+  EXPECT_TRUE(damage_of(r, "d", 0)->repaired);
+
+  // Clean now but for c's information; the next syncs refill a's copies.
+  r = fsck(false);
+  EXPECT_EQ(r.exit_code(), 0);
+  {
+    Volume v = *Volume::load(*BlockDevice::open(file.path(), {}));
+    auto eng = *MirrorEngine::create(v, *region, {});
+    faults.clear_unreadable();
+    const uint64_t id = testing::slice_id(eng->table(), "a");
+    ASSERT_TRUE(eng->sync(id).ok());
+    EXPECT_EQ(eng->table().slices[0].current_copy, 1u);
+    EXPECT_EQ(eng->table().slices[0].copies[1].generation, 2u);
+    ASSERT_TRUE(eng->sync(id).ok());
+    EXPECT_EQ(eng->table().slices[0].current_copy, 2u);
+  }
 }
 
 }  // namespace

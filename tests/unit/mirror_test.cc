@@ -906,9 +906,9 @@ TEST_F(MirrorTest, RenameKeepsTheSliceIdAndRemovedIdsAreNeverReused) {
   EXPECT_EQ(v2.table().next_slice_id, next + 1);
   EXPECT_EQ(v2.table().find_name("b")->id, next);
   EXPECT_EQ(v2.table().find_name("renamed")->id, a);
-  // A new volume is formatted with the slice_ids feature and slot version 2.
+  // A new volume is formatted with the slice_ids feature and slot version 3.
   EXPECT_TRUE(v2.superblock().incompat_features & kIncompatSliceIds);
-  EXPECT_EQ(v2.table().slot_version, kSlotVersionIds);
+  EXPECT_EQ(v2.table().slot_version, kSlotVersionCurrent);
   EXPECT_FALSE(v2.needs_upgrade());
 }
 
@@ -1030,6 +1030,185 @@ TEST_F(MirrorTest, SliceFsSyncAllDirtyReturnsTheFailedSlices) {
   v.device().set_observer(nullptr);
   EXPECT_EQ(on_disk(reload(), "a"), window(slices[0]));
   EXPECT_EQ(on_disk(reload(), "b"), window(slices[1]));
+}
+
+// Issue 13 item 3: with --copies 3 a slice keeps its last three
+// generations; each restores exactly, chosen by generation; a fourth sync
+// overwrites only the oldest.
+TEST_F(MirrorTest, ThreeCopiesKeepThreeGenerationsEachRestorable) {
+  Volume v = format(3);
+  EXPECT_NE(v.superblock().incompat_features & kIncompatGenerations, 0u);
+  // Copy-major allocation: every slice's copy k before any slice's copy k+1.
+  {
+    const SliceTable& t = v.table();
+    uint64_t last = 0;
+    for (uint32_t c = 0; c < 3; ++c)
+      for (const SliceEntry& e : t.slices) {
+        ASSERT_EQ(e.copies.size(), 3u);
+        EXPECT_GT(e.copies[c].extents.front().start_sector, last);
+        last = e.copies[c].extents.front().start_sector;
+      }
+  }
+  auto eng = *MirrorEngine::create(v, *region, {});
+  const uint64_t id = testing::slice_id(eng->table(), "a");
+  std::vector<std::vector<uint8_t>> gens(1);  // gens[g]: data of generation g
+  for (uint64_t g = 1; g <= 3; ++g) {
+    randomize(100 + g);
+    gens.push_back(window(slices[0]));
+    auto r = eng->sync(id);
+    ASSERT_TRUE(r.ok()) << r.error().what();
+    EXPECT_EQ(r->generation, g);
+    EXPECT_EQ(eng->table().slices[0].current_copy, g - 1);
+  }
+  Volume v2 = reload();
+  auto fresh = *FileRegion::create_memfd("fresh", kRegion);
+  auto eng2 = *MirrorEngine::create(v2, *fresh, {});
+  for (uint64_t g : {2u, 1u, 3u}) {
+    SCOPED_TRACE(g);
+    std::memset(fresh->base(), 0, kRegion);
+    auto r = eng2->restore(id, {}, nullptr, g);
+    ASSERT_TRUE(r.ok()) << r.error().what();
+    EXPECT_EQ(r->generation, g);
+    EXPECT_FALSE(r->fell_back);
+    EXPECT_EQ(std::memcmp(fresh->base(), gens[g].data(), gens[g].size()), 0);
+  }
+  // The default restores the newest.
+  auto newest = eng2->restore(id);
+  ASSERT_TRUE(newest.ok());
+  EXPECT_EQ(newest->generation, 3u);
+  EXPECT_EQ(std::memcmp(fresh->base(), gens[3].data(), gens[3].size()), 0);
+
+  // A fourth sync overwrites generation 1's copy (copy 0) and no other.
+  const SliceEntry before = eng->table().slices[0];
+  randomize(104);
+  gens.push_back(window(slices[0]));
+  ASSERT_TRUE(eng->sync(id).ok());
+  const SliceEntry after = eng->table().slices[0];
+  EXPECT_EQ(after.current_copy, 0u);
+  EXPECT_EQ(after.copies[0].generation, 4u);
+  EXPECT_EQ(after.copies[1], before.copies[1]);
+  EXPECT_EQ(after.copies[2], before.copies[2]);
+  Volume v3 = reload();
+  auto eng3 = *MirrorEngine::create(v3, *fresh, {});
+  std::memset(fresh->base(), 0x11, kRegion);
+  auto gone = eng3->restore(id, {}, nullptr, 1);
+  ASSERT_FALSE(gone.ok());
+  EXPECT_EQ(gone.error().code, ENOENT);
+  EXPECT_NE(gone.error().message.find("slice 'a' has no generation 1"),
+            std::string::npos)
+      << gone.error().message;
+  EXPECT_NE(gone.error().message.find("4 (current), 3, 2"), std::string::npos)
+      << gone.error().message;
+  for (uint64_t i = 0; i < kRegion; i += 4093)
+    ASSERT_EQ(fresh->base()[i], std::byte{0x11});
+  for (uint64_t g : {2u, 3u, 4u}) {
+    auto r = eng3->restore(id, {}, nullptr, g);
+    ASSERT_TRUE(r.ok()) << r.error().what();
+    EXPECT_EQ(std::memcmp(fresh->base(), gens[g].data(), gens[g].size()), 0);
+  }
+}
+
+// Restore's fallback goes down the generations: with the newest (a CRC
+// mismatch) and the second newest (an unreadable sector) damaged, the
+// third restores, and the report says which generation it used.
+TEST_F(MirrorTest, FallbackWalksDownThreeGenerations) {
+  for (RestoreVerify mode : {RestoreVerify::kPrepass, RestoreVerify::kInline}) {
+    SCOPED_TRACE(mode == RestoreVerify::kInline ? "inline" : "prepass");
+    Volume v = format(3);
+    auto eng = *MirrorEngine::create(v, *region, {});
+    const uint64_t id = testing::slice_id(eng->table(), "a");
+    std::vector<uint8_t> gen1;
+    for (uint64_t g = 1; g <= 3; ++g) {
+      randomize(200 + g);
+      if (g == 1) gen1 = window(slices[0]);
+      ASSERT_TRUE(eng->sync(id).ok());
+    }
+    const SliceEntry a = eng->table().slices[0];
+    ASSERT_EQ(a.copies[2].generation, 3u);
+    ASSERT_EQ(a.current_copy, 2u);
+    uint8_t junk = 0x5a;
+    write_file(file.path(), device_byte(a.copies[2], (1 << 20) + 9), &junk, 1);
+    FaultyDevice faults;
+    faults.add_unreadable(device_byte(a.copies[1], 3 << 20), 512);
+    Volume v2 = reload();
+    v2.device().set_observer(&faults);
+    auto fresh = *FileRegion::create_memfd("fresh", kRegion);
+    MirrorOptions mo;
+    mo.restore_verify = mode;
+    auto eng2 = *MirrorEngine::create(v2, *fresh, mo);
+    auto r = eng2->restore(id);
+    ASSERT_TRUE(r.ok()) << r.error().what();
+    EXPECT_TRUE(r->fell_back);
+    EXPECT_EQ(r->generation, 1u);
+    ASSERT_EQ(r->damage.size(), 2u);
+    EXPECT_EQ(r->damage[0].generation, 3u);
+    EXPECT_EQ(r->damage[0].code, EUCLEAN);
+    EXPECT_EQ(r->damage[1].generation, 2u);
+    EXPECT_EQ(r->damage[1].code, EIO);
+    EXPECT_TRUE(r->damage[1].unreadable);
+    EXPECT_NE(r->note.find("restored generation 1 (copy 0)"), std::string::npos)
+        << r->note;
+    EXPECT_EQ(std::memcmp(fresh->base(), gen1.data(), gen1.size()), 0);
+    ASSERT_FALSE(r->written.empty());
+    EXPECT_EQ(r->written.back().generation, 1u);
+
+    // A chosen generation that is damaged fails, naming the slice, the
+    // generation and the history, and writes no memory, even inline.
+    std::memset(fresh->base(), 0x11, kRegion);
+    RestoreReport failed;
+    auto chosen = eng2->restore(id, {}, &failed, 3);
+    ASSERT_FALSE(chosen.ok());
+    EXPECT_EQ(chosen.error().code, EUCLEAN);
+    const std::string& m = chosen.error().message;
+    EXPECT_NE(m.find("restore of slice 'a' generation 3 failed"),
+              std::string::npos)
+        << m;
+    EXPECT_NE(m.find("3 (current), 2, 1"), std::string::npos) << m;
+    EXPECT_NE(m.find("device memory was left untouched"), std::string::npos)
+        << m;
+    EXPECT_TRUE(failed.written.empty());
+    for (uint64_t i = 0; i < kRegion; i += 4093)
+      ASSERT_EQ(fresh->base()[i], std::byte{0x11});
+    // The intact one restores when chosen.
+    auto one = eng2->restore(id, {}, nullptr, 1);
+    ASSERT_TRUE(one.ok()) << one.error().what();
+    EXPECT_EQ(std::memcmp(fresh->base(), gen1.data(), gen1.size()), 0);
+  }
+}
+
+TEST_F(MirrorTest, FormatChecksCopiesAndSizesTheFullTable) {
+  auto dev = *BlockDevice::open(file.path(), {});
+  FormatRequest req;
+  req.memory_spec = "memfd=t,size=16M";
+  req.region_bytes = kRegion;
+  req.slices = slices;
+  req.meta_slot_bytes = 1 << 20;
+  for (uint32_t bad : {0u, 17u}) {
+    req.mirror_copies = bad;
+    auto p = Volume::plan_format(dev, req);
+    ASSERT_FALSE(p.ok());
+    EXPECT_EQ(p.error().code, EINVAL);
+    EXPECT_NE(p.error().message.find("--copies"), std::string::npos);
+  }
+  req.mirror_copies = 2;
+  auto ab = Volume::plan_format(dev, req);
+  ASSERT_TRUE(ab.ok());
+  EXPECT_EQ(ab->first.incompat_features & kIncompatGenerations, 0u);
+  // Slots of 16 KiB hold the unwritten table of 16 one-chunk slices with
+  // 16 copies, not the table once every copy carries its chunk CRC: the
+  // plan is refused up front (E2BIG) instead of a sync failing later.
+  req.slices.clear();
+  for (int i = 0; i < 16; ++i)
+    req.slices.push_back(
+        {"s" + std::to_string(i), static_cast<uint64_t>(i) * 4096, 4096});
+  req.mirror_copies = 16;
+  req.meta_slot_bytes = 16 << 10;
+  auto full = Volume::plan_format(dev, req);
+  ASSERT_FALSE(full.ok());
+  EXPECT_EQ(full.error().code, E2BIG) << full.error().what();
+  EXPECT_NE(full.error().message.find("every mirror copy written"),
+            std::string::npos)
+      << full.error().message;
 }
 
 }  // namespace

@@ -290,6 +290,7 @@ const std::map<std::string, std::string>& examples() {
       {"write_behind", "write_behind=off"},
       {"interval", "interval=30s"},
       {"host_only_writes", "host_only_writes"},
+      {"accept_memory", "accept_memory"},
       {"restore", "restore=on_mount"},
       {"restore_verify", "restore_verify=inline"},
       {"ro", "ro"},

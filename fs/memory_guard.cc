@@ -1,0 +1,146 @@
+#include "fs/memory_guard.h"
+
+#include <sys/random.h>
+
+#include <algorithm>
+#include <array>
+
+#include "io/log.h"
+
+namespace pcimirror {
+
+const char* to_string(MemoryState s) {
+  switch (s) {
+    case MemoryState::kOk:
+      return "ok";
+    case MemoryState::kDeviceLost:
+      return "device-lost";
+    case MemoryState::kMemoryReset:
+      return "memory-reset";
+  }
+  return "unknown";
+}
+
+Result<CanaryRecord> fresh_canary(uint64_t offset_bytes) {
+  CanaryRecord c;
+  c.offset_bytes = offset_bytes;
+  if (getrandom(c.nonce.data(), c.nonce.size(), 0) !=
+      static_cast<ssize_t>(c.nonce.size()))
+    return errno_error("getrandom failed while choosing a canary nonce");
+  return c;
+}
+
+MemoryGuard::MemoryGuard(const Superblock& sb, Region& region)
+    : sb_(sb), region_(region) {}
+
+bool MemoryGuard::canary_matches(const CanaryRecord& c) const {
+  if (!region_.contains(c.offset_bytes, kCanaryBytes)) return false;
+  std::array<uint8_t, kCanaryBytes> now{};
+  region_.copy_from(c.offset_bytes, now.data(), now.size());
+  return now == encode_canary(sb_, c);
+}
+
+Status MemoryGuard::write_canary(const CanaryRecord& c) {
+  if (!region_.contains(c.offset_bytes, kCanaryBytes))
+    return make_error(EINVAL, "the canary at byte " +
+                                  std::to_string(c.offset_bytes) +
+                                  " lies outside " + region_.name());
+  const auto bytes = encode_canary(sb_, c);
+  region_.copy_to(c.offset_bytes, bytes.data(), bytes.size());
+  if (!canary_matches(c))
+    return make_error(EIO, "the canary written at byte " +
+                               std::to_string(c.offset_bytes) + " of " +
+                               region_.name() +
+                               " does not read back: the device dropped the "
+                               "write; check that the board is healthy");
+  return {};
+}
+
+Status MemoryGuard::transition(MemoryState to, const std::string& msg) {
+  const MemoryState from = state_.load(std::memory_order_relaxed);
+  if (from != to) {
+    if (to == MemoryState::kOk)
+      log_info("memory of " + region_.name() + ": " + to_string(from) +
+               " -> ok: " + msg);
+    else
+      log_error("memory of " + region_.name() + ": " + to_string(from) +
+                " -> " + to_string(to) + ": " + msg);
+  }
+  message_ = to == MemoryState::kOk ? std::string() : msg;
+  state_.store(to, std::memory_order_release);
+  if (to == MemoryState::kOk) return {};
+  return make_error(EIO, msg);
+}
+
+Status MemoryGuard::check_device(const std::string& what) {
+  MutexLock lock(mu_);
+  Status d = region_.check_device();
+  if (!d.ok())
+    return transition(MemoryState::kDeviceLost,
+                      d.error().message + " (" + what +
+                          "); nothing was committed and the mirrors on the "
+                          "device are kept. pcimirror tries again at the "
+                          "next sync; if the board was reset, restore "
+                          "(pcimirror restore) once it answers");
+  if (state_.load(std::memory_order_relaxed) == MemoryState::kDeviceLost)
+    return transition(MemoryState::kOk,
+                      "the device answers again (" + what + ")");
+  return {};
+}
+
+Status MemoryGuard::check(const CanaryRecord* canary, const std::string& what) {
+  PCIM_TRY(check_device(what));
+  MutexLock lock(mu_);
+  if (!canary) {
+    canary_state_ = "none";
+    return {};
+  }
+  const std::string at = "the canary at byte " +
+                         std::to_string(canary->offset_bytes) + " of " +
+                         region_.name();
+  const std::string remedy =
+      "; nothing was committed, and mirrors stay refused so that the "
+      "mirrors of the last good state are kept. Put them back with "
+      "'pcimirror restore DEVICE' (unmounted) or mount -o restore=on_mount; "
+      "or, if the memory as it is now is the truth, run 'pcimirror sync "
+      "MOUNTPOINT --accept-memory'";
+  if (state_.load(std::memory_order_relaxed) == MemoryState::kMemoryReset)
+    return make_error(EIO, message_ + " (still refused " + what + ")");
+  if (canary_matches(*canary)) {
+    canary_state_ = "ok";
+    return {};
+  }
+  // A device that stopped decoding between the two checks reads all ones:
+  // that is a lost device, not reset memory.
+  if (Status d = region_.check_device(); !d.ok())
+    return transition(MemoryState::kDeviceLost,
+                      d.error().message + " (" + what +
+                          "); nothing was committed and the mirrors on the "
+                          "device are kept");
+  canary_state_ = "mismatch";
+  return transition(MemoryState::kMemoryReset,
+                    "memory was reset or reloaded since pcimirror last knew "
+                    "it: " +
+                        at +
+                        " does not hold the nonce recorded in the metadata (a "
+                        "power cycle, a board reset or an FPGA reload) (" +
+                        what + ")" + remedy);
+}
+
+void MemoryGuard::reset_to_ok(const std::string& why) {
+  MutexLock lock(mu_);
+  canary_state_ = "ok";
+  (void)transition(MemoryState::kOk, why);
+}
+
+std::string MemoryGuard::message() const {
+  MutexLock lock(mu_);
+  return message_;
+}
+
+std::string MemoryGuard::canary_state() const {
+  MutexLock lock(mu_);
+  return canary_state_;
+}
+
+}  // namespace pcimirror
