@@ -248,7 +248,7 @@ Status PciBarRegion::check_device() const {
                                  std::strerror(err) +
                                  "); it was removed or lost its link");
   }
-  char buf[160];
+  char buf[256];  // the COMMAND message is 165 bytes with its 12-byte slot
   if (ids[0] == 0xffff && ids[1] == 0xffff) {
     return make_error(EIO, who +
                                " is gone: its vendor and device ID read "
