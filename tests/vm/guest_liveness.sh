@@ -6,7 +6,8 @@
 #  a. memory decoding disabled with setpci before a sync: nothing committed.
 #  b. memory decoding disabled during a sync: nothing committed.
 #  c. board reset (the host zeroes the ivshmem file): sync and the final
-#     mirror refused, restore brings back the last good mirror.
+#     mirror refused, restore brings back the last good mirror; a second
+#     reset accepted with sync --accept-memory.
 #  e. hot-unplug (the host's QEMU monitor runs device_del): sync refused,
 #     the daemon survives.
 # "VMTEST host: ACTION" asks the host to act; the guest then polls for the
@@ -254,6 +255,25 @@ G=$(gen /mnt)
   [ "$(gen /mnt)" -gt "$G" ] || fail "c: no commit after restore"
   G=$(gen /mnt)
   step "c: PASS"
+
+  step "c: another reset, declared the truth with sync --accept-memory"
+  echo "VMTEST host: zero-ivshmem"
+  for i in $(seq 300); do
+    bar_tool $BAR check 0 >/dev/null && break
+    sleep 0.1
+  done
+  bar_tool $BAR check 0 || fail "c: the host did not zero the ivshmem file again"
+  out=$($P sync /mnt 2>&1)
+  rc=$?
+  expect_refused c2
+  [ "$(top /mnt memory_state)" = memory-reset ] || fail "c2: memory_state is '$(top /mnt memory_state)', not memory-reset"
+  $P sync /mnt --accept-memory || fail "c2: sync --accept-memory"
+  [ "$(gen /mnt)" -gt "$G" ] || fail "c2: sync --accept-memory did not commit"
+  [ "$(top /mnt memory_state)" = ok ] || fail "c2: memory_state is '$(top /mnt memory_state)' after --accept-memory"
+  dd if=/tmp/small.bin of=/mnt/small bs=1M 2>/dev/null
+  $P sync /mnt || fail "c2: sync after --accept-memory"
+  G=$(gen /mnt)
+  step "c2: PASS"
 }
 
 # ------------------------------------------------------- e. hot-unplug
