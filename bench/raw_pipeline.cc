@@ -3,9 +3,11 @@
 // registered, pre-faulted buffers (default 16 x 1 MiB at queue depth 16),
 // with no FUSE, no metadata and no checksums.
 // Usage: raw_pipeline DEVICE write|read BYTES [BUFFERS] [BUFFER_BYTES] [QD]
-//        [flush|noflush] [OFFSET]
+//        [flush|noflush|copy] [OFFSET]
 // With "flush", a write ends with fdatasync (a durable write, as a mirror
-// must be). OFFSET (bytes, default 0) is where on DEVICE the transfer starts,
+// must be). With "copy", a read copies each buffer into BYTES of memory that
+// is allocated and touched before the clock starts (what a restore into an
+// already allocated region must do at least). OFFSET (bytes, default 0) is where on DEVICE the transfer starts,
 // so that bench/run can pair it with pcimirror on a mounted volume's free
 // space. Prints "<MB/s>".
 #include <fcntl.h>
@@ -34,6 +36,7 @@ int main(int argc, char** argv) {
   const size_t bsz = argc > 5 ? std::strtoull(argv[5], nullptr, 0) : (1 << 20);
   const unsigned qd = argc > 6 ? std::atoi(argv[6]) : 16;
   const bool flush = argc > 7 && std::strcmp(argv[7], "flush") == 0;
+  const bool copy = !write && argc > 7 && std::strcmp(argv[7], "copy") == 0;
   const uint64_t offset = argc > 8 ? std::strtoull(argv[8], nullptr, 0) : 0;
   int fd = ::open(argv[1], (write ? O_WRONLY : O_RDONLY) | O_DIRECT);
   if (fd < 0) return std::perror(argv[1]), 1;
@@ -41,6 +44,15 @@ int main(int argc, char** argv) {
                      MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
   if (mem == MAP_FAILED) return std::perror("mmap"), 1;
   std::memset(mem, 0x5a, nbuf * bsz);
+  char* dst = nullptr;  // the restore target, prefaulted
+  if (copy) {
+    void* d = ::mmap(nullptr, total, PROT_READ | PROT_WRITE,
+                     MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
+    if (d == MAP_FAILED) return std::perror("mmap"), 1;
+    dst = static_cast<char*>(d);
+    std::memset(dst, 0x33, total);
+  }
+  std::vector<uint64_t> at(nbuf);  // device offset each buffer was read from
   io_uring ring;
   if (io_uring_queue_init(qd, &ring, 0) < 0) return std::fprintf(stderr, "io_uring\n"), 1;
   std::vector<iovec> iov(nbuf);
@@ -65,6 +77,7 @@ int main(int argc, char** argv) {
         io_uring_prep_read_fixed(sqe, fd, iov[b].iov_base, len, offset + next,
                                  b);
       io_uring_sqe_set_data64(sqe, b);
+      at[b] = next;
       next += len;
       ++inflight;
     }
@@ -74,7 +87,9 @@ int main(int argc, char** argv) {
     io_uring_for_each_cqe(&ring, head, cqe) {
       if (cqe->res <= 0) return std::fprintf(stderr, "I/O error %d\n", cqe->res), 1;
       done += static_cast<uint64_t>(cqe->res);
-      free_bufs.push_back(static_cast<unsigned>(io_uring_cqe_get_data64(cqe)));
+      const unsigned b = static_cast<unsigned>(io_uring_cqe_get_data64(cqe));
+      if (dst) std::memcpy(dst + at[b], iov[b].iov_base, static_cast<size_t>(cqe->res));
+      free_bufs.push_back(b);
       --inflight;
       ++seen;
     }

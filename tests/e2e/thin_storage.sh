@@ -73,6 +73,11 @@ grep -q "$DEV" <<<"$out" || die "sync's message does not name $DEV: $out"
 if out=$("$PCIMIRROR" sync "$MNT" 2>&1); then die "group sync on a full device succeeded"; fi
 grep -q "No space left on device" <<<"$out" || die "group sync did not report ENOSPC: $out"
 [[ $(meta_gen) == "$gen0" ]] || die "metadata generation changed by the group sync"
+# status shows the failure (issue 13, item 4), in JSON and as text.
+err=$("$PCIMIRROR" status "$MNT" --json | jq -r .last_sync_error)
+grep -q "No space left on device" <<<"$err" || die "status --json last_sync_error: '$err'"
+"$PCIMIRROR" status "$MNT" | grep -q "^last error  .*No space left on device" ||
+  die "status does not show the last error: $("$PCIMIRROR" status "$MNT")"
 
 log "the daemon keeps serving"
 cmp "$WORK/new.bin" "$MNT/a" || die "read through the mount differs"
@@ -106,6 +111,10 @@ mount -o remount,size=128M "$TMPFS"
 "$PCIMIRROR" mount "$DEV" "$MNT" -o mirror_on_close=off
 "$PCIMIRROR" sync "$MNT" a >/dev/null || die "sync after freeing space failed"
 [[ $(gen_of a) == 2 ]] || die "sync after freeing space not committed"
+[[ -z $("$PCIMIRROR" status "$MNT" --json | jq -r .last_sync_error) ]] || die "last_sync_error after a good sync"
+# No earlier generation was lost: both are listed and the first restores.
+[[ $("$PCIMIRROR" log "$MNT" a --json | jq -c '[.slices[0].generations[].generation]') == "[2,1]" ]] ||
+  die "log after the failures: $("$PCIMIRROR" log "$MNT" a --json)"
 dd if="$WORK/b.bin" of="$MNT/b" bs=1M conv=notrunc status=none
 "$PCIMIRROR" umount "$MNT" || die "umount failed after freeing space"
 wait_released "$DEV"
