@@ -32,8 +32,7 @@ int run(const std::string& target, const std::string& offset_text) {
       const int err = errno;
       return fail("canary on " + target + " (" + *device + ") failed (" +
                   std::strerror(err) +
-                  "): " + control_error_detail(target, err) +
-                  "; nothing was committed");
+                  "): " + control_error_uncommitted(target, err));
     }
     std::cout << done << " on " << target << "\n";
     return kOk;

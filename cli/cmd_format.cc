@@ -1,5 +1,6 @@
 // pcimirror format DEVICE --memory SPEC --slice NAME:OFFSET:LENGTH ...
 #include <CLI/CLI.hpp>
+#include <array>
 #include <iostream>
 
 #include "cli/commands.h"
@@ -163,12 +164,19 @@ int run(const FormatArgs& a) {
     if (!wiped.ok()) return fail(wiped.error());
     if (*wiped) std::cout << "wiped " << *wiped << " old signature(s) from " << a.device << "\n";
   }
-  // The canary goes into memory first: a format that then fails leaves 64
-  // bytes that pcimirror was given, and no volume that would not match it.
-  if (const auto& canary = plan->second.canary) {
+  // The canary goes into memory first, so that no volume exists whose
+  // canary memory does not hold; a format that then fails puts the 64
+  // bytes back as they were (a refused command changes nothing).
+  std::array<uint8_t, kCanaryBytes> saved{};
+  const auto& canary = plan->second.canary;
+  if (canary) {
     if (Status d = (*region)->check_device(); !d.ok()) return fail(d.error());
+    (*region)->copy_from(canary->offset_bytes, saved.data(), saved.size());
     MemoryGuard guard(plan->first, **region);
-    if (Status w = guard.write_canary(*canary); !w.ok()) return fail(w.error());
+    if (Status w = guard.write_canary(*canary); !w.ok()) {
+      (*region)->copy_to(canary->offset_bytes, saved.data(), saved.size());
+      return fail(w.error());
+    }
   }
   Progress bar("format", 1);
   auto vol = Volume::write_format(std::move(dev).value(), plan->first, plan->second,
@@ -177,7 +185,11 @@ int run(const FormatArgs& a) {
                                     bar.update(done);
                                   });
   bar.finish();
-  if (!vol.ok()) return fail(vol.error());
+  if (!vol.ok()) {
+    if (canary)
+      (*region)->copy_to(canary->offset_bytes, saved.data(), saved.size());
+    return fail(vol.error());
+  }
   std::cout << "formatted " << a.device << ": uuid "
             << vol->superblock().uuid_string() << ", "
             << vol->table().slices.size() << " slices\n";

@@ -19,9 +19,11 @@
 #include "cli/common.h"
 #include "cli/mount_options.h"
 #include "cli/settings.h"
+#include "fs/events.h"
 #include "fs/fuse_ops.h"
 #include "fs/slice_fs.h"
 #include "io/log.h"
+#include "io/units.h"
 
 namespace pcimirror::cli {
 namespace {
@@ -76,6 +78,19 @@ int serve(const std::string& device, const std::string& mountpoint,
   if (!region.ok()) return ch.error(region.error());
   auto engine = MirrorEngine::create(*vol, **region, mo.mirror);
   if (!engine.ok()) return ch.error(engine.error());
+  // State changes as events (fs/events.h): the memory guard's from here on.
+  EventLog events(vol->superblock().uuid_string(), device, mountpoint);
+  (*engine)->set_memory_observer(
+      [&events](MemoryState from, MemoryState to, const std::string& why) {
+        if (to == MemoryState::kDeviceLost)
+          events.emit(EventType::kDeviceLost, why);
+        else if (to == MemoryState::kMemoryReset)
+          events.emit(EventType::kMemoryReset, why);
+        else if (from == MemoryState::kDeviceLost)
+          events.emit(EventType::kDeviceBack, why);
+        else
+          events.emit(EventType::kMemoryAccepted, why);
+      });
   if (mo.restore == RestorePolicy::kOnMount) {
     for (const SliceEntry& e : vol->table().slices) {
       auto r = (*engine)->restore(e.id);
@@ -110,6 +125,7 @@ int serve(const std::string& device, const std::string& mountpoint,
   fo.interval_ms = mo.interval_ms;
   fo.host_only_writes = mo.host_only_writes;
   fo.write_behind = mo.write_behind;
+  fo.events = &events;
   SliceFs fs(**engine, fo);
   // The memory guard at mount (docs/DESIGN.md, "Never mirror garbage"):
   // after restore=on_mount the memory holds the mirrors again, so a new
@@ -133,6 +149,40 @@ int serve(const std::string& device, const std::string& mountpoint,
   } else if (Status c = (*engine)->check_memory("at mount"); !c.ok()) {
     log_warning("serving " + device +
                 " with mirrors refused: " + c.error().what());
+  }
+  // The shutdown record (docs/FORMAT.md §4, as ndctl's shutdown_state): a
+  // writable mount commits the `mounted` mark; finding it set means the
+  // previous mount ended without a clean unmount, which is counted.
+  if (!fo.read_only) {
+    bool dirty = false;
+    uint64_t count = 0;
+    Status m = (*engine)->commit_edit([&](SliceTable& t) -> Status {
+      dirty = t.mounted;
+      if (dirty) {
+        ++t.dirty_shutdowns;
+        t.last_dirty_shutdown_ns = wall_clock_ns();
+      }
+      t.last_shutdown_dirty = dirty;
+      t.mounted = true;
+      count = t.dirty_shutdowns;
+      return {};
+    });
+    if (!m.ok())
+      return ch.error("recording the mount in the metadata of " + device +
+                      " failed: " + m.error().what() +
+                      "; nothing else was written");
+    if (dirty) {
+      const std::string why =
+          "last shutdown of " + device +
+          " was dirty: the previous mount ended without a clean unmount (a "
+          "crash, a kill or a power loss), so writes after each slice's last "
+          "mirror may be lost; " +
+          std::to_string(count) + " dirty shutdowns so far (pcimirror status " +
+          device + ")";
+      log_warning(why);
+      events.emit(EventType::kDirtyShutdown, why,
+                  {{"dirty_shutdowns", std::to_string(count)}});
+    }
   }
   FuseMountOptions fm;
   fm.mountpoint = mountpoint;
@@ -163,10 +213,29 @@ int serve(const std::string& device, const std::string& mountpoint,
   if (!s.ok() && !mounted) return ch.error(s.error());
   if (!s.ok()) {
     // A failed final mirror (it names the slices and the device) or a
-    // failed FUSE loop: the exit status says so, and so does the unit.
+    // failed FUSE loop: the exit status says so, and so does the unit. The
+    // `mounted` mark stays: the next mount reports a dirty shutdown.
     log_error(s.error().what());
     sd_notifyf(0, "STATUS=%s", s.error().what().c_str());
     return kFailure;
+  }
+  // A clean unmount: every slice mirrored after its last write.
+  if (!fo.read_only) {
+    if (!fs.all_clean()) {
+      log_warning("unmounted " + mountpoint +
+                  " with slices not mirrored "
+                  "since their last write (" +
+                  (*engine)->memory_message() +
+                  "); the next mount reports a dirty shutdown");
+    } else if (Status c = (*engine)->commit_edit([](SliceTable& t) -> Status {
+                 t.mounted = false;
+                 return {};
+               });
+               !c.ok()) {
+      log_error("recording the clean unmount of " + device + " failed: " +
+                c.error().what() + "; the next mount reports a dirty shutdown");
+      return kFailure;
+    }
   }
   log_info("unmounted " + mountpoint);
   return kOk;

@@ -41,8 +41,7 @@ int group_sync(const std::string& mountpoint, const std::string& device,
     return fail("group sync of " + std::to_string(names.size()) +
                 " slices on " + mountpoint + " (" + device + ") failed (" +
                 std::strerror(err) +
-                "): " + control_error_detail(mountpoint, err) +
-                "; nothing was committed");
+                "): " + control_error_uncommitted(mountpoint, err));
   }
   double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   for (const std::string& n : names) std::printf("synced %s\n", n.c_str());
@@ -67,8 +66,7 @@ int run(const std::string& mountpoint, std::vector<std::string> names,
       const int err = errno;
       return fail("accepting the memory of " + mountpoint + " (" + device +
                   ") failed (" + std::strerror(err) +
-                  "): " + control_error_detail(mountpoint, err) +
-                  "; nothing was committed");
+                  "): " + control_error_uncommitted(mountpoint, err));
     }
     std::printf("accepted the memory of %s as it is now (new canary nonce)\n",
                 mountpoint.c_str());
@@ -116,8 +114,7 @@ int run(const std::string& mountpoint, std::vector<std::string> names,
       // the daemon's message names the device and the cause.
       rc = fail("sync of slice '" + name + "' on " + mountpoint + " (" +
                 device + ") failed (" + std::strerror(fsync_errno) +
-                "): " + control_error_detail(mountpoint, fsync_errno) +
-                "; nothing was committed");
+                "): " + control_error_uncommitted(mountpoint, fsync_errno));
       continue;
     }
     double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();

@@ -100,6 +100,13 @@ std::string control_error_detail(const std::string& mountpoint, int err) {
   return "the daemon's log (journalctl -t pcimirror) names the cause";
 }
 
+std::string control_error_uncommitted(const std::string& mountpoint, int err) {
+  std::string d = control_error_detail(mountpoint, err);
+  if (d.find("nothing was committed") == std::string::npos)
+    d += "; nothing was committed";
+  return d;
+}
+
 Result<MemorySpec> effective_memory_spec(const Superblock& sb,
                                          const std::string& override_spec) {
   const std::string& text = override_spec.empty() ? sb.memory_spec : override_spec;

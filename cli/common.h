@@ -37,6 +37,9 @@ std::optional<std::string> mountpoint_of_device(const std::string& device);
 /// on `mountpoint` failed with `err`: the daemon's message from the root's
 /// user.pcimirror.last_error, or a remedy for permission errors.
 std::string control_error_detail(const std::string& mountpoint, int err);
+/// control_error_detail() ending with "; nothing was committed", said once
+/// (the daemon's message may say it already).
+std::string control_error_uncommitted(const std::string& mountpoint, int err);
 
 /// The memory spec to use: `override_spec` when non-empty, else the one
 /// recorded in the superblock.

@@ -352,12 +352,15 @@ Result<std::vector<uint8_t>> encode_slot(const Superblock& sb,
   w.u64(table.next_slice_id);
   w.u64(table.canary ? table.canary->offset_bytes : 0);
   w.u32(table.canary ? kCanaryBytes : 0);
-  w.u32(0);
+  w.u32((table.mounted ? kTableFlagMounted : 0u) |
+        (table.last_shutdown_dirty ? kTableFlagLastShutdownDirty : 0u));
   if (table.canary)
     w.bytes(table.canary->nonce.data(), table.canary->nonce.size());
   else
     w.zeros(16);
-  w.zeros(kTableHeaderBytes - 40);
+  w.u64(table.dirty_shutdowns);
+  w.i64(table.last_dirty_shutdown_ns);
+  w.zeros(kTableHeaderBytes - 56);
   for (const SliceEntry& e : table.slices) {
     size_t start = w.size();
     w.u32(0);  // entry_bytes, filled below
@@ -462,13 +465,17 @@ Result<SliceTable> decode_slot(const Superblock& sb,
     t.next_slice_id = r.u64();
     const uint64_t canary_offset = r.u64();
     const uint32_t canary_bytes = r.u32();
-    const uint32_t reserved = r.u32();
+    const uint32_t flags = r.u32();
     auto nonce = r.bytes(16);
+    t.dirty_shutdowns = r.u64();
+    t.last_dirty_shutdown_ns = r.i64();
     bool zero = true;
-    for (uint8_t b : r.bytes(kTableHeaderBytes - 40)) zero = zero && b == 0;
+    for (uint8_t b : r.bytes(kTableHeaderBytes - 56)) zero = zero && b == 0;
     if (!r.ok()) return corrupt("metadata slot table header is truncated");
-    if (reserved != 0 || !zero)
+    if ((flags & ~(kTableFlagMounted | kTableFlagLastShutdownDirty)) || !zero)
       return corrupt("metadata slot table header has reserved bytes set");
+    t.mounted = flags & kTableFlagMounted;
+    t.last_shutdown_dirty = flags & kTableFlagLastShutdownDirty;
     if (canary_bytes == kCanaryBytes) {
       CanaryRecord c;
       c.offset_bytes = canary_offset;

@@ -29,6 +29,9 @@ constexpr uint32_t kSlotHeaderBytes = 64;         // §4
 constexpr uint32_t kTableHeaderBytesV2 = 16;      // §4, slot version 2
 constexpr uint32_t kTableHeaderBytes = 64;        // §4, slot version 3
 constexpr uint32_t kCanaryBytes = 64;             // §4.2
+/// §4 table header `flags` (slot version 3).
+constexpr uint32_t kTableFlagMounted = 1u << 0,
+                   kTableFlagLastShutdownDirty = 1u << 1;
 constexpr uint32_t kCanaryAlignBytes = 8;         // §4.2, §6 rule 8
 constexpr uint32_t kCrcChunkBytes = 1u << 20;     // §3 crc_chunk_bytes
 constexpr uint64_t kDefaultMetaSlotBytes = 4u << 20;  // §2
@@ -168,6 +171,14 @@ struct SliceTable {
   uint32_t slot_version = kSlotVersionCurrent;
   /// The canary (§4.2), when the volume has one (slot version 3).
   std::optional<CanaryRecord> canary;
+  /// §4 shutdown record (slot version 3), as `ndctl` reports
+  /// shutdown_state: `mounted` is set by a writable mount's first commit
+  /// and cleared by a clean unmount (every slice mirrored after its last
+  /// write); a mount that finds it set counts a dirty shutdown.
+  bool mounted = false;
+  bool last_shutdown_dirty = false;    ///< the previous mount ended dirty
+  uint64_t dirty_shutdowns = 0;        ///< dirty shutdowns counted so far
+  int64_t last_dirty_shutdown_ns = 0;  ///< when the last one was counted
   std::vector<SliceEntry> slices;
 
   /// The entry with ID `id`, or nullptr.

@@ -68,6 +68,7 @@ Status MemoryGuard::transition(MemoryState to, const std::string& msg) {
   }
   message_ = to == MemoryState::kOk ? std::string() : msg;
   state_.store(to, std::memory_order_release);
+  if (from != to && observer_) observer_(from, to, msg);
   if (to == MemoryState::kOk) return {};
   return make_error(EIO, msg);
 }
@@ -75,6 +76,13 @@ Status MemoryGuard::transition(MemoryState to, const std::string& msg) {
 Status MemoryGuard::check_device(const std::string& what) {
   MutexLock lock(mu_);
   Status d = region_.check_device();
+  // A reset stays pending through a lost device: when it answers again the
+  // state goes back to memory-reset, not to ok.
+  if (!d.ok() &&
+      state_.load(std::memory_order_relaxed) == MemoryState::kMemoryReset) {
+    reset_pending_ = true;
+    reset_message_ = message_;
+  }
   if (!d.ok())
     return transition(MemoryState::kDeviceLost,
                       d.error().message + " (" + what +
@@ -82,9 +90,13 @@ Status MemoryGuard::check_device(const std::string& what) {
                           "device are kept. pcimirror tries again at the "
                           "next sync; if the board was reset, restore "
                           "(pcimirror restore) once it answers");
-  if (state_.load(std::memory_order_relaxed) == MemoryState::kDeviceLost)
+  if (state_.load(std::memory_order_relaxed) == MemoryState::kDeviceLost) {
+    if (reset_pending_)
+      return transition(MemoryState::kMemoryReset,
+                        "the device answers again, but " + reset_message_);
     return transition(MemoryState::kOk,
                       "the device answers again (" + what + ")");
+  }
   return {};
 }
 
@@ -129,6 +141,7 @@ Status MemoryGuard::check(const CanaryRecord* canary, const std::string& what) {
 
 void MemoryGuard::reset_to_ok(const std::string& why) {
   MutexLock lock(mu_);
+  reset_pending_ = false;
   canary_state_ = "ok";
   (void)transition(MemoryState::kOk, why);
 }

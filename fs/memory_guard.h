@@ -14,6 +14,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <string>
 
 #include "fs/format.h"
@@ -65,6 +66,14 @@ class MemoryGuard {
   /// with `why`. Thread-safe.
   void reset_to_ok(const std::string& why) EXCLUDES(mu_);
 
+  /// Called after each change of state, with the old and new state and the
+  /// reason, under the guard's lock (keep it short: an event, a log line).
+  /// Set before the guard is shared between threads.
+  void set_observer(
+      std::function<void(MemoryState, MemoryState, const std::string&)> f) {
+    observer_ = std::move(f);
+  }
+
   MemoryState state() const { return state_.load(std::memory_order_acquire); }
   /// Why the state is not ok (empty when it is).
   std::string message() const EXCLUDES(mu_);
@@ -81,6 +90,10 @@ class MemoryGuard {
   mutable Mutex mu_;  // serialises checks and guards the fields below
   std::string message_ GUARDED_BY(mu_);
   std::string canary_state_ GUARDED_BY(mu_) = "unchecked";
+  // memory-reset seen before the device was lost: restored once it answers.
+  bool reset_pending_ GUARDED_BY(mu_) = false;
+  std::string reset_message_ GUARDED_BY(mu_);
+  std::function<void(MemoryState, MemoryState, const std::string&)> observer_;
   // Written under mu_; read without it by state() (status, xattrs).
   std::atomic<MemoryState> state_{MemoryState::kOk};
 };

@@ -24,11 +24,6 @@ uint64_t mono_ns() {
           std::chrono::steady_clock::now().time_since_epoch())
           .count());
 }
-int64_t wall_ns() {
-  return std::chrono::duration_cast<std::chrono::nanoseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
 
 // Accumulates the per-chunk CRC32Cs (§5) of data fed in mirror order from a
 // chunk boundary. The whole-slice CRC is combined from them
@@ -179,6 +174,7 @@ MirrorEngine::MirrorEngine(Volume& volume, Region& region,
       region_(region),
       options_(options),
       guard_(volume.superblock(), region),
+      canary_(volume.table().canary),
       engine_(std::move(engine)) {}
 MirrorEngine::~MirrorEngine() = default;
 
@@ -256,8 +252,12 @@ Status MirrorEngine::check_memory_locked(const std::string& what) {
 }
 
 Status MirrorEngine::check_memory(const std::string& what) {
-  auto lock = lock_ahead_of_write_behind();
-  return check_memory_locked(what);
+  std::optional<CanaryRecord> canary;
+  {
+    MutexLock lock(canary_mu_);
+    canary = canary_;
+  }
+  return guard_.check(canary ? &*canary : nullptr, what);
 }
 
 Status MirrorEngine::renew_canary(const std::string& why) {
@@ -273,15 +273,22 @@ Status MirrorEngine::renew_canary(const std::string& why) {
   SliceTable next = t;
   next.canary = c;
   PCIM_TRY(volume_.commit(std::move(next)));
+  {
+    MutexLock snapshot(canary_mu_);
+    canary_ = c;
+  }
   guard_.reset_to_ok(why + "; new canary nonce committed");
   return {};
 }
 
 Status MirrorEngine::set_canary(uint64_t offset_bytes) {
   auto lock = lock_ahead_of_write_behind();
-  if (guard_.state() == MemoryState::kMemoryReset)
-    return make_error(EBUSY, "cannot claim a canary: " + guard_.message());
-  PCIM_TRY(guard_.check_device("before claiming a canary"));
+  // An existing canary is compared first: a new nonce over reset memory
+  // would erase the only evidence of the reset.
+  if (Status m = check_memory_locked("before claiming a canary"); !m.ok()) {
+    if (guard_.state() != MemoryState::kMemoryReset) return m;
+    return make_error(EBUSY, "cannot move the canary: " + m.error().message);
+  }
   PCIM_TRY(check_canary_window(offset_bytes, volume_.superblock().region_bytes,
                                volume_.table()));
   if (!region_.contains(offset_bytes, kCanaryBytes))
@@ -293,6 +300,10 @@ Status MirrorEngine::set_canary(uint64_t offset_bytes) {
   SliceTable next = volume_.table();
   next.canary = c;
   PCIM_TRY(volume_.commit(std::move(next)));
+  {
+    MutexLock snapshot(canary_mu_);
+    canary_ = c;
+  }
   guard_.reset_to_ok("canary claimed at byte " + std::to_string(offset_bytes));
   return {};
 }
@@ -389,7 +400,7 @@ Result<std::vector<MirrorCopy>> MirrorEngine::write_copies(
   PCIM_TRY(check_memory_locked("after writing the " + label +
                                ", before its commit"));
   const uint64_t batch_ns = mono_ns() - t0;
-  const int64_t now = wall_ns();
+  const int64_t now = wall_clock_ns();
   uint64_t total_bytes = 0;
   for (const CopyRequest& r : reqs) total_bytes += r.entry->length_bytes;
   // Per request: chunk CRCs from write-behind, then from this write's runs.
@@ -465,6 +476,11 @@ Status MirrorEngine::write_behind(uint64_t slice_id, uint64_t first_chunk,
                       "slice '" + name +
                           "' has one mirror copy; "
                           "write-behind would overwrite its only mirror");
+  // The copy write-behind fills holds the oldest generation: while the
+  // memory is refused it stays as it is (docs/DESIGN.md, "Never mirror
+  // garbage"), so `restore --generation` still finds it.
+  PCIM_TRY(
+      check_memory_locked("before write-behind into slice '" + name + "'"));
   const uint32_t chunk = volume_.superblock().crc_chunk_bytes;
   const uint64_t n = chunk_count(e->length_bytes, chunk);
   if (!wb.active()) {

@@ -278,8 +278,10 @@ class MirrorEngine {
   std::string memory_message() const { return guard_.message(); }
   std::string canary_state() const { return guard_.canary_state(); }
   /// Runs the guard's check now (at mount, and for status): EIO when the
-  /// device is lost or the memory was reset. Thread-safe.
-  Status check_memory(const std::string& what) EXCLUDES(mu_);
+  /// device is lost or the memory was reset. Thread-safe, and does not wait
+  /// for a mirror in flight (it compares with the committed canary kept
+  /// aside, not the engine's table).
+  Status check_memory(const std::string& what) EXCLUDES(mu_, canary_mu_);
   /// Declares the memory as it is now the truth (restore finished, or
   /// `sync --accept-memory`): writes a new random nonce into the canary,
   /// commits it, and sets the state ok. Without a canary, only clears the
@@ -294,6 +296,11 @@ class MirrorEngine {
   /// is `memory-reset` (restore or accept first), EIO (device lost), or the
   /// commit's errno. Thread-safe.
   Status set_canary(uint64_t offset_bytes) EXCLUDES(mu_);
+  /// MemoryGuard::set_observer; call before other threads use the engine.
+  void set_memory_observer(
+      std::function<void(MemoryState, MemoryState, const std::string&)> f) {
+    guard_.set_observer(std::move(f));
+  }
   const Superblock& superblock() const { return volume_.superblock(); }
   Region& region() { return region_; }
   const MirrorOptions& options() const { return options_; }
@@ -348,6 +355,10 @@ class MirrorEngine {
   Region& region_;
   MirrorOptions options_;
   MemoryGuard guard_;  // thread-safe on its own
+  // The committed canary, for check_memory() without mu_: set at create and
+  // by renew_canary()/set_canary() after their commit (under mu_). A leaf.
+  mutable Mutex canary_mu_;
+  std::optional<CanaryRecord> canary_ GUARDED_BY(canary_mu_);
   std::unique_ptr<UringEngine> engine_ PT_GUARDED_BY(mu_);
   // Serialises engine use (the io_uring engine is not thread-safe) and the
   // volume's table and commits. Everything but write-behind locks it through

@@ -13,6 +13,7 @@
 #include "fs/allocator.h"
 #include "fs/slice_table.h"
 #include "io/log.h"
+#include "io/units.h"
 
 namespace pcimirror {
 namespace {
@@ -25,11 +26,6 @@ struct timespec to_timespec(int64_t ns) {
 }
 int64_t from_timespec(const struct timespec& ts) {
   return int64_t{ts.tv_sec} * 1000000000 + ts.tv_nsec;
-}
-int64_t now_ns() {
-  return std::chrono::duration_cast<std::chrono::nanoseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
 }
 std::string iso_time(int64_t ns) {
   if (ns == 0) return "never";
@@ -215,7 +211,7 @@ Status SliceFs::zero_fill(Slice& s, uint64_t from_bytes) {
     mark_written(s, from_bytes, len - from_bytes, /*ready=*/false);
   }
   WriterLock lock(s.meta);
-  s.entry.mtime_ns = s.entry.ctime_ns = now_ns();
+  s.entry.mtime_ns = s.entry.ctime_ns = wall_clock_ns();
   return {};
 }
 
@@ -266,7 +262,7 @@ Result<size_t> SliceFs::write(uint64_t ino, uint64_t offset_bytes, size_t size,
   }
   {
     WriterLock lock(s->meta);
-    s->entry.mtime_ns = s->entry.ctime_ns = now_ns();
+    s->entry.mtime_ns = s->entry.ctime_ns = wall_clock_ns();
   }
   if (ready && !s->behind_queued.exchange(true)) {
     MutexLock lock(behind_mu_);
@@ -282,11 +278,20 @@ Status SliceFs::settle(Slice& s, const Error* err) {
   {
     MutexLock lock(error_mu_);
     if (err) {
-      last_sync_error_ = iso_time(now_ns()) + " " + err->what();
+      last_sync_error_ = iso_time(wall_clock_ns()) + " " + err->what();
       last_sync_error_slice_ = s.id;
     } else if (last_sync_error_slice_ == s.id) {
       last_sync_error_.clear();
       last_sync_error_slice_ = 0;
+    }
+    if (options_.events && failing_ != (err != nullptr)) {
+      failing_ = err != nullptr;
+      if (err)
+        options_.events->emit(EventType::kSyncFailed, err->what(),
+                              {{"errno", std::to_string(err->code)}});
+      else
+        options_.events->emit(EventType::kSyncRecovered,
+                              "a mirror committed again");
     }
   }
   if (!err) return {};
@@ -449,7 +454,7 @@ Status SliceFs::add_slice(const SliceSpec& spec) {
   e.name = spec.name;
   e.offset_bytes = spec.offset_bytes;
   e.length_bytes = spec.length_bytes;
-  e.atime_ns = e.mtime_ns = e.ctime_ns = now_ns();
+  e.atime_ns = e.mtime_ns = e.ctime_ns = wall_clock_ns();
   // Checks name, window and space, allocates and commits: no namespace lock
   // is held, so reads and writes of other slices go on meanwhile.
   auto r = engine_.add_slice(e, /*mirror_now=*/false);
@@ -506,7 +511,7 @@ Status SliceFs::rename_slice(const std::string& from, const std::string& to) {
   {
     WriterLock meta(s->meta);
     s->entry.name = to;
-    s->entry.ctime_ns = now_ns();
+    s->entry.ctime_ns = wall_clock_ns();
   }
   WriterLock lock(tree_mu_);
   names_.erase(from);
@@ -550,7 +555,7 @@ Result<struct stat> SliceFs::setattr(uint64_t ino, const struct stat& attr,
     WriterLock lock(s->meta);
     SliceEntry& e = s->entry;
     before = e;
-    const int64_t now = now_ns();
+    const int64_t now = wall_clock_ns();
     if (to_set & kSetMode) e.mode = attr.st_mode & 07777;
     if (to_set & kSetUid) e.uid = attr.st_uid;
     if (to_set & kSetGid) e.gid = attr.st_gid;
@@ -591,6 +596,10 @@ Result<std::string> SliceFs::getxattr(uint64_t ino, const std::string& name) con
   if (name.rfind(prefix, 0) != 0) return make_error(ENODATA, "no such attribute");
   const std::string key = name.substr(prefix.size());
   if (ino == kRootIno) {
+    // A fresh look for status (device config space and 64 canary bytes),
+    // not the state the last mirror left.
+    if (key == "memory_state" || key == "canary")
+      (void)engine_.check_memory("for status");
     if (key == "memory_state")
       return std::string(to_string(engine_.memory_state()));
     if (key == "memory_message") return engine_.memory_message();
@@ -632,6 +641,13 @@ Result<std::string> SliceFs::getxattr(uint64_t ino, const std::string& name) con
     return std::string(buf);
   }
   return make_error(ENODATA, "no such attribute");
+}
+
+bool SliceFs::all_clean() const {
+  ReaderLock tree(tree_mu_);
+  for (const auto& [ino, s] : slices_)
+    if (!s->removed && (dirty(*s) || s->failed)) return false;
+  return true;
 }
 
 Status SliceFs::accept_memory(const std::string& why) {

@@ -26,6 +26,7 @@
 #include <thread>
 #include <vector>
 
+#include "fs/events.h"
 #include "fs/mirror.h"
 #include "fs/writer_priority_mutex.h"
 #include "io/mutex.h"
@@ -72,6 +73,9 @@ struct SliceFsOptions {
   /// the device writes its memory unseen, unless host_only_writes.
   uint64_t interval_ms = 0;
   bool host_only_writes = false;
+  /// Where state changes go (sync failed/recovered; fs/events.h). May be
+  /// null; must outlive the SliceFs.
+  EventLog* events = nullptr;
   /// Write-behind (docs/DESIGN.md): with mirror_on_close sync or async, each
   /// CRC chunk of a slice that a write through the mount completes is
   /// written into the slice's next mirror copy while the writer goes on;
@@ -87,6 +91,10 @@ class SliceFs {
   ~SliceFs();
   SliceFs(const SliceFs&) = delete;
   SliceFs& operator=(const SliceFs&) = delete;
+
+  /// True when every slice was mirrored after its last write and no mirror
+  /// failed: what a clean unmount needs (docs/FORMAT.md §4 `mounted`).
+  bool all_clean() const EXCLUDES(tree_mu_);
 
   /// Starts the worker for mirror_on_close=async and interval= (if either is
   /// set) and the write-behind thread (if on); stop_background() ends them.
@@ -287,6 +295,9 @@ class SliceFs {
   mutable Mutex error_mu_;
   std::string last_sync_error_ GUARDED_BY(error_mu_);
   uint64_t last_sync_error_slice_ GUARDED_BY(error_mu_) = 0;
+  // A mirror failed and none succeeded since: the sync-failed event went
+  // out, and the next success sends sync-recovered.
+  bool failing_ GUARDED_BY(error_mu_) = false;
 };
 
 }  // namespace pcimirror

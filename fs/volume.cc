@@ -9,15 +9,10 @@
 #include "fs/allocator.h"
 #include "fs/memory_guard.h"
 #include "io/log.h"
+#include "io/units.h"
 
 namespace pcimirror {
 namespace {
-
-int64_t now_ns() {
-  return std::chrono::duration_cast<std::chrono::nanoseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
 
 Result<std::vector<uint8_t>> read_bytes(const BlockDevice& dev,
                                         uint64_t offset_bytes,
@@ -103,7 +98,7 @@ Result<std::pair<Superblock, SliceTable>> Volume::plan_format(
   sb.pci_bar_bytes = req.pci_bar_bytes;
   sb.memory_spec = req.memory_spec;
   sb.mirror_copies = req.mirror_copies;
-  sb.format_time_ns = now_ns();
+  sb.format_time_ns = wall_clock_ns();
   sb.incompat_features = kIncompatSliceIds | kIncompatTableHeader;
   // More than two copies (a history of generations, FORMAT.md §7): releases
   // that keep at most two must refuse the volume.

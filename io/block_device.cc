@@ -93,10 +93,11 @@ Status BlockDevice::pread_all(void* buffer, uint64_t length_bytes,
   auto* p = static_cast<std::byte*>(buffer);
   while (length_bytes > 0) {
     ssize_t n = ::pread(fd(), p, length_bytes, static_cast<off_t>(offset_bytes));
-    if (observer_)
+    if (observer_) {
       n = static_cast<ssize_t>(observer_->on_read(
           offset_bytes, length_bytes, n < 0 ? -errno : n));
-    if (n < 0) errno = static_cast<int>(-n);
+      if (n < 0) errno = static_cast<int>(-n);  // the observer's -errno
+    }
     if (n < 0 && errno == EINTR) continue;
     if (n < 0) return errno_error("read from " + path_ + " failed");
     if (n == 0) return make_error(EIO, "unexpected end of " + path_);
@@ -114,10 +115,11 @@ Status BlockDevice::pwrite_all(const void* buffer, uint64_t length_bytes,
   while (length_bytes > 0) {
     ssize_t n =
         ::pwrite(fd(), p, length_bytes, static_cast<off_t>(offset_bytes));
-    if (observer_)
+    if (observer_) {
       n = static_cast<ssize_t>(observer_->on_write(
           offset_bytes, p, length_bytes, n < 0 ? -errno : n));
-    if (n < 0) errno = static_cast<int>(-n);
+      if (n < 0) errno = static_cast<int>(-n);  // the observer's -errno
+    }
     if (n < 0 && errno == EINTR) continue;
     if (n < 0) return errno_error("write to " + path_ + " failed");
     if (n == 0) return make_error(EIO, "write to " + path_ + " made no progress");

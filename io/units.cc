@@ -1,6 +1,7 @@
 #include "io/units.h"
 
 #include <cctype>
+#include <chrono>
 #include <cstdio>
 
 namespace pcimirror {
@@ -110,6 +111,12 @@ std::string format_bytes(uint64_t bytes) {
   else
     std::snprintf(buf, sizeof buf, "%.1f %s", v, units[u]);
   return buf;
+}
+
+int64_t wall_clock_ns() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
 }
 
 }  // namespace pcimirror

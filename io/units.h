@@ -29,6 +29,10 @@ Result<uint64_t> parse_duration_ms(std::string_view text, std::string_view what)
 /// memory specs.
 std::vector<std::pair<std::string, std::string>> split_key_values(std::string_view text);
 
+/// Now, in nanoseconds since the Unix epoch (CLOCK_REALTIME): the times
+/// the metadata records (docs/FORMAT.md §1).
+int64_t wall_clock_ns();
+
 /// "256 MiB", "1.5 GiB", "512 B".
 std::string format_bytes(uint64_t bytes);
 

@@ -221,6 +221,9 @@ Result<std::unique_ptr<PciBarRegion>> PciBarRegion::open(const MemorySpec& spec)
   region->vendor_id_ = dev->vendor_id;
   region->device_id_ = dev->device_id;
   region->slot_ = slot;
+  std::error_code vf_ec;
+  region->is_vf_ = std::filesystem::exists(
+      "/sys/bus/pci/devices/" + slot + "/physfn", vf_ec);
   region->name_ = "pci:" + slot + "/bar" + std::to_string(bar) +
                   (spec.has("window") ? "+" + std::to_string(off) : "") +
                   (wc ? " (write-combining)" : " (uncached)");
@@ -237,8 +240,11 @@ Status PciBarRegion::check_device() const {
   const std::string who = "PCI device " + slot_ + " (" + name_ + ")";
   uint16_t ids[2] = {0, 0}, command = 0;
   // PCI config space: vendor ID at 0x00, device ID at 0x02, COMMAND at 0x04
-  // (PCI Local Bus Specification 3.0, §6.2.2).
-  for (int i = 0; i < 3; ++i) {
+  // (PCI Local Bus Specification 3.0, §6.2.2). An SR-IOV virtual function
+  // reads 0xffff as its IDs and 0 as COMMAND's memory bit by design (PCIe
+  // Base Specification, SR-IOV §9.3.4.1; memory decoding is the physical
+  // function's VF MSE bit): for a VF only the read itself is checked.
+  for (int i = 0; i < (is_vf_ ? 1 : 3); ++i) {
     uint16_t* out = i < 2 ? &ids[i] : &command;
     const int err = pci_device_cfg_read_u16(dev, out, i * 2);  // positive errno
     if (err != 0)
@@ -248,6 +254,7 @@ Status PciBarRegion::check_device() const {
                                  std::strerror(err) +
                                  "); it was removed or lost its link");
   }
+  if (is_vf_) return {};
   char buf[256];  // the COMMAND message is 165 bytes with its 12-byte slot
   if (ids[0] == 0xffff && ids[1] == 0xffff) {
     return make_error(EIO, who +

@@ -72,6 +72,7 @@ class PciBarRegion final : public Region {
   void* device_ = nullptr;  // struct pci_device*
   std::string name_;
   std::string slot_;  // "0000:03:00.0", for messages
+  bool is_vf_ = false;  // an SR-IOV virtual function (sysfs physfn)
   std::byte* base_ = nullptr;
   uint64_t size_bytes_ = 0;
   uint64_t bar_bytes_ = 0;

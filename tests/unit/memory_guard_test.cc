@@ -22,6 +22,27 @@ using testing::fill_random;
 using testing::slice_id;
 using testing::TempFile;
 
+// A real memfd region whose device check can be made to fail: a link-down
+// blip, which the host has no PCI device to produce. The real device check
+// (PCI config space) runs in the VM test (tests/vm/liveness.sh).
+class BlipRegion final : public Region {
+ public:
+  explicit BlipRegion(Region& r) : r_(r) {}
+  const std::string& name() const override { return r_.name(); }
+  uint64_t size_bytes() const override { return r_.size_bytes(); }
+  std::byte* base() const override { return r_.base(); }
+  bool pages_pinnable() const override { return r_.pages_pinnable(); }
+  bool write_combining() const override { return r_.write_combining(); }
+  Status check_device() const override {
+    if (lost) return make_error(EIO, "test: the device does not answer");
+    return {};
+  }
+  bool lost = false;
+
+ private:
+  Region& r_;
+};
+
 class MemoryGuardTest : public ::testing::Test {
  protected:
   static constexpr uint64_t kRegion = 8 << 20;
@@ -141,6 +162,86 @@ TEST_F(MemoryGuardTest, RestoreRunsOnResetMemoryAndSetCanaryChecksTheWindow) {
   ASSERT_TRUE(eng->set_canary(7 << 20).ok());
   EXPECT_EQ(eng->table().canary->offset_bytes, uint64_t{7} << 20);
   EXPECT_TRUE(eng->sync(a).ok());
+}
+
+// Review finding: a device-lost blip replaced the sticky memory-reset, and
+// once the device answered the state was ok, so a canary that matched again
+// let a mirror through without restore or accept.
+TEST_F(MemoryGuardTest, MemoryResetStaysStickyAcrossADeviceLostBlip) {
+  BlipRegion blip(*region);
+  Volume v = format();
+  auto eng = *MirrorEngine::create(v, blip, {});
+  const uint64_t a = slice_id(v.table(), "a");
+  fill_random(region->base(), 2 << 20, 1);
+  ASSERT_TRUE(eng->sync(a).ok());
+  uint8_t saved[64];
+  std::memcpy(saved, region->base() + kCanary, 64);
+  clobber_canary();
+  ASSERT_FALSE(eng->sync(a).ok());
+  std::memcpy(region->base() + kCanary, saved, 64);  // matches again
+  blip.lost = true;
+  EXPECT_FALSE(eng->sync(a).ok());
+  EXPECT_EQ(eng->memory_state(), MemoryState::kDeviceLost);
+  blip.lost = false;
+  const uint64_t gen = eng->table().generation;
+  EXPECT_FALSE(eng->sync(a).ok());
+  EXPECT_EQ(eng->memory_state(), MemoryState::kMemoryReset);
+  EXPECT_EQ(eng->table().generation, gen);
+}
+
+// Review finding: `pcimirror canary` on memory that was reset, before any
+// check noticed, committed a new nonce over the evidence, and the next
+// mirror committed the reset memory. A fresh engine is what `pcimirror
+// canary DEVICE` builds.
+TEST_F(MemoryGuardTest, ClaimingACanaryOverResetMemoryIsRefused) {
+  Volume v = format();
+  const uint64_t a = slice_id(v.table(), "a");
+  {
+    auto eng = *MirrorEngine::create(v, *region, {});
+    fill_random(region->base(), 2 << 20, 2);
+    ASSERT_TRUE(eng->sync(a).ok());
+  }
+  std::memset(region->base(), 0, kRegion);  // a power cycle
+  {
+    auto eng = *MirrorEngine::create(v, *region, {});
+    Status s = eng->set_canary(7 << 20);
+    ASSERT_FALSE(s.ok());
+    EXPECT_EQ(s.error().code, EBUSY);
+  }
+  auto eng = *MirrorEngine::create(v, *region, {});  // the next mount
+  EXPECT_FALSE(eng->check_memory("at mount").ok());
+  const uint64_t gen = v.table().generation;
+  EXPECT_FALSE(eng->sync(a).ok());
+  EXPECT_EQ(v.table().generation, gen);
+}
+
+// Review finding: write-behind filled the copy holding the oldest
+// generation while mirrors were refused, so `restore --generation` of it
+// failed its CRC. Now write-behind is refused too, and history is kept.
+TEST_F(MemoryGuardTest, WriteBehindIsRefusedWhileMemoryIsRefused) {
+  Volume v = format();
+  auto eng = *MirrorEngine::create(v, *region, {});
+  const uint64_t a = slice_id(v.table(), "a");
+  fill_random(region->base(), 2 << 20, 3);
+  ASSERT_TRUE(eng->sync(a).ok());
+  fill_random(region->base(), 2 << 20, 4);
+  ASSERT_TRUE(eng->sync(a).ok());
+  const SliceTable before = eng->table();
+  clobber_canary();
+  WriteBehind wb;
+  Status s = eng->write_behind(a, 0, 2, wb);
+  ASSERT_FALSE(s.ok());
+  EXPECT_EQ(s.error().code, EIO);
+  EXPECT_EQ(eng->memory_state(), MemoryState::kMemoryReset);
+  // The older generation (1) still verifies where it lies.
+  const SliceEntry* e = before.find_id(a);
+  for (const MirrorCopy& c : e->copies) {
+    if (c.generation != 1) continue;
+    auto dev = *BlockDevice::open(file.path(),
+                                  {.read_only = true, .exclusive = false});
+    auto ring = *UringEngine::create(dev, {});
+    EXPECT_TRUE(verify_mirror(*ring, v.superblock(), *e, c).ok());
+  }
 }
 
 TEST_F(MemoryGuardTest, NoCanaryMeansNoCanaryCheck) {

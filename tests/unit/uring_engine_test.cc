@@ -1,6 +1,8 @@
 #include "io/uring_engine.h"
 
 #include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/resource.h>
 
 #include <algorithm>
 #include <cstring>
@@ -290,6 +292,36 @@ TEST(BlockDevice, ExclusiveOpenLocks) {
   shared.exclusive = false;
   shared.read_only = true;
   EXPECT_TRUE(BlockDevice::open(file.path(), shared).ok());
+}
+
+}  // namespace
+}  // namespace pcimirror
+
+namespace pcimirror {
+namespace {
+
+// A failed synchronous write keeps the kernel's errno (regression: every
+// pwrite error came back as EPERM, errno = -(-1)). EFBIG from RLIMIT_FSIZE
+// is a real failure this test can cause without a special device.
+TEST(BlockDevice, SynchronousWriteErrorKeepsItsErrno) {
+  testing::TempFile file(4 << 20);
+  BlockDevice::OpenOptions o;
+  o.exclusive = false;
+  o.direct = false;
+  auto dev = BlockDevice::open(file.path(), o);
+  ASSERT_TRUE(dev.ok()) << dev.error().what();
+  struct rlimit old {};
+  ASSERT_EQ(::getrlimit(RLIMIT_FSIZE, &old), 0);
+  auto prev = ::signal(SIGXFSZ, SIG_IGN);
+  struct rlimit small = old;
+  small.rlim_cur = 1 << 20;
+  ASSERT_EQ(::setrlimit(RLIMIT_FSIZE, &small), 0);
+  alignas(4096) static std::byte buf[4096];
+  Status s = dev->pwrite_all(buf, sizeof buf, 2 << 20);
+  ::setrlimit(RLIMIT_FSIZE, &old);
+  ::signal(SIGXFSZ, prev);
+  ASSERT_FALSE(s.ok());
+  EXPECT_EQ(s.error().code, EFBIG) << s.error().what();
 }
 
 }  // namespace
