@@ -85,6 +85,8 @@ class RegionSource final : public WriteSource {
     // After a failed copy (a DMA error) the rest is skipped: the run fails
     // in write_runs and nothing is committed; what the engine writes from
     // the unfilled buffers lands in the uncommitted target copy only.
+    // error_ is plain: the engine calls fill from its one thread. A copy
+    // stage that fills one source from several threads must guard it.
     if (error_) return;
     Status s = region_.copy_from(offset_ + mirror_offset, dst, n);
     if (!s.ok()) error_ = s.take_error();
