@@ -112,8 +112,11 @@ Result<MemorySpec> effective_memory_spec(const Superblock& sb,
   const std::string& text = override_spec.empty() ? sb.memory_spec : override_spec;
   auto spec = MemorySpec::parse(text);
   if (!spec.ok()) return spec.take_error();
-  // A recorded file region keeps its recorded size when the override omits it.
-  if (!spec->has("size") && (spec->has("file") || spec->has("memfd")))
+  // A recorded file or DMA region keeps its recorded size when the override
+  // omits it.
+  if (!spec->has("size") &&
+      (spec->has("file") || spec->has("memfd") || spec->has("c2h") ||
+       spec->has("h2c") || spec->has("xdma")))
     spec->set("size", std::to_string(sb.region_bytes));
   return spec;
 }

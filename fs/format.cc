@@ -108,6 +108,8 @@ const char* to_string(MirrorPath p) {
     case MirrorPath::kZeroCopy: return "zero-copy";
     case MirrorPath::kBounce: return "bounce";
     case MirrorPath::kMixed: return "mixed";
+    case MirrorPath::kDma:
+      return "dma";
   }
   return "unknown";
 }

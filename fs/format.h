@@ -62,7 +62,15 @@ constexpr uint32_t kMinMirrorCopies = 1, kMaxMirrorCopies = 16,
                    kDefaultMirrorCopies = 2;
 
 /// §4.1 copy `path`: how a mirror's bytes reached the disk.
-enum class MirrorPath : uint32_t { kNone = 0, kZeroCopy = 1, kBounce = 2, kMixed = 3 };
+/// kDma (4): the bounce pool filled by a DMA region's engine (pread of its
+/// c2h channel). A reader that predates it shows "unknown".
+enum class MirrorPath : uint32_t {
+  kNone = 0,
+  kZeroCopy = 1,
+  kBounce = 2,
+  kMixed = 3,
+  kDma = 4
+};
 const char* to_string(MirrorPath p);
 
 /// A run of the data area, in 512-byte sectors.

@@ -33,10 +33,17 @@ Result<CanaryRecord> fresh_canary(uint64_t offset_bytes) {
 MemoryGuard::MemoryGuard(const Superblock& sb, Region& region)
     : sb_(sb), region_(region) {}
 
-bool MemoryGuard::canary_matches(const CanaryRecord& c) const {
+Result<bool> MemoryGuard::canary_matches(const CanaryRecord& c) const {
   if (!region_.contains(c.offset_bytes, kCanaryBytes)) return false;
   std::array<uint8_t, kCanaryBytes> now{};
-  region_.copy_from(c.offset_bytes, now.data(), now.size());
+  if (Status s = region_.copy_from(c.offset_bytes, now.data(), now.size());
+      !s.ok()) {
+    Error err = s.take_error();
+    err.message = "reading the canary at byte " +
+                  std::to_string(c.offset_bytes) + " of " + region_.name() +
+                  " failed: " + err.message;
+    return err;
+  }
   return now == encode_canary(sb_, c);
 }
 
@@ -46,8 +53,16 @@ Status MemoryGuard::write_canary(const CanaryRecord& c) {
                                   std::to_string(c.offset_bytes) +
                                   " lies outside " + region_.name());
   const auto bytes = encode_canary(sb_, c);
-  region_.copy_to(c.offset_bytes, bytes.data(), bytes.size());
-  if (!canary_matches(c))
+  if (Status s = region_.copy_to(c.offset_bytes, bytes.data(), bytes.size());
+      !s.ok()) {
+    Error err = s.take_error();
+    err.message = "writing the canary at byte " +
+                  std::to_string(c.offset_bytes) + " of " + region_.name() +
+                  " failed: " + err.message;
+    return err;
+  }
+  PCIM_ASSIGN_OR_RETURN(const bool matches, canary_matches(c));
+  if (!matches)
     return make_error(EIO, "the canary written at byte " +
                                std::to_string(c.offset_bytes) + " of " +
                                region_.name() +
@@ -118,7 +133,15 @@ Status MemoryGuard::check(const CanaryRecord* canary, const std::string& what) {
       "MOUNTPOINT --accept-memory'";
   if (state_.load(std::memory_order_relaxed) == MemoryState::kMemoryReset)
     return make_error(EIO, message_ + " (still refused " + what + ")");
-  if (canary_matches(*canary)) {
+  // A failed read of the canary (a DMA error) says nothing about the
+  // memory: the check fails with it, the state stays as it was.
+  auto matches = canary_matches(*canary);
+  if (!matches.ok()) {
+    Error err = matches.take_error();
+    err.message += " (" + what + "); nothing was committed";
+    return err;
+  }
+  if (*matches) {
     canary_state_ = "ok";
     return {};
   }

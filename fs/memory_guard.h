@@ -56,8 +56,9 @@ class MemoryGuard {
   /// as check(). Thread-safe.
   Status check_device(const std::string& what) EXCLUDES(mu_);
   /// True when the region holds the canary `c`. Reads 64 bytes of the
-  /// region; changes no state. Thread-safe.
-  bool canary_matches(const CanaryRecord& c) const;
+  /// region; changes no state. Errors: the region's copy error (a DMA
+  /// region's EIO, ...), named as the canary's read. Thread-safe.
+  Result<bool> canary_matches(const CanaryRecord& c) const;
   /// Writes canary `c` into the region and reads it back. EIO when the
   /// read-back differs (the device dropped the write). Callers commit the
   /// record afterwards. Thread-safe.

@@ -77,10 +77,19 @@ class RegionSource final : public WriteSource {
     return zero_copy_ ? region_.base() + offset_ + mirror_offset : nullptr;
   }
   void fill(uint64_t mirror_offset, std::byte* dst, uint64_t n) override {
-    region_.copy_from(offset_ + mirror_offset, dst, n);
+    // After a failed copy (a DMA error) the rest is skipped: the run fails
+    // in write_runs and nothing is committed; what the engine writes from
+    // the unfilled buffers lands in the uncommitted target copy only.
+    // error_ is plain: the engine calls fill from its one thread. A copy
+    // stage that fills one source from several threads must guard it.
+    if (error_) return;
+    Status s = region_.copy_from(offset_ + mirror_offset, dst, n);
+    if (!s.ok()) error_ = s.take_error();
     bounced_ += n;
   }
   uint64_t bounced_bytes() const { return bounced_; }
+  /// The first failed copy's error, if any.
+  const std::optional<Error>& error() const { return error_; }
   void observe(uint64_t, const std::byte* data, uint64_t n) override {
     crc_.feed(data, n);
     done_ += n;
@@ -95,6 +104,7 @@ class RegionSource final : public WriteSource {
   uint64_t& done_;
   const std::function<void(uint64_t)>& progress_;
   uint64_t bounced_ = 0;
+  std::optional<Error> error_;
 };
 
 // Slice `id` in `t`, or ENOENT (a slice removed meanwhile, or never there).
@@ -362,6 +372,9 @@ Result<std::vector<MirrorEngine::RunResult>> MirrorEngine::write_runs(
     jobs.push_back({extents.back(), data, &sources.back()});
   }
   auto stats = engine_->write(jobs);
+  // A failed region copy fails the write even when the disk took it all.
+  for (const RegionSource& src : sources)
+    if (src.error()) return *src.error();
   if (!stats.ok()) return stats.take_error();
   std::vector<RunResult> out(runs.size());
   for (size_t i = 0; i < runs.size(); ++i) {
@@ -437,9 +450,10 @@ Result<std::vector<MirrorCopy>> MirrorEngine::write_copies(
         ? static_cast<uint64_t>(static_cast<double>(batch_ns) * e.length_bytes / total_bytes)
         : batch_ns;
     c.crc32c = crc32c_of_chunks(c.chunk_crc32c, chunk, e.length_bytes);
-    c.path = bounced[i] == 0  ? MirrorPath::kZeroCopy
-             : direct[i] == 0 ? MirrorPath::kBounce
-                              : MirrorPath::kMixed;
+    c.path = region_.kind() == RegionKind::kDma ? MirrorPath::kDma
+             : bounced[i] == 0                  ? MirrorPath::kZeroCopy
+             : direct[i] == 0                   ? MirrorPath::kBounce
+                                                : MirrorPath::kMixed;
     const uint64_t behind =
         reqs[i].behind ? reqs[i].behind->written_bytes(e.length_bytes, chunk)
                        : 0;
@@ -871,7 +885,8 @@ Status MirrorEngine::copy_verified(
           bad = k;
           return make_error(EUCLEAN, "chunk " + std::to_string(k) + " fails its CRC32C");
         }
-        region_.copy_to(e.offset_bytes + start, verified, end - start);
+        PCIM_TRY(
+            region_.copy_to(e.offset_bytes + start, verified, end - start));
         if (restored) restored(end);
       }
       done += take;
@@ -945,8 +960,12 @@ Result<RestoreReport> MirrorEngine::restore(
   // into reset memory is what restore is for (the canary is renewed once
   // every slice is back, renew_canary()).
   PCIM_TRY(guard_.check_device("before restoring slice '" + name + "'"));
-  if (const auto& canary = volume_.table().canary;
-      canary && !guard_.canary_matches(*canary))
+  // (A canary that cannot be read says nothing; the restore's own copies
+  // report a region that fails.)
+  if (const auto& canary = volume_.table().canary; canary && [&] {
+        auto m = guard_.canary_matches(*canary);
+        return m.ok() && !*m;
+      }())
     log_info("restoring slice '" + name + "' into " + region_.name() +
              ", whose canary does not match: its memory was reset since the "
              "last mirror");

@@ -202,7 +202,14 @@ Status SliceFs::zero_fill(Slice& s, uint64_t from_bytes) {
     for (uint64_t off = from_bytes; off < len;) {
       const size_t n =
           static_cast<size_t>(std::min<uint64_t>(kZeroPieceBytes, len - off));
-      engine_.region().copy_to(s.offset_bytes + off, zeros.data(), n);
+      Status c =
+          engine_.region().copy_to(s.offset_bytes + off, zeros.data(), n);
+      if (!c.ok()) {
+        // Part of the slice may have changed: it needs a mirror.
+        s.write_seq.fetch_add(1, std::memory_order_release);
+        mark_written(s, from_bytes, len - from_bytes, /*ready=*/false);
+        return c;
+      }
       off += n;
     }
     s.write_seq.fetch_add(1, std::memory_order_release);
@@ -222,7 +229,7 @@ Result<size_t> SliceFs::read(uint64_t ino, uint64_t offset_bytes, size_t size,
   const uint64_t len = s->length_bytes;
   if (offset_bytes >= len) return size_t{0};
   size_t n = static_cast<size_t>(std::min<uint64_t>(size, len - offset_bytes));
-  engine_.region().copy_from(s->offset_bytes + offset_bytes, dst, n);
+  PCIM_TRY(engine_.region().copy_from(s->offset_bytes + offset_bytes, dst, n));
   return n;
 }
 
@@ -230,8 +237,11 @@ Result<std::span<const std::byte>> SliceFs::read_view(uint64_t ino,
                                                       uint64_t offset_bytes,
                                                       size_t size) const {
   const Region& region = engine_.region();
-  if (!region.pages_pinnable())
-    return make_error(EOPNOTSUPP, "device memory needs an MMIO-aware copy");
+  // A BAR needs an MMIO-aware copy and a DMA region has no mapping at all
+  // (base() is null): both go through read() and copy_from.
+  if (!region.pages_pinnable() || region.base() == nullptr)
+    return make_error(EOPNOTSUPP,
+                      "device memory needs an MMIO-aware or DMA copy");
   auto s = get(ino);
   if (!s || s->removed) return make_error(ENOENT, "no such inode");
   const uint64_t len = s->length_bytes;
@@ -256,8 +266,14 @@ Result<size_t> SliceFs::write(uint64_t ino, uint64_t offset_bytes, size_t size,
     if (offset_bytes >= limit)
       return make_error(ENOSPC, "write past the end of a slice");
     n = static_cast<size_t>(std::min<uint64_t>(size, limit - offset_bytes));
-    engine_.region().copy_to(s->offset_bytes + offset_bytes, src, n);
+    Status c = engine_.region().copy_to(s->offset_bytes + offset_bytes, src, n);
     s->write_seq.fetch_add(1, std::memory_order_release);
+    if (!c.ok()) {
+      // A failed DMA write may have changed part of the range: it needs a
+      // mirror, but write-behind must not take it as written.
+      mark_written(*s, offset_bytes, n, /*ready=*/false);
+      return c.take_error();
+    }
     ready = mark_written(*s, offset_bytes, n);
   }
   {

@@ -112,17 +112,22 @@ class SliceFs {
   /// true when the open wrote device memory.
   Result<bool> open(uint64_t ino, int flags);
   /// Copies up to `size` bytes at `offset_bytes` into `dst`; 0 at the end.
+  /// The region's copy error (a DMA region's EIO, ETIMEDOUT, ...) comes back
+  /// as it is, for the FUSE reply.
   Result<size_t> read(uint64_t ino, uint64_t offset_bytes, size_t size,
                       std::byte* dst) const;
   /// The bytes read() would copy, as a view into region memory, so a FUSE
   /// reply copies them once. Plain memory only (a file or memfd region,
   /// Region::pages_pinnable()): EOPNOTSUPP for a BAR, which needs read()'s
-  /// MMIO-aware copy. Empty at or past the end; ENOENT.
+  /// MMIO-aware copy, and for a DMA region, which has no mapping. Empty at
+  /// or past the end; ENOENT.
   Result<std::span<const std::byte>> read_view(uint64_t ino,
                                                uint64_t offset_bytes,
                                                size_t size) const;
   /// Copies `size` bytes in at `offset_bytes`; returns the bytes that fit.
-  /// ENOSPC at or past the end; ENOENT for a removed slice.
+  /// ENOSPC at or past the end; ENOENT for a removed slice; the region's
+  /// copy error (a DMA region's EIO, ...), after which the range counts as
+  /// changed (the next mirror copies it) but not as written.
   Result<size_t> write(uint64_t ino, uint64_t offset_bytes, size_t size,
                        const std::byte* src);
   /// Mirrors the slice now and returns when committed (fsync, `pcimirror

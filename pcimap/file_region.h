@@ -25,6 +25,7 @@ class FileRegion final : public Region {
       const std::string& name, uint64_t size_bytes);
 
   const std::string& name() const override { return name_; }
+  RegionKind kind() const override { return RegionKind::kFile; }
   uint64_t size_bytes() const override { return mapping_.size_bytes(); }
   std::byte* base() const override { return mapping_.data(); }
   bool pages_pinnable() const override { return true; }

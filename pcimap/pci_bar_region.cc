@@ -279,14 +279,16 @@ Status PciBarRegion::check_device() const {
   return {};
 }
 
-void PciBarRegion::copy_from(uint64_t offset_bytes, void* dst,
-                             size_t length_bytes) const {
+Status PciBarRegion::copy_from(uint64_t offset_bytes, void* dst,
+                               size_t length_bytes) const {
   mmio_copy_from(dst, base_ + offset_bytes, length_bytes, write_combining_);
+  return {};
 }
 
-void PciBarRegion::copy_to(uint64_t offset_bytes, const void* src,
-                           size_t length_bytes) {
+Status PciBarRegion::copy_to(uint64_t offset_bytes, const void* src,
+                             size_t length_bytes) {
   mmio_copy_to(base_ + offset_bytes, src, length_bytes);
+  return {};
 }
 
 }  // namespace pcimirror

@@ -53,6 +53,7 @@ class PciBarRegion final : public Region {
   ~PciBarRegion() override;
 
   const std::string& name() const override { return name_; }
+  RegionKind kind() const override { return RegionKind::kPciBar; }
   uint64_t size_bytes() const override { return size_bytes_; }
   std::byte* base() const override { return base_; }
   bool pages_pinnable() const override { return false; }
@@ -61,10 +62,12 @@ class PciBarRegion final : public Region {
   uint16_t pci_device_id() const override { return device_id_; }
   uint64_t bar_bytes() const override { return bar_bytes_; }
   Status check_device() const override;
-  void copy_from(uint64_t offset_bytes, void* dst,
-                 size_t length_bytes) const override;
-  void copy_to(uint64_t offset_bytes, const void* src,
-               size_t length_bytes) override;
+  /// MMIO copies; always succeed (a device that stopped answering reads
+  /// all ones, which check_device() and the canary catch).
+  Status copy_from(uint64_t offset_bytes, void* dst,
+                   size_t length_bytes) const override;
+  Status copy_to(uint64_t offset_bytes, const void* src,
+                 size_t length_bytes) override;
 
  private:
   PciBarRegion() = default;

@@ -1,6 +1,8 @@
-// A Region is a window of device memory mapped into this process: a PCI BAR
-// (PciBarRegion) or an emulated stand-in (FileRegion). This is the only
-// pcimap header that fs/ needs.
+// A Region is a window of device memory: a PCI BAR mapped into this process
+// (PciBarRegion), an emulated stand-in (FileRegion), or card memory behind a
+// DMA engine's character devices (DmaRegion), which has no mapping at all.
+// Each kind brings its own copy engine behind copy_from/copy_to. This is the
+// only pcimap header that fs/ needs.
 #pragma once
 
 #include <cstddef>
@@ -45,6 +47,12 @@ class TsanIgnoreScope {
   TsanIgnoreScope& operator=(const TsanIgnoreScope&) = delete;
 };
 
+/// How a region's bytes are reached, and so which copy engine copy_from and
+/// copy_to use: memcpy on mapped memory (kFile), MMIO streaming loads and
+/// write-combining stores (kPciBar), or synchronous DMA through character
+/// devices (kDma, no mapping: base() is null).
+enum class RegionKind { kFile, kPciBar, kDma };
+
 class Region {
  public:
   virtual ~Region() = default;
@@ -52,9 +60,14 @@ class Region {
   /// Human-readable identity for messages, e.g. "file:/dev/shm/ram" or
   /// "pci:0000:03:00.0/bar2".
   virtual const std::string& name() const = 0;
-  /// Mapped size in bytes.
+  /// The region's kind: which copy engine it uses.
+  virtual RegionKind kind() const = 0;
+  /// Size in bytes.
   virtual uint64_t size_bytes() const = 0;
-  /// Start of the mapping (page-aligned).
+  /// Start of the mapping (page-aligned), or nullptr for a region without
+  /// one (kind() kDma). Only for regions with pages_pinnable() true (the
+  /// zero-copy paths) and for tests; everything else goes through
+  /// copy_from/copy_to.
   virtual std::byte* base() const = 0;
   /// True when the kernel can pin the pages (get_user_pages), so O_DIRECT
   /// and io_uring can use them directly. False for VM_IO|VM_PFNMAP mappings
@@ -81,18 +94,25 @@ class Region {
   /// Thread-safe; a few config-space reads (microseconds).
   virtual Status check_device() const { return {}; }
 
-  /// Copies `length_bytes` at region offset `offset_bytes` into `dst`. The
-  /// caller checks bounds with contains(). MMIO-aware for BARs.
-  virtual void copy_from(uint64_t offset_bytes, void* dst,
-                         size_t length_bytes) const {
+  /// Copies `length_bytes` at region offset `offset_bytes` into `dst`, any
+  /// alignment. The caller checks bounds with contains(). MMIO-aware for
+  /// BARs; a DMA transfer for kDma, which can fail: EIO, ETIMEDOUT, ENODEV
+  /// or EINVAL from the driver, with a message naming the device, the card
+  /// address and a remedy. `dst` then holds undefined bytes. Mapped regions
+  /// always succeed. Thread-safe (concurrent copies of any ranges).
+  [[nodiscard]] virtual Status copy_from(uint64_t offset_bytes, void* dst,
+                                         size_t length_bytes) const {
     TsanIgnoreScope racy_by_design;
     std::memcpy(dst, base() + offset_bytes, length_bytes);
+    return {};
   }
   /// Copies `length_bytes` from `src` into the region at `offset_bytes`.
-  virtual void copy_to(uint64_t offset_bytes, const void* src,
-                       size_t length_bytes) {
+  /// Errors as copy_from; after an error the range holds undefined bytes.
+  [[nodiscard]] virtual Status copy_to(uint64_t offset_bytes, const void* src,
+                                       size_t length_bytes) {
     TsanIgnoreScope racy_by_design;
     std::memcpy(base() + offset_bytes, src, length_bytes);
+    return {};
   }
 
   /// Best effort, before a large copy into [offset_bytes, +length_bytes):

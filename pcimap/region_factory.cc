@@ -4,13 +4,15 @@
 #include <array>
 
 #include "io/units.h"
+#include "pcimap/dma_region.h"
 #include "pcimap/file_region.h"
 #include "pcimap/pci_bar_region.h"
 
 namespace pcimirror {
 namespace {
-constexpr std::array<const char*, 9> kKeys = {
-    "file", "memfd", "size", "pci", "vendor", "device", "index", "bar", "window"};
+constexpr std::array<const char*, 14> kKeys = {
+    "file", "memfd",  "size", "pci", "vendor", "device",      "index",
+    "bar",  "window", "c2h",  "h2c", "xdma",   "card_offset", "dma_align"};
 }
 
 bool MemorySpec::is_memory_key(const std::string& key) {
@@ -24,7 +26,8 @@ Result<MemorySpec> MemorySpec::parse(const std::string& text) {
       return make_error(EINVAL, "memory spec '" + text + "': unknown key '" +
                                     key +
                                     "'; known keys are file, memfd, size, "
-                                    "pci, vendor, device, index, bar, window");
+                                    "pci, vendor, device, index, bar, window, "
+                                    "c2h, h2c, xdma, card_offset, dma_align");
     if (spec.has(key))
       return make_error(EINVAL,
                         "memory spec '" + text + "': key '" + key + "' given twice");
@@ -33,16 +36,22 @@ Result<MemorySpec> MemorySpec::parse(const std::string& text) {
                         "memory spec '" + text + "': key '" + key + "' needs a value");
     spec.kv_.emplace_back(key, value);
   }
+  const bool dma = spec.has("c2h") || spec.has("h2c") || spec.has("xdma");
   const int sources = spec.has("file") + spec.has("memfd") + spec.has("pci") +
-                      spec.has("vendor");
+                      spec.has("vendor") + dma;
   if (sources > 1)
     return make_error(EINVAL, "memory spec '" + text +
                                   "' names more than one source; give one of "
-                                  "file=, memfd=, pci= or vendor=");
+                                  "file=, memfd=, pci=, vendor=, c2h=/h2c= "
+                                  "or xdma=");
   if (sources == 0)
     return make_error(EINVAL, "memory spec '" + text +
-                                  "' names no memory; give file=PATH,size=N "
-                                  "or pci=SLOT,bar=N");
+                                  "' names no memory; give file=PATH,size=N, "
+                                  "pci=SLOT,bar=N or xdma=/dev/xdma0,size=N");
+  if (!dma && (spec.has("card_offset") || spec.has("dma_align")))
+    return make_error(EINVAL, "memory spec '" + text +
+                                  "': card_offset= and dma_align= apply to a "
+                                  "DMA region (c2h=/h2c= or xdma=)");
   return spec;
 }
 
@@ -84,6 +93,10 @@ Result<std::unique_ptr<Region>> open_region(const MemorySpec& spec) {
   }
   if (spec.has("memfd")) {
     PCIM_ASSIGN_OR_RETURN(auto r, FileRegion::create_memfd(spec.get("memfd"), size));
+    return std::unique_ptr<Region>(std::move(r));
+  }
+  if (spec.has("c2h") || spec.has("h2c") || spec.has("xdma")) {
+    PCIM_ASSIGN_OR_RETURN(auto r, DmaRegion::open(spec));
     return std::unique_ptr<Region>(std::move(r));
   }
   if (spec.has("size"))

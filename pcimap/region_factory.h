@@ -5,6 +5,8 @@
 //   memfd=NAME,size=256M                     anonymous emulated region
 //   pci=0000:03:00.0,bar=2[,window=OFF:LEN]  a PCI BAR (issue 3)
 //   vendor=0x1af4,device=0x1110[,index=N],bar=2
+//   c2h=PATH,h2c=PATH,size=N[,card_offset=N][,dma_align=N]   DMA (issue 14)
+//   xdma=/dev/xdma0,size=N[,...]            the same for channel 0's pair
 #pragma once
 
 #include <memory>
@@ -20,7 +22,8 @@ namespace pcimirror {
 class MemorySpec {
  public:
   /// Parses "k=v,k=v". Errors: EINVAL naming an unknown key, a key given
-  /// twice, or a missing source (file=, memfd=, pci= or vendor=/device=).
+  /// twice, or a missing source (file=, memfd=, pci=, vendor=/device=,
+  /// c2h=/h2c= or xdma=), or more than one.
   static Result<MemorySpec> parse(const std::string& text);
   /// True for the keys that belong to a memory spec.
   static bool is_memory_key(const std::string& key);

@@ -105,7 +105,9 @@ TEST_F(MemoryGuardTest, ChangedCanaryRefusesEveryMirrorUntilRenewed) {
       *BlockDevice::open(file.path(), {.read_only = true, .exclusive = false}));
   ASSERT_TRUE(back.table().canary);
   MemoryGuard g(back.superblock(), *region);
-  EXPECT_TRUE(g.canary_matches(*back.table().canary));
+  auto matches = g.canary_matches(*back.table().canary);
+  ASSERT_TRUE(matches.ok()) << matches.error().what();
+  EXPECT_TRUE(*matches);
 }
 
 // The check after the copy: memory reset while the mirror is written

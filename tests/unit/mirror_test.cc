@@ -14,6 +14,7 @@
 #include "fs/volume.h"
 #include "io/faulty_device.h"
 #include "pcimap/file_region.h"
+#include "pcimap/region_factory.h"
 #include "test_util.h"
 
 namespace pcimirror {
@@ -608,6 +609,91 @@ TEST_F(MirrorTest, ReadOnlySliceFsRefusesWrites) {
   EXPECT_EQ(fs.write(ino, 0, 1, &b).error().code, EROFS);
   EXPECT_EQ(fs.open(ino, O_RDWR).error().code, EROFS);
   EXPECT_TRUE(fs.open(ino, O_RDONLY).ok());
+}
+
+std::unique_ptr<Region> open_dma(const std::string& text) {
+  auto spec = MemorySpec::parse(text);
+  EXPECT_TRUE(spec.ok()) << spec.error().what();
+  auto r = open_region(*spec);
+  EXPECT_TRUE(r.ok()) << r.error().what();
+  return r.ok() ? std::move(*r) : nullptr;
+}
+
+// A DMA region (issue 14): a file stands in for card memory as c2h and
+// h2c at card offset 64 KiB + 1 (every slice misaligned, staged), so sync
+// records path dma and restore writes through h2c exactly. A c2h that
+// transfers nothing (/dev/null) fails the mirror with EIO naming it, and
+// nothing is committed; SliceFs reads and writes return the errno.
+TEST_F(MirrorTest, DmaRegionMirrorsRestoresAndFailsWithoutCommitting) {
+  constexpr uint64_t kCard = (64 << 10) + 1;
+  TempFile card(kCard + kRegion);
+  const std::string spec = "c2h=" + card.path() + ",h2c=" + card.path() +
+                           ",card_offset=" + std::to_string(kCard) +
+                           ",size=16M";
+  randomize(7);
+  write_file(card.path(), kCard, region->base(), kRegion);
+  Volume v = format();
+  auto dma = open_dma(spec);
+  ASSERT_TRUE(dma);
+  {
+    auto eng = *MirrorEngine::create(v, *dma, {});
+    for (const auto& s : slices) {
+      auto r = eng->sync(testing::slice_id(eng->table(), s.name));
+      ASSERT_TRUE(r.ok()) << r.error().what();
+      EXPECT_EQ(r->path, MirrorPath::kDma);
+    }
+  }
+  Volume v2 = reload();
+  for (const auto& s : slices) {
+    EXPECT_EQ(on_disk(v2, s.name), window(s)) << s.name;
+    EXPECT_EQ(v2.table().find_name(s.name)->committed()->path,
+              MirrorPath::kDma);
+  }
+  // Restore through h2c over clobbered card memory.
+  const std::vector<uint8_t> clobber(kRegion, 0x11);
+  write_file(card.path(), kCard, clobber.data(), clobber.size());
+  {
+    auto eng = *MirrorEngine::create(v2, *dma, {});
+    for (const auto& s : slices) {
+      auto r = eng->restore(testing::slice_id(eng->table(), s.name));
+      ASSERT_TRUE(r.ok()) << r.error().what();
+      EXPECT_EQ(read_file(card.path(), kCard + s.offset_bytes, s.length_bytes),
+                window(s))
+          << s.name;
+    }
+  }
+  // A c2h that fails: the mirror fails, nothing is committed.
+  auto broken = open_dma("c2h=/dev/null,h2c=/dev/null,size=16M");
+  ASSERT_TRUE(broken);
+  const uint64_t gen = v2.table().generation;
+  {
+    auto eng = *MirrorEngine::create(v2, *broken, {});
+    auto r = eng->sync(testing::slice_id(eng->table(), "b"));
+    ASSERT_FALSE(r.ok());
+    EXPECT_EQ(r.error().code, EIO);
+    EXPECT_NE(r.error().message.find("DMA read from /dev/null"),
+              std::string::npos)
+        << r.error().message;
+    EXPECT_EQ(eng->table().generation, gen);
+    SliceFs fs(*eng, {});
+    auto ino = *fs.lookup("a");
+    std::vector<std::byte> buf(4096);
+    EXPECT_EQ(fs.read(ino, 0, buf.size(), buf.data()).error().code, EIO);
+    EXPECT_EQ(fs.read_view(ino, 0, 4096).error().code, EOPNOTSUPP);
+  }
+  // An h2c that refuses writes (/dev/full: ENOSPC): SliceFs writes and
+  // truncating opens return the errno.
+  auto full = open_dma("c2h=/dev/zero,h2c=/dev/full,size=16M");
+  ASSERT_TRUE(full);
+  {
+    auto eng = *MirrorEngine::create(v2, *full, {});
+    SliceFs fs(*eng, {});
+    auto ino = *fs.lookup("b");
+    std::vector<std::byte> buf(4096, std::byte{3});
+    EXPECT_EQ(fs.write(ino, 5, buf.size(), buf.data()).error().code, ENOSPC);
+    EXPECT_EQ(fs.open(ino, O_RDWR | O_TRUNC).error().code, ENOSPC);
+  }
+  EXPECT_EQ(reload().table().generation, gen);
 }
 
 TEST_F(MirrorTest, RegionTooSmallIsRefused) {

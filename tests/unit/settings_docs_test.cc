@@ -70,11 +70,14 @@ KeyGroups table_keys(unsigned use = ~0u) {
 }
 
 // (No std::regex here: g++ 12 warns inside <regex> under the sanitizers.)
-bool is_key_char(char c) { return (c >= 'a' && c <= 'z') || c == '_'; }
+bool is_key_char(char c) {
+  return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_';
+}
 
-// A setting's name: lower-case letters and '_'.
+// A setting's name: lower-case letters, digits and '_', starting with a
+// letter ("c2h").
 bool is_key_word(const std::string& w) {
-  if (w.empty()) return false;
+  if (w.empty() || !(w[0] >= 'a' && w[0] <= 'z')) return false;
   for (char c : w)
     if (!is_key_char(c)) return false;
   return true;
@@ -280,6 +283,11 @@ const std::map<std::string, std::string>& examples() {
       {"index", "index=1"},
       {"bar", "bar=2"},
       {"window", "window=0:4096"},
+      {"c2h", "c2h=/dev/xdma0_c2h_0"},
+      {"h2c", "h2c=/dev/xdma0_h2c_0"},
+      {"xdma", "xdma=/dev/xdma0"},
+      {"card_offset", "card_offset=0x100000"},
+      {"dma_align", "dma_align=64"},
       {"ignore_device_id", "ignore_device_id"},
       {"bounce", "bounce=always"},
       {"queue_depth", "queue_depth=8"},
@@ -365,7 +373,7 @@ TEST(SettingsTable, MatchesTheParser) {
   ASSERT_NE(a, std::string::npos) << "pcimap/region_factory.cc: no kKeys";
   const std::string keys = spec.substr(a, b - a);
   const std::vector<std::string> quoted = keys_after(keys, "\"");
-  EXPECT_EQ(quoted.size(), 9u) << keys;
+  EXPECT_EQ(quoted.size(), 14u) << keys;
   for (const std::string& k : quoted)
     EXPECT_EQ(table.count(k), 1u)
         << "memory spec key " << k << " is not in the table";
