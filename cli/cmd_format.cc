@@ -86,6 +86,16 @@ void print_layout(const Superblock& sb, const SliceTable& t) {
               << format_bytes(alloc->free_sectors() * kSectorBytes) << "\n";
 }
 
+// After a failed format: the 64 bytes the canary overwrote, as they were.
+void put_back_canary(Region& region, uint64_t offset_bytes,
+                     const std::array<uint8_t, kCanaryBytes>& saved) {
+  if (Status s = region.copy_to(offset_bytes, saved.data(), saved.size());
+      !s.ok())
+    fail("putting back the 64 bytes at region byte " +
+         std::to_string(offset_bytes) + " of " + region.name() +
+         " failed too: " + s.error().what());
+}
+
 int run(const FormatArgs& a) {
   if (!a.slots.empty())
     return fail("--slots " + a.slots +
@@ -171,10 +181,13 @@ int run(const FormatArgs& a) {
   const auto& canary = plan->second.canary;
   if (canary) {
     if (Status d = (*region)->check_device(); !d.ok()) return fail(d.error());
-    (*region)->copy_from(canary->offset_bytes, saved.data(), saved.size());
+    if (Status r = (*region)->copy_from(canary->offset_bytes, saved.data(),
+                                        saved.size());
+        !r.ok())
+      return fail(r.error());
     MemoryGuard guard(plan->first, **region);
     if (Status w = guard.write_canary(*canary); !w.ok()) {
-      (*region)->copy_to(canary->offset_bytes, saved.data(), saved.size());
+      put_back_canary(**region, canary->offset_bytes, saved);
       return fail(w.error());
     }
   }
@@ -186,8 +199,7 @@ int run(const FormatArgs& a) {
                                   });
   bar.finish();
   if (!vol.ok()) {
-    if (canary)
-      (*region)->copy_to(canary->offset_bytes, saved.data(), saved.size());
+    if (canary) put_back_canary(**region, canary->offset_bytes, saved);
     return fail(vol.error());
   }
   std::cout << "formatted " << a.device << ": uuid "

@@ -29,6 +29,7 @@ class BlipRegion final : public Region {
  public:
   explicit BlipRegion(Region& r) : r_(r) {}
   const std::string& name() const override { return r_.name(); }
+  RegionKind kind() const override { return r_.kind(); }
   uint64_t size_bytes() const override { return r_.size_bytes(); }
   std::byte* base() const override { return r_.base(); }
   bool pages_pinnable() const override { return r_.pages_pinnable(); }
