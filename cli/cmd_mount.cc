@@ -19,8 +19,10 @@
 #include "cli/common.h"
 #include "cli/mount_options.h"
 #include "cli/settings.h"
+#include "fs/events.h"
 #include "fs/fuse_ops.h"
 #include "fs/slice_fs.h"
+#include "fs/ups_watch.h"
 #include "io/log.h"
 
 namespace pcimirror::cli {
@@ -111,6 +113,11 @@ int serve(const std::string& device, const std::string& mountpoint,
   fo.host_only_writes = mo.host_only_writes;
   fo.write_behind = mo.write_behind;
   SliceFs fs(**engine, fo);
+  // The volume's event sink (fs/events.h): one per mount.
+  EventLog events(vol->superblock().uuid_string(), device, mountpoint);
+  // The UPS watch (ups=), started with the background workers once the
+  // mount is live and stopped before the final mirror at unmount.
+  std::unique_ptr<UpsWatch> ups;
   // The memory guard at mount (docs/DESIGN.md, "Never mirror garbage"):
   // after restore=on_mount the memory holds the mirrors again, so a new
   // canary nonce is committed; with accept_memory the memory as it is is
@@ -153,11 +160,23 @@ int serve(const std::string& device, const std::string& mountpoint,
              " at " + mountpoint + " (memory " + (*region)->name() + ")");
     ch.ready();
     fs.start_background();
+    if (mo.ups && !fo.read_only) {
+      UpsWatchOptions uo;
+      uo.target = *mo.ups;
+      uo.interval_ms = mo.ups_interval_ms;
+      uo.margin = mo.ups_margin;
+      uo.events = &events;
+      ups = std::make_unique<UpsWatch>(fs, **engine, uo);
+    } else if (mo.ups) {
+      log_warning("ups=" + mo.ups->to_string() +
+                  " ignored: the mount is read-only, nothing to save");
+    }
     // systemd Type=notify (sd_notify(3)); a no-op without NOTIFY_SOCKET.
     sd_notifyf(0, "READY=1\nSTATUS=serving %zu slices of %s at %s", slices,
                device.c_str(), mountpoint.c_str());
   }, [&] {
     sd_notify(0, "STOPPING=1\nSTATUS=mirroring dirty slices and unmounting");
+    ups.reset();
     fs.stop_background();
   });
   if (!s.ok() && !mounted) return ch.error(s.error());
