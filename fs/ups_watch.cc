@@ -257,18 +257,21 @@ void UpsWatch::emit(EventType type, const std::string& message, const Poll& p) {
   options_.events->emit(type, message, fields);
 }
 
-void UpsWatch::mirror_all(const std::string& why) {
+bool UpsWatch::mirror_all(const std::string& why) {
   const auto start = std::chrono::steady_clock::now();
   Status st = fs_.sync_batch({});
   const double s =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start)
           .count();
-  if (st.ok())
+  if (st.ok()) {
     log_info("UPS " + options_.target.to_string() + ": " + why +
              ": mirrored every slice in " + seconds_text(s));
-  else
-    log_error("UPS " + options_.target.to_string() + ": " + why +
-              ": mirroring every slice failed: " + st.error().what());
+    return true;
+  }
+  log_error("UPS " + options_.target.to_string() + ": " + why +
+            ": mirroring every slice failed: " + st.error().what() +
+            (power_fail_ ? "; trying again at the next poll" : ""));
+  return false;
 }
 
 void UpsWatch::act(const Poll& p) {
@@ -321,20 +324,21 @@ void UpsWatch::act(const Poll& p) {
          says + ": forced shutdown; final mirror, then writes fail with EROFS",
          p);
   }
-  if ((lb || fsd) && !final_done_) {
-    final_done_ = true;
+  if ((lb || fsd) && !power_fail_) {
+    power_fail_ = true;
     // Writes stop first, so the final mirror holds every write the mount
-    // accepted (SliceFs::set_power_fail_read_only).
+    // accepted (SliceFs::set_power_fail_read_only). A failed final mirror
+    // is tried again at every poll (run()).
     fs_.set_power_fail_read_only(true, says);
     log_warning(says + ": taking the final mirror of every slice");
-    mirror_all("final mirror");
+    final_done_ = mirror_all("final mirror");
   }
   if (ol && !ob && !fsd &&
-      (on_battery_ || low_battery_ || forced_ || final_done_)) {
+      (on_battery_ || low_battery_ || forced_ || power_fail_)) {
     log_info(says + ": back online");
     emit(EventType::kOnline, says + ": back online", p);
-    if (final_done_) fs_.set_power_fail_read_only(false, says);
-    on_battery_ = low_battery_ = forced_ = final_done_ = false;
+    if (power_fail_) fs_.set_power_fail_read_only(false, says);
+    on_battery_ = low_battery_ = forced_ = power_fail_ = final_done_ = false;
   }
 }
 
@@ -381,11 +385,16 @@ void UpsWatch::run() {
   for (;;) {
     Poll p;
     poll(p);
+    const bool retry_final = power_fail_ && !final_done_;
     act(p);
     first_poll_ = false;
-    // Mirrors on battery, whether or not this poll reached upsd.
-    if (on_battery_ && !final_done_ &&
-        std::chrono::steady_clock::now() >= next_mirror_) {
+    // Mirrors on battery, whether or not this poll reached upsd: a failed
+    // final mirror again (not in the poll that first tried it), or the
+    // ups_interval mirror.
+    if (retry_final && power_fail_ && !final_done_) {
+      final_done_ = mirror_all("final mirror, again");
+    } else if (on_battery_ && !power_fail_ &&
+               std::chrono::steady_clock::now() >= next_mirror_) {
       mirror_all("on battery, every ups_interval");
       next_mirror_ = std::chrono::steady_clock::now() +
                      std::chrono::milliseconds(options_.interval_ms);

@@ -99,8 +99,11 @@ struct UpsWatchOptions {
 };
 
 /// The watch thread. RAII: the constructor starts it, the destructor stops
-/// and joins it (after a mirror in flight, if any); a stopped watch leaves
-/// SliceFs's power-fail switch as it was. `fs` and `engine` must outlive it.
+/// and joins it (after a mirror or a upsd request in flight: at most the
+/// 2 s connect or 5 s read timeout of libupsclient); a stopped watch
+/// leaves SliceFs's power-fail switch as it was. A final mirror that fails
+/// is tried again at every poll until it commits or the UPS is back
+/// online. `fs` and `engine` must outlive it.
 class UpsWatch {
  public:
   UpsWatch(SliceFs& fs, MirrorEngine& engine, UpsWatchOptions options);
@@ -117,7 +120,8 @@ class UpsWatch {
   void act(const Poll& p);
   // Recomputes and publishes the protection state; events on a change.
   void publish(const Poll& p);
-  void mirror_all(const std::string& why);
+  // sync_batch of every slice, logged; true when committed.
+  bool mirror_all(const std::string& why);
   void emit(EventType type, const std::string& message, const Poll& p);
   void disconnect();
 
@@ -133,7 +137,8 @@ class UpsWatch {
   bool on_battery_ = false;   // OB seen and not yet back to OL
   bool low_battery_ = false;  // LB seen (event sent)
   bool forced_ = false;       // FSD seen (event sent)
-  bool final_done_ = false;   // the final mirror was taken
+  bool power_fail_ = false;   // LB or FSD acted on: writes refused
+  bool final_done_ = false;   // the final mirror after it was committed
   std::chrono::steady_clock::time_point next_mirror_{};
   std::string last_state_;  // the last published protection state
 

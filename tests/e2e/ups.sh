@@ -13,6 +13,9 @@
 #  3. OB -> OB LB: a final mirror, then writes, truncation and opens for
 #     writing fail with EROFS; the committed mirrors equal memory at that
 #     moment; status says writes are refused. OL: writes accepted again.
+#  3b. Memory reset (the canary) before LB: the final mirror is refused,
+#     the volume unprotected with the memory guard's reason; the final
+#     mirror is tried again at each poll and commits after accept.
 #  4. FSD (separately): the same, proven by a restore into a fresh region
 #     after the unmount (which mirrors nothing more).
 #  5. upsd stopped: the UPS is `unreachable`, the volume unprotected.
@@ -87,7 +90,9 @@ log "upsd on 127.0.0.1:$PORT serves UPS 'test' (dummy-ups)"
 DEV=$(new_loop 128M)
 MNT=$(new_mountpoint mnt)
 RAM=$SHM.ram
-"$P" format "$DEV" --memory "file=$RAM,size=32M" --slice a:0:8M --slice b:8M:4M >/dev/null
+CANARY=$((16 * 1048576))
+"$P" format "$DEV" --memory "file=$RAM,size=32M" --slice a:0:8M --slice b:8M:4M \
+  --canary $CANARY >/dev/null
 UUID=$("$P" status "$DEV" --json | jq -r .uuid)
 EVENTS=/run/pcimirror/$UUID.events
 rm -f "$EVENTS"
@@ -114,7 +119,10 @@ grep -q "Unknown UPS" <<<"$(prot reason)" || die "reason: $(prot reason)"
 wait_released "$DEV"
 rm -f "$EVENTS"
 
-"$P" mount "$DEV" "$MNT" -o "ups=$UPS,ups_interval=2s,mirror_on_close=sync"
+# In the foreground, so its log can be read.
+"$P" mount "$DEV" "$MNT" -f -o "ups=$UPS,ups_interval=2s,mirror_on_close=sync" 2>"$WORK/daemon.log" &
+for _ in $(seq 100); do mountpoint -q "$MNT" && break; sleep 0.1; done
+mountpoint -q "$MNT" || die "mount did not come up: $(cat "$WORK/daemon.log")"
 
 log "1. protection: unknown before a mirror, then protected; runtime below the estimate"
 wait_for "ups_status OL" prot_is ups_status OL
@@ -176,6 +184,21 @@ set_ups OL 20 900
 wait_for "writes accepted when back online" prot_is writes_refused false
 dd if="$WORK/a0" of="$MNT/a" bs=1M conv=notrunc status=none || die "write refused when back online"
 
+log "3b. memory reset before LB: final mirror refused, unprotected with the guard's reason, retried until it commits"
+printf 'XXXXXXXX' | dd of="$RAM" bs=1 seek=$CANARY conv=notrunc status=none
+set_ups "OB LB" 10 60
+wait_for "writes refused on low battery" prot_is writes_refused true
+wait_for "unprotected after a refused final mirror" prot_is state unprotected
+reason=$(prot reason)
+echo "$reason"
+grep -q "memory-reset" <<<"$reason" || die "reason: $reason"
+grep -q "final mirror: mirroring every slice failed" "$WORK/daemon.log" || die "no failed final mirror in the log"
+"$P" sync --accept-memory "$MNT" >/dev/null
+wait_for "the final mirror retried" grep -q "final mirror, again: mirrored every slice" "$WORK/daemon.log"
+wait_for "protected after accept" prot_is state protected
+set_ups OL 20 900
+wait_for "writes accepted when back online" prot_is writes_refused false
+
 log "4. FSD: final mirror, EROFS, restore into a fresh region equals memory"
 dd if="$WORK/b1" of="$RAM" bs=1M seek=8 conv=notrunc status=none
 ga=$(gen_of a) gb=$(gen_of b)
@@ -210,7 +233,7 @@ for e in unprotected protected on-battery low-battery online forced-shutdown ups
   has_event "$e" || die "no $e event in $EVENTS"
 done
 jq -s -e --arg u "$UPS" '[.[] | select(.event == "on-battery")] |
-  length == 2 and all(.ups == $u and (.ups_status | test("^OB")))' "$EVENTS" >/dev/null ||
+  length == 3 and all(.ups == $u and (.ups_status | test("^OB")))' "$EVENTS" >/dev/null ||
   die "on-battery events: one per power failure, with the UPS and its status"
 jq -s -e '[.[] | select(.event == "low-battery")][0] |
   .battery_charge == "10" and .battery_runtime == "60"' "$EVENTS" >/dev/null ||
