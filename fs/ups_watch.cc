@@ -172,6 +172,14 @@ UpsWatch::UpsWatch(SliceFs& fs, MirrorEngine& engine, UpsWatchOptions options)
     : fs_(fs), engine_(engine), options_(std::move(options)) {
   init_upsclient();
   conn_ = new UPSCONN_t{};
+  // Until the first poll: neither protected nor "no UPS".
+  nlohmann::ordered_json j;
+  j["state"] = "unprotected";
+  j["reason"] = "the UPS watch has not heard from upsd yet";
+  j["ups"] = options_.target.to_string();
+  j["ups_status"] = "unknown";
+  j["writes_refused"] = fs_.power_fail_read_only();
+  fs_.set_protection(j.dump());
   log_info("UPS watch: asking upsd for UPS " + options_.target.to_string() +
            " every " + std::to_string(options_.poll_ms) + " ms");
   thread_ = std::thread([this] { run(); });

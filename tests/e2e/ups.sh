@@ -3,7 +3,7 @@
 # real NUT stack on localhost: the dummy-ups driver serving a .dev file that
 # this test rewrites, and upsd listening on 127.0.0.1 on a free port, both
 # run as root from a private config dir (NUT_CONFPATH, NUT_STATEPATH).
-#  0. A UPS that upsd does not know: `unreachable`, with upsd's answer.
+#  0. Without ups=: `no UPS`. A UPS that upsd does not know: `unreachable`, with upsd's answer.
 #  1. OL at mount: before any mirror the save time is unknown (unprotected);
 #     after one, protected. battery.runtime below the estimate x ups_margin:
 #     unprotected with the reason; raised again: protected.
@@ -110,7 +110,11 @@ prot_is() { [[ $(prot "$1") == "$2" ]]; }
 gen_above() { (($(gen_of "$1") > $2)); }
 has_event() { [[ -e $EVENTS ]] && jq -r .event "$EVENTS" | grep -qx "$1"; }
 
-log "0. a UPS that upsd does not know: unreachable, with upsd's answer"
+log "0. without ups=: no UPS; a UPS that upsd does not know: unreachable, with upsd's answer"
+"$P" mount "$DEV" "$MNT"
+[[ $(prot state) == "no UPS" ]] || die "state without ups=: $(prot state)"
+"$P" umount "$MNT"
+wait_released "$DEV"
 "$P" mount "$DEV" "$MNT" -o "ups=nosuch@127.0.0.1:$PORT"
 wait_for "unknown UPS unreachable" prot_is ups_status unreachable
 grep -q "Unknown UPS" <<<"$(prot reason)" || die "reason: $(prot reason)"
