@@ -73,8 +73,8 @@ constexpr SettingInfo kSettings[] = {
      kUseMount},
     {"ups", false, "Mirroring policy", "UPSNAME@HOST[:PORT]", "none",
      "Watch this UPS through NUT's upsd (port 3493 if none): on battery "
-     "mirror every slice, on low battery or forced shutdown a final mirror, "
-     "then writes fail with EROFS",
+     "mirror every slice; on low battery or forced shutdown refuse writes "
+     "(EROFS) and take a final mirror",
      kUseMount},
     {"ups_interval", false, "Mirroring policy", "DURATION", "30s",
      "Mirror every slice this often while on battery; ms, s, m or h (s if "
