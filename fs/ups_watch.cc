@@ -308,9 +308,12 @@ void UpsWatch::act(const Poll& p) {
   const std::string says = "UPS " + name + " reports " + p.status;
   if (ob && !on_battery_) {
     on_battery_ = true;
-    log_warning(says + ": on battery; mirroring every slice now and every " +
-                std::to_string(options_.interval_ms / 1000) +
-                " s (ups_interval) while on battery");
+    if (lb || fsd)
+      log_warning(says + ": on battery");
+    else
+      log_warning(says + ": on battery; mirroring every slice now and every " +
+                  std::to_string(options_.interval_ms / 1000) +
+                  " s (ups_interval) while on battery");
     emit(EventType::kOnBattery, says + ": on battery", p);
     if (!lb && !fsd) {
       mirror_all("on battery");
