@@ -22,6 +22,7 @@
 #include "fs/events.h"
 #include "fs/fuse_ops.h"
 #include "fs/slice_fs.h"
+#include "fs/ups_watch.h"
 #include "io/log.h"
 #include "io/units.h"
 
@@ -127,6 +128,9 @@ int serve(const std::string& device, const std::string& mountpoint,
   fo.write_behind = mo.write_behind;
   fo.events = &events;
   SliceFs fs(**engine, fo);
+  // The UPS watch (ups=), started with the background workers once the
+  // mount is live and stopped before the final mirror at unmount.
+  std::unique_ptr<UpsWatch> ups;
   // The memory guard at mount (docs/DESIGN.md, "Never mirror garbage"):
   // after restore=on_mount the memory holds the mirrors again, so a new
   // canary nonce is committed; with accept_memory the memory as it is is
@@ -203,11 +207,23 @@ int serve(const std::string& device, const std::string& mountpoint,
              " at " + mountpoint + " (memory " + (*region)->name() + ")");
     ch.ready();
     fs.start_background();
+    if (mo.ups && !fo.read_only) {
+      UpsWatchOptions uo;
+      uo.target = *mo.ups;
+      uo.interval_ms = mo.ups_interval_ms;
+      uo.margin = mo.ups_margin;
+      uo.events = &events;
+      ups = std::make_unique<UpsWatch>(fs, **engine, uo);
+    } else if (mo.ups) {
+      log_warning("ups=" + mo.ups->to_string() +
+                  " ignored: the mount is read-only, nothing to save");
+    }
     // systemd Type=notify (sd_notify(3)); a no-op without NOTIFY_SOCKET.
     sd_notifyf(0, "READY=1\nSTATUS=serving %zu slices of %s at %s", slices,
                device.c_str(), mountpoint.c_str());
   }, [&] {
     sd_notify(0, "STOPPING=1\nSTATUS=mirroring dirty slices and unmounting");
+    ups.reset();
     fs.stop_background();
   });
   if (!s.ok() && !mounted) return ch.error(s.error());

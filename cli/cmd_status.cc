@@ -57,6 +57,8 @@ std::string root_xattr(const std::string& mountpoint, const char* key) {
 // device memory.
 struct GuardView {
   std::string memory_state, memory_message, canary_state, last_sync_error;
+  // The protection state (fs/ups_watch.h), a JSON object; null offline.
+  nlohmann::json protection;
 };
 
 GuardView guard_view(const std::string& mountpoint, const SliceTable& t) {
@@ -70,6 +72,11 @@ GuardView guard_view(const std::string& mountpoint, const SliceTable& t) {
   g.memory_message = root_xattr(mountpoint, "memory_message");
   g.canary_state = root_xattr(mountpoint, "canary");
   g.last_sync_error = root_xattr(mountpoint, "last_sync_error");
+  g.protection = nlohmann::json::parse(root_xattr(mountpoint, "protection"),
+                                       nullptr, /*allow_exceptions=*/false);
+  if (g.protection.is_discarded() || !g.protection.is_object())
+    g.protection = {{"state", "unknown"},
+                    {"reason", "the daemon reports no protection state"}};
   return g;
 }
 
@@ -92,6 +99,7 @@ int run(const std::string& target, bool json) {
     j["memory_state"] = guard.memory_state;
     j["memory_message"] = guard.memory_message;
     j["last_sync_error"] = guard.last_sync_error;
+    j["protection"] = guard.protection;
     if (t.canary)
       j["canary"] = {{"offset_bytes", t.canary->offset_bytes},
                      {"bytes", kCanaryBytes},
@@ -189,6 +197,28 @@ int run(const std::string& target, bool json) {
     std::cout << "none (pcimirror canary DEVICE OFFSET adds one)\n";
   if (!guard.last_sync_error.empty())
     std::cout << "last error  " << guard.last_sync_error << "\n";
+  if (const nlohmann::json& p = guard.protection; p.is_object()) {
+    auto text = [&](const char* k) {
+      return p.contains(k) && p[k].is_string() ? p[k].get<std::string>()
+                                               : std::string();
+    };
+    auto number = [&](const char* k, const char* unit) {
+      if (!p.contains(k) || !p[k].is_number()) return std::string("unknown");
+      char b[32];
+      std::snprintf(b, sizeof b, "%.4g%s", p[k].get<double>(), unit);
+      return std::string(b);
+    };
+    std::cout << "protection  " << text("state") << ": " << text("reason")
+              << "\n";
+    if (!text("ups").empty())
+      std::cout << "ups         " << text("ups") << ": " << text("ups_status")
+                << ", charge " << number("battery_charge", " %") << ", runtime "
+                << number("runtime_s", " s") << ", save estimate "
+                << number("estimate_s", " s") << "\n";
+    if (p.value("writes_refused", false))
+      std::cout << "writes      refused with EROFS after a power failure "
+                   "(until the UPS is back online)\n";
+  }
   std::cout << "\n";
   std::printf("%4s %-16s %12s %12s %5s %-9s %-8s %-19s %9s%s\n", "ID", "SLICE",
               "OFFSET", "LENGTH", "GEN", "PATH", "CRC32C", "LAST SYNC", "MB/s",

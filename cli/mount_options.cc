@@ -1,5 +1,7 @@
 #include "cli/mount_options.h"
 
+#include <cstdlib>
+
 #include "io/units.h"
 #include "pcimap/region_factory.h"
 
@@ -39,6 +41,7 @@ Result<MountOptions> parse_mount_options(const std::string& text) {
   MountOptions o;
   MemorySpec memory;
   bool has_memory = false;
+  bool ups_tuning = false;  // ups_interval= or ups_margin= given
   for (const auto& [key, value] : split_key_values(text)) {
     const std::string item = value.empty() ? key : key + "=" + value;
     if (MemorySpec::is_memory_key(key)) {
@@ -104,6 +107,25 @@ Result<MountOptions> parse_mount_options(const std::string& text) {
       PCIM_ASSIGN_OR_RETURN(o.interval_ms, parse_duration_ms(value, "-o interval"));
       if (o.interval_ms != 0 && o.interval_ms < 100)
         return make_error(EINVAL, "-o interval=" + value + ": use at least 100ms, or 0 for never");
+    } else if (key == "ups") {
+      PCIM_ASSIGN_OR_RETURN(o.ups, parse_ups_target(value));
+    } else if (key == "ups_interval") {
+      ups_tuning = true;
+      PCIM_ASSIGN_OR_RETURN(o.ups_interval_ms,
+                            parse_duration_ms(value, "-o ups_interval"));
+      if (o.ups_interval_ms < 1000)
+        return make_error(EINVAL, "-o ups_interval=" + value +
+                                      ": use at least 1s (e.g. 30s)");
+    } else if (key == "ups_margin") {
+      ups_tuning = true;
+      char* end = nullptr;
+      const double v = std::strtod(value.c_str(), &end);
+      if (value.empty() || end != value.c_str() + value.size() || !(v >= 1) ||
+          v > 1000)
+        return make_error(EINVAL, "-o ups_margin=" + value +
+                                      ": give a factor from 1 to 1000, e.g. 2 "
+                                      "or 1.5");
+      o.ups_margin = v;
     } else if (key == "write_behind") {
       if (value == "on")
         o.write_behind = true;
@@ -128,6 +150,10 @@ Result<MountOptions> parse_mount_options(const std::string& text) {
     }
   }
   if (has_memory) o.memory_override = memory.to_string();
+  if (!o.ups && ups_tuning)
+    return make_error(EINVAL,
+                      "-o ups_interval= and ups_margin= need ups= "
+                      "too (UPSNAME@HOST[:PORT])");
   if (o.allow_other && !o.default_permissions)
     return make_error(EINVAL, "-o allow_other needs default_permissions too, "
                               "so that the kernel checks other users' access "

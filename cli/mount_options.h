@@ -10,6 +10,7 @@
 #include "fs/fuse_ops.h"
 #include "fs/mirror.h"
 #include "fs/slice_fs.h"
+#include "fs/ups_watch.h"
 #include "io/result.h"
 
 namespace pcimirror::cli {
@@ -33,6 +34,9 @@ struct MountOptions {
   bool accept_memory = false;
   bool write_behind = true;
   std::optional<uint32_t> uid, gid, umask;  ///< owner and mode of slice files
+  std::optional<UpsTarget> ups;             ///< ups=: the UPS watch
+  uint64_t ups_interval_ms = 30000;         ///< ups_interval=
+  double ups_margin = 2.0;                  ///< ups_margin=
 };
 
 /// Parses "k=v,flag,...". Generic fstab options (defaults, nofail, noauto,

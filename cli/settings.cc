@@ -86,6 +86,19 @@ constexpr SettingInfo kSettings[] = {
      "Only writes through the mount change memory: interval= mirrors only "
      "slices written through it",
      kUseMount},
+    {"ups", false, "Mirroring policy", "UPSNAME@HOST[:PORT]", "none",
+     "Watch this UPS through NUT's upsd (port 3493 if none): on battery "
+     "mirror every slice; on low battery or forced shutdown refuse writes "
+     "(EROFS) and take a final mirror",
+     kUseMount},
+    {"ups_interval", false, "Mirroring policy", "DURATION", "30s",
+     "Mirror every slice this often while on battery; ms, s, m or h (s if "
+     "none), at least 1s",
+     kUseMount},
+    {"ups_margin", false, "Mirroring policy", "FACTOR", "2",
+     "Protected only when the save estimate times this factor fits into "
+     "battery.runtime; 1 to 1000",
+     kUseMount},
     {"restore", false, "Mirroring policy", "never|on_mount", "never",
      "Write the mirrors into device memory before serving", kUseMount},
     {"accept_memory", true, "Mirroring policy", "", "off",

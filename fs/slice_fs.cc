@@ -55,6 +55,12 @@ Result<MirrorOnClose> parse_mirror_on_close(const std::string& text) {
 
 SliceFs::SliceFs(MirrorEngine& engine, SliceFsOptions options)
     : engine_(engine), options_(options) {
+  {
+    MutexLock lock(protection_mu_);  // no other thread yet: for the analysis
+    protection_ =
+        R"({"state":"no UPS","reason":"no ups= option: pcimirror does not )"
+        R"(hear of a power failure"})";
+  }
   for (const SliceEntry& e : engine_.table().slices) {
     auto s = std::make_shared<Slice>();
     s->id = e.id;
@@ -187,6 +193,7 @@ Result<bool> SliceFs::open(uint64_t ino, int flags) {
   const bool writes = (flags & O_ACCMODE) != O_RDONLY;
   if (options_.read_only && writes)
     return make_error(EROFS, "mounted read-only");
+  if (writes) PCIM_TRY(refuse_power_fail("open for writing"));
   if (!writes || !(flags & O_TRUNC)) return false;
   PCIM_TRY(zero_fill(*s, 0));
   return true;
@@ -197,6 +204,7 @@ Status SliceFs::zero_fill(Slice& s, uint64_t from_bytes) {
   {
     ReaderLock lock(s.content);
     if (s.removed) return make_error(ENOENT, "slice was removed");
+    PCIM_TRY(refuse_power_fail("truncate"));
     const uint64_t len = s.length_bytes;
     if (from_bytes >= len) return {};
     for (uint64_t off = from_bytes; off < len;) {
@@ -262,6 +270,8 @@ Result<size_t> SliceFs::write(uint64_t ino, uint64_t offset_bytes, size_t size,
   {
     ReaderLock lock(s->content);
     if (s->removed) return make_error(ENOENT, "slice was removed");
+    // Under the content lock: see set_power_fail_read_only().
+    PCIM_TRY(refuse_power_fail("write"));
     const uint64_t limit = s->length_bytes;
     if (offset_bytes >= limit)
       return make_error(ENOSPC, "write past the end of a slice");
@@ -340,6 +350,7 @@ Status SliceFs::sync_slice(Slice& s) {
       behind.active() ? &behind : nullptr);
   PCIM_TRY(settle(s, r.ok() ? nullptr : &r.error()));
   s.synced_seq.store(seq, std::memory_order_release);
+  record_rate(r->bytes - std::min(r->bytes, r->behind_bytes), r->duration_ns);
   return {};
 }
 
@@ -408,6 +419,15 @@ Status SliceFs::sync_batch(const std::vector<std::string>& names) {
         e.ctime_ns = s->entry.ctime_ns;
       },
       behind_ptrs);
+  if (r.ok()) {
+    // One sample for the group: its shares add up to the batch's time.
+    uint64_t bytes = 0, ns = 0;
+    for (const SyncReport& one : *r) {
+      bytes += one.bytes - std::min(one.bytes, one.behind_bytes);
+      ns += one.duration_ns;
+    }
+    record_rate(bytes, ns);
+  }
   Status st;
   for (size_t i = 0; i < committed.size(); ++i) {
     Status one = settle(*committed[i], r.ok() ? nullptr : &r.error());
@@ -542,6 +562,7 @@ Result<struct stat> SliceFs::setattr(uint64_t ino, const struct stat& attr,
     return make_error(ino == kRootIno ? EPERM : ENOENT, "setattr");
   if (options_.read_only) return make_error(EROFS, "mounted read-only");
   if (to_set & kSetSize) {
+    PCIM_TRY(refuse_power_fail("truncate"));
     if (attr.st_size < 0) return make_error(EINVAL, "negative size");
     const uint64_t want = static_cast<uint64_t>(attr.st_size);
     if (want > s->length_bytes) {
@@ -628,6 +649,10 @@ Result<std::string> SliceFs::getxattr(uint64_t ino, const std::string& name) con
     if (key == "last_sync_error") {
       MutexLock lock(error_mu_);
       return last_sync_error_;
+    }
+    if (key == "protection") {
+      MutexLock lock(protection_mu_);
+      return protection_;
     }
     return make_error(ENODATA, "no such attribute");
   }
@@ -716,6 +741,7 @@ void SliceFs::write_behind(Slice& s) {
       s.chunk_state[end].exchange(0, std::memory_order_acq_rel);
       ++end;
     }
+    const auto started = std::chrono::steady_clock::now();
     Status st = engine_.write_behind(s.id, k, end - k, s.behind);
     if (!st.ok() && st.error().code == ESTALE) {
       s.behind = WriteBehind{};  // a mirror was committed meanwhile: start over
@@ -736,8 +762,14 @@ void SliceFs::write_behind(Slice& s) {
       }
       return;
     }
-    behind_bytes_.fetch_add(std::min(end * chunk, len) - k * chunk,
-                            std::memory_order_relaxed);
+    const uint64_t wrote = std::min(end * chunk, len) - k * chunk;
+    behind_bytes_.fetch_add(wrote, std::memory_order_relaxed);
+    // Counted in the measured rate too: with write-behind, the mirror at
+    // close may write little or nothing itself.
+    record_rate(wrote, static_cast<uint64_t>(
+                           std::chrono::duration_cast<std::chrono::nanoseconds>(
+                               std::chrono::steady_clock::now() - started)
+                               .count()));
     k = end;
   }
 }
@@ -754,6 +786,74 @@ void SliceFs::behind_worker() {
     if (auto s = get(ino)) write_behind(*s);
     lock.Lock();
   }
+}
+
+void SliceFs::set_power_fail_read_only(bool on, const std::string& why) {
+  {
+    MutexLock lock(protection_mu_);
+    power_fail_why_ = why;
+  }
+  power_fail_logged_.store(false);
+  if (power_fail_ro_.exchange(on) == on) return;
+  if (on)
+    log_warning(
+        "power failure: writes through the mount now fail with "
+        "EROFS (" +
+        why + "); reads and mirrors go on");
+  else
+    log_info("power is back: writes through the mount are accepted again (" +
+             why + ")");
+}
+
+Status SliceFs::refuse_power_fail(const char* what) {
+  if (!power_fail_ro_.load()) return {};
+  std::string why;
+  {
+    MutexLock lock(protection_mu_);
+    why = power_fail_why_;
+  }
+  const std::string msg = std::string(what) +
+                          " refused with EROFS after a power failure (" + why +
+                          "); writes are accepted again once the UPS is "
+                          "back online (OL)";
+  if (!power_fail_logged_.exchange(true)) log_warning(msg);
+  return make_error(EROFS, msg);
+}
+
+void SliceFs::record_rate(uint64_t bytes, uint64_t ns) {
+  if (bytes == 0 || ns == 0) return;
+  MutexLock lock(rate_mu_);
+  rate_samples_.emplace_back(bytes, ns);
+  while (rate_samples_.size() > kRateSamples) rate_samples_.pop_front();
+}
+
+double SliceFs::recent_mb_per_s() const {
+  MutexLock lock(rate_mu_);
+  uint64_t bytes = 0, ns = 0;
+  for (const auto& [b, n] : rate_samples_) {
+    bytes += b;
+    ns += n;
+  }
+  return ns ? static_cast<double>(bytes) * 1e3 / static_cast<double>(ns) : 0.0;
+}
+
+uint64_t SliceFs::save_bytes() const {
+  ReaderLock lock(tree_mu_);
+  uint64_t total = 0;
+  for (const auto& [ino, s] : slices_)
+    if (!s->removed && (!options_.host_only_writes || dirty(*s)))
+      total += s->length_bytes;
+  return total;
+}
+
+std::string SliceFs::last_sync_error() const {
+  MutexLock lock(error_mu_);
+  return last_sync_error_;
+}
+
+void SliceFs::set_protection(std::string json) {
+  MutexLock lock(protection_mu_);
+  protection_ = std::move(json);
 }
 
 void SliceFs::start_background() {

@@ -47,12 +47,14 @@ constexpr const char* kXattrNames[] = {
 /// Extended attributes of the root directory: the memory guard's state
 /// ("ok", "device-lost", "memory-reset") and why, the canary's state
 /// ("none", "unchecked", "ok", "mismatch") and offset, and the last failed
-/// mirror's message ("" once that slice mirrors again). Read by `pcimirror
-/// status MOUNTPOINT`; not listed, so cp -a and rsync -a copy nothing.
+/// mirror's message ("" once that slice mirrors again), and the protection
+/// state as one JSON object (set_protection(); {"state": "no UPS", ...}
+/// without ups=). Read by `pcimirror status MOUNTPOINT`; not listed, so
+/// cp -a and rsync -a copy nothing.
 constexpr const char* kRootXattrNames[] = {
-    "user.pcimirror.memory_state", "user.pcimirror.memory_message",
-    "user.pcimirror.canary", "user.pcimirror.canary_offset",
-    "user.pcimirror.last_sync_error"};
+    "user.pcimirror.memory_state",    "user.pcimirror.memory_message",
+    "user.pcimirror.canary",          "user.pcimirror.canary_offset",
+    "user.pcimirror.last_sync_error", "user.pcimirror.protection"};
 
 /// What closing a file that was written does.
 enum class MirrorOnClose {
@@ -198,6 +200,33 @@ class SliceFs {
   /// syncing, error, dirty or clean.
   Result<std::string> getxattr(uint64_t ino, const std::string& name) const;
 
+  /// Power-fail read-only (the UPS watch, fs/ups_watch.h): while on,
+  /// write(), truncation (setattr size, open with O_TRUNC) and opens for
+  /// writing fail with EROFS, the first refusal after each switch logged
+  /// with `why`; reads, mirrors and unmount go on. A write in flight when
+  /// it is switched on finishes first: the check runs under the slice's
+  /// content lock, which every mirror takes exclusively, so a mirror that
+  /// starts after this call returns holds every write the mount accepted.
+  /// Thread-safe.
+  void set_power_fail_read_only(bool on, const std::string& why)
+      EXCLUDES(protection_mu_);
+  bool power_fail_read_only() const { return power_fail_ro_.load(); }
+  /// Throughput of the recent mirrors (the last kRateSamples syncs, each
+  /// counted with the bytes it wrote itself, not those written ahead by
+  /// write-behind): their bytes over their write-and-flush time, in MB/s
+  /// (10^6 bytes per second); 0 before any mirror. Thread-safe.
+  double recent_mb_per_s() const EXCLUDES(rate_mu_);
+  static constexpr size_t kRateSamples = 8;
+  /// Bytes a save of the memory writes now, in bytes: every slice's length
+  /// (the device writes its memory unseen), or with host_only_writes only
+  /// the lengths of slices written since their last mirror. Thread-safe.
+  uint64_t save_bytes() const EXCLUDES(tree_mu_);
+  /// The last failed mirror as status shows it ("" when none is pending).
+  std::string last_sync_error() const EXCLUDES(error_mu_);
+  /// Sets the root xattr user.pcimirror.protection: a JSON object
+  /// (fs/ups_watch.cc). Thread-safe.
+  void set_protection(std::string json) EXCLUDES(protection_mu_);
+
   /// Bytes written by write-behind since the mount (for tests and status).
   uint64_t behind_bytes() const { return behind_bytes_.load(); }
 
@@ -270,6 +299,9 @@ class SliceFs {
   // (errno and message unchanged) when there is one.
   Status settle(Slice& s, const Error* err);
   bool dirty(const Slice& s) const;
+  // EROFS (and one log line per switch) while power-fail read-only is on.
+  Status refuse_power_fail(const char* what) EXCLUDES(protection_mu_);
+  void record_rate(uint64_t bytes, uint64_t ns) EXCLUDES(rate_mu_);
   void enqueue(uint64_t ino) EXCLUDES(queue_mu_);
   void worker() EXCLUDES(queue_mu_);
 
@@ -303,6 +335,19 @@ class SliceFs {
   // A mirror failed and none succeeded since: the sync-failed event went
   // out, and the next success sends sync-recovered.
   bool failing_ GUARDED_BY(error_mu_) = false;
+
+  // Power-fail read-only: read without a lock by every write (under the
+  // slice's content lock); `power_fail_logged_` makes the first refusal
+  // after each switch log a line.
+  std::atomic<bool> power_fail_ro_{false};
+  std::atomic<bool> power_fail_logged_{false};
+  // The recent mirrors' bytes and write-and-flush nanoseconds, newest last.
+  mutable Mutex rate_mu_;
+  std::deque<std::pair<uint64_t, uint64_t>> rate_samples_ GUARDED_BY(rate_mu_);
+  // The protection xattr and why writes are refused.
+  mutable Mutex protection_mu_;
+  std::string protection_ GUARDED_BY(protection_mu_);
+  std::string power_fail_why_ GUARDED_BY(protection_mu_);
 };
 
 }  // namespace pcimirror

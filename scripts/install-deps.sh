@@ -14,6 +14,7 @@ pkgs=(
   libisal-dev
   libblkid-dev
   libsystemd-dev
+  libupsclient-dev nut-client nut-server
   libgtest-dev libgmock-dev libbenchmark-dev
   util-linux fio xxd jq psmisc pci.ids
   qemu-system-x86 busybox-static cpio kmod pciutils nbd-server nbd-client

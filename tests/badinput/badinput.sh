@@ -92,6 +92,10 @@ bad "mount: UUID mismatch" "not 00000000-0000-4000-8000-000000000000 given by uu
 bad "mount: allow_other alone" "allow_other needs default_permissions" $P mount "$DEV" "$MNT" -o allow_other
 bad "mount: bad uid" "uid: 'abc' is not a number" $P mount "$DEV" "$MNT" -o uid=abc
 bad "mount: bad umask" "umask=999" $P mount "$DEV" "$MNT" -o umask=999
+bad "mount: ups= without a host" "ups=myups: no @HOST" $P mount "$DEV" "$MNT" -o ups=myups
+bad "mount: ups= with a bad port" "port 0 is not 1 to 65535" $P mount "$DEV" "$MNT" -o ups=u@localhost:0
+bad "mount: ups_margin below 1" "ups_margin=0.5: give a factor from 1 to 1000" $P mount "$DEV" "$MNT" -o ups=u@localhost,ups_margin=0.5
+bad "mount: ups_interval without ups=" "need ups= too" $P mount "$DEV" "$MNT" -o ups_interval=10s
 bad "mount: mount point missing" "not a directory" $P mount "$DEV" "$WORK/nope"
 bad "mount: not a volume" "no pcimirror volume" $P mount "$BLANK" "$MNT"
 bad "mount: region too small" "too few for slice" $P mount "$DEV" "$MNT" -o "file=$SHM.small,size=1M"
