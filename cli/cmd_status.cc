@@ -80,6 +80,26 @@ GuardView guard_view(const std::string& mountpoint, const SliceTable& t) {
   return g;
 }
 
+// The shutdown record (docs/FORMAT.md §4), as `ndctl` shows
+// shutdown_state: a `mounted` mark that no daemon holds is a dirty
+// shutdown that the next mount counts, so status counts it already.
+struct ShutdownView {
+  std::string last_shutdown;  // "clean" or "dirty"
+  uint64_t dirty_shutdowns = 0;
+  int64_t last_dirty_shutdown_ns = 0;
+  bool pending = false;  // counted at the next mount
+};
+
+ShutdownView shutdown_view(const SliceTable& t, bool mounted_now) {
+  ShutdownView v;
+  v.pending = t.mounted && !mounted_now;
+  v.last_shutdown =
+      v.pending || (mounted_now && t.last_shutdown_dirty) ? "dirty" : "clean";
+  v.dirty_shutdowns = t.dirty_shutdowns + (v.pending ? 1 : 0);
+  v.last_dirty_shutdown_ns = t.last_dirty_shutdown_ns;
+  return v;
+}
+
 int run(const std::string& target, bool json) {
   std::string device = target;
   std::string mountpoint;
@@ -94,8 +114,17 @@ int run(const std::string& target, bool json) {
   auto alloc = Allocator::from_table(sb, t);
   const uint64_t free_bytes = alloc.ok() ? alloc->free_sectors() * kSectorBytes : 0;
   const GuardView guard = guard_view(mountpoint, t);
+  // Served by a daemon now (given the mount point, or the device of one).
+  const bool served =
+      !mountpoint.empty() || mountpoint_of_device(device).has_value();
   if (json) {
     nlohmann::json j;
+    const ShutdownView sd = shutdown_view(t, served);
+    j["shutdown"] = {{"last_shutdown", sd.last_shutdown},
+                     {"dirty_shutdowns", sd.dirty_shutdowns},
+                     {"last_dirty_shutdown_ns", sd.last_dirty_shutdown_ns},
+                     {"mounted_mark", t.mounted},
+                     {"uncounted", sd.pending}};
     j["memory_state"] = guard.memory_state;
     j["memory_message"] = guard.memory_message;
     j["last_sync_error"] = guard.last_sync_error;
@@ -186,6 +215,18 @@ int run(const std::string& target, bool json) {
                     : "")
             << "\ndata area   " << format_bytes(sb.data_sectors * kSectorBytes)
             << ", " << format_bytes(free_bytes) << " free\n";
+  {
+    const ShutdownView sd = shutdown_view(t, served);
+    std::cout << "shutdown    last shutdown: " << sd.last_shutdown << ", "
+              << sd.dirty_shutdowns << " dirty shutdowns";
+    if (sd.last_dirty_shutdown_ns)
+      std::cout << " (the last counted "
+                << format_time_ns(sd.last_dirty_shutdown_ns) << ")";
+    if (sd.pending)
+      std::cout << "; the last mount did not unmount cleanly (counted at the "
+                   "next mount)";
+    std::cout << "\n";
+  }
   std::cout << "memory      " << guard.memory_state
             << (mountpoint.empty() ? " (not mounted)" : "")
             << (guard.memory_message.empty() ? "" : ": ")

@@ -22,6 +22,7 @@ void add_devices(CLI::App& app, int& rc);
 void add_fsck(CLI::App& app, int& rc);
 void add_slice(CLI::App& app, int& rc);
 void add_canary(CLI::App& app, int& rc);
+void add_events(CLI::App& app, int& rc);
 void add_umount(CLI::App& app, int& rc, Settings& settings);
 
 /// The mount.fuse3 form: `pcimirror SOURCE MOUNTPOINT -o OPTIONS`.

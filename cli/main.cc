@@ -14,10 +14,9 @@ namespace {
 // of type fuse.pcimirror: recognise that form before CLI11 parses.
 bool is_mount_helper_form(int argc, char** argv) {
   if (argc < 3) return false;
-  static const char* subcommands[] = {"format", "mount",   "status", "log",
-                                      "sync",   "restore", "demo",   "devices",
-                                      "fsck",   "slice",   "canary", "umount",
-                                      "help"};
+  static const char* subcommands[] = {
+      "format",  "mount", "status", "log",    "sync",   "restore", "demo",
+      "devices", "fsck",  "slice",  "canary", "events", "umount",  "help"};
   for (const char* s : subcommands)
     if (std::strcmp(argv[1], s) == 0) return false;
   return argv[1][0] != '-';
@@ -67,6 +66,7 @@ int main(int argc, char** argv) {
   add_fsck(app, rc);
   add_slice(app, rc);
   add_canary(app, rc);
+  add_events(app, rc);
   add_umount(app, rc, settings);
   // --config NAME means /etc/pcimirror/NAME.conf.
   std::vector<std::string> args = resolve_config_arg(argc, argv);

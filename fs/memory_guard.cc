@@ -166,7 +166,11 @@ void MemoryGuard::reset_to_ok(const std::string& why) {
   MutexLock lock(mu_);
   reset_pending_ = false;
   canary_state_ = "ok";
+  const MemoryState from = state_.load(std::memory_order_relaxed);
   (void)transition(MemoryState::kOk, why);
+  // A new canary is news even when the state was ok (an accept at mount,
+  // before any check): the observer hears of it either way.
+  if (from == MemoryState::kOk && observer_) observer_(from, from, why);
 }
 
 std::string MemoryGuard::message() const {

@@ -67,7 +67,8 @@ class MemoryGuard {
   /// with `why`. Thread-safe.
   void reset_to_ok(const std::string& why) EXCLUDES(mu_);
 
-  /// Called after each change of state, with the old and new state and the
+  /// Called after each change of state, and after every reset_to_ok() (a
+  /// new canary, even from ok to ok), with the old and new state and the
   /// reason, under the guard's lock (keep it short: an event, a log line).
   /// Set before the guard is shared between threads.
   void set_observer(

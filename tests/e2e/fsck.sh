@@ -44,7 +44,9 @@ json=$("$PCIMIRROR" status "$DEV" --json)
 gen=$(jq .metadata_generation <<<"$json")
 slot_sector=$(( (1048576 + (gen % 2) * 4194304) / 512 ))
 printf 'junk' | dd of="$DEV" bs=1 seek=$((slot_sector * 512 + 80)) conv=notrunc status=none
-"$PCIMIRROR" mount "$DEV" "$MNT" 2>"$WORK/mount.err"
+# Read-only: a writable mount's first commit (the mounted mark) would
+# rewrite the damaged slot.
+"$PCIMIRROR" mount "$DEV" "$MNT" -o ro 2>"$WORK/mount.err"
 grep -q "metadata slot $((gen % 2)) .* is damaged" "$WORK/mount.err" || die "no warning: $(cat "$WORK/mount.err")"
 [[ $("$PCIMIRROR" status "$MNT" --json 2>/dev/null | jq .metadata_generation) == $((gen - 1)) ]] || die "did not fall back"
 fusermount3 -u "$MNT"; wait_released "$DEV"

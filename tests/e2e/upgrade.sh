@@ -88,7 +88,8 @@ grep -q "upgraded the volume on $DEV to stable slice IDs and the canary record (
   die "no upgrade line in the daemon's log: $(cat "$WORK/daemon.log")"
 json=$("$P" status "$MNT" --json)
 [[ $(jq .metadata_slot_version <<<"$json") == 3 ]] || die "not upgraded: $(jq -c .metadata_slot_version <<<"$json")"
-[[ $(jq .metadata_generation <<<"$json") == $((gen0 + 1)) ]] || die "the upgrade was not exactly one commit"
+# The upgrade is one commit; the mount's mounted mark is the second.
+[[ $(jq .metadata_generation <<<"$json") == $((gen0 + 2)) ]] || die "the upgrade was not exactly one commit (before the mounted mark)"
 [[ $(sb_incompat 0) == 0 && $(sb_incompat "$backup_off") == 0 ]] ||
   die "the upgrade rewrote a superblock: incompat $(sb_incompat 0) $(sb_incompat "$backup_off")"
 for s in a:2 bee:3 c:4; do
