@@ -334,11 +334,14 @@ class MirrorEngine {
   Result<std::vector<MirrorCopy>> write_copies(
       std::span<const CopyRequest> reqs, std::vector<SyncReport>& reports)
       REQUIRES(mu_);
-  // Reads copy `c` once, verifying each CRC chunk before copying it into the
-  // region; `restored` gets the slice bytes restored so far. EUCLEAN at the
-  // first bad chunk, the read's errno at an unreadable one (chunks before it
-  // are restored); `damage` says where.
+  // Reads copy `c` once, verifying each CRC chunk on a copy worker before
+  // copying it into the region; `written` gets one flag per chunk written
+  // (chunks are written in any order), `restored` the bytes written so far
+  // (called from the workers, one call at a time). EUCLEAN at a bad chunk
+  // (the lowest one found), the read's errno at an unreadable one; what
+  // verified before it is written; `damage` says where.
   Status copy_verified(const SliceEntry& e, const MirrorCopy& c,
+                       std::vector<uint8_t>& written,
                        const std::function<void(uint64_t)>& restored,
                        CopyDamage* damage) REQUIRES(mu_);
 
