@@ -360,6 +360,23 @@ Result<std::unique_ptr<MirrorEngine>> MirrorEngine::create(
       new MirrorEngine(volume, region, options, std::move(engine)));
 }
 
+uint64_t MirrorEngine::prefault_windows() {
+  std::vector<std::pair<uint64_t, uint64_t>> windows;
+  {
+    auto lock = lock_ahead_of_write_behind();
+    for (const SliceEntry& e : volume_.table().slices)
+      windows.emplace_back(e.offset_bytes, e.length_bytes);
+  }
+  // Without the lock: a page-table walk of the region, no I/O to the
+  // volume; a slice removed meanwhile only had its pages mapped.
+  uint64_t bytes = 0;
+  for (auto [off, len] : windows) {
+    region_.prefault_for_read(off, len);
+    bytes += len;
+  }
+  return bytes;
+}
+
 std::unique_lock<Mutex> MirrorEngine::lock_ahead_of_write_behind() const {
   waiting_.fetch_add(1, std::memory_order_acq_rel);
   std::unique_lock lock(mu_);
@@ -749,6 +766,7 @@ Result<SyncReport> MirrorEngine::add_slice(SliceEntry entry, bool mirror_now) {
     return make_error(EROFS, "volume on " + volume_.device().path() + " is read-only");
   if (!region_.contains(entry.offset_bytes, entry.length_bytes))
     return make_error(EINVAL, "slice '" + entry.name + "' lies outside " + region_.name());
+  region_.prefault_for_read(entry.offset_bytes, entry.length_bytes);
   const std::string name = entry.name;
   SliceTable next = volume_.table();
   PCIM_ASSIGN_OR_RETURN(const uint64_t id,
