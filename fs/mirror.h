@@ -43,7 +43,8 @@ struct MirrorOptions {
   BounceMode bounce = BounceMode::kAuto;
   /// prepass (default): nothing reaches memory before the whole copy
   /// verifies. inline: half the reads; a damaged chunk stops the restore
-  /// part-way (verified chunks before it are written) and falls back.
+  /// part-way (the chunks verified so far are written, in any order, and
+  /// reported) and falls back.
   RestoreVerify restore_verify = RestoreVerify::kPrepass;
   /// Accept a PCI device other than the one recorded at format, or a
   /// smaller BAR (mount option ignore_device_id).
@@ -253,8 +254,8 @@ class MirrorEngine {
   /// copy's errno (EUCLEAN, EIO, ...) with a message naming the slice, each
   /// copy's failure and the device memory written. Device memory is
   /// untouched then in prepass mode unless a copy pass itself failed after
-  /// its copy verified; inline leaves the verified chunks before the
-  /// damage. `failed`, when given, gets the report of a failed restore
+  /// its copy verified; inline leaves the chunks verified before the
+  /// damage was found (RestoreReport::written lists them). `failed`, when given, gets the report of a failed restore
   /// (damage and written ranges). `progress` gets bytes done of 2 x length
   /// (verify pass, then copy). Thread-safe (serialised with mirrors).
   Result<RestoreReport> restore(

@@ -67,9 +67,6 @@ class ChunkCursor {
   uint64_t mirror_offset_ = 0;
 };
 
-// Requests at least this large are submitted as soon as they are prepared.
-constexpr uint32_t kEagerSubmitBytes = 256 * 1024;
-
 // A request's user_data: a sequence number above kTagIndexBits bits of slot
 // index. A fresh number per SQE, so that only the CQE of a slot's current
 // request frees it. The fsync of flush() takes the index kFlushIndex, which
