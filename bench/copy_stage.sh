@@ -8,8 +8,9 @@
 #    and, when given, BASE_BUILD (a build without it), alternated in each
 #    repeat so both see the same weather.
 # 2. Mirror (the second sync after a mount) and restore (prepass, inline)
-#    MB/s of NEW_BUILD with copy_threads=1, 2, 4, interleaved in each
-#    repeat. Restore writes into the memory file, which is allocated
+#    MB/s of NEW_BUILD with copy_threads=1, 2, 4, and of BASE_BUILD when
+#    given (no copy stage: copies inline on the ring's thread),
+#    interleaved in each repeat. Restore writes into the memory file, which is allocated
 #    already, so it pays no first touch of fresh memory.
 # Prints every sample and the medians. Figures are pcimirror's own
 # "synced ... MB/s" and "restored ... MB/s" (data write + flush; read,
@@ -64,22 +65,27 @@ for b in new ${BASE:+base}; do
 done
 
 echo "== copy_threads: mirror and restore MB/s"
+# restore_mbs BIN THREADS MODE (THREADS "-": the binary's default, no option)
 restore_mbs() {
-  "$NEW" restore "$LOOP" --memory "file=$SHM.ram" -o "copy_threads=$1,restore_verify=$2" big |
+  local o="restore_verify=$3"; [[ $2 != - ]] && o+=",copy_threads=$2"
+  "$1" restore "$LOOP" --memory "file=$SHM.ram" -o "$o" big |
     awk '/^restored/ {print int($(NF-1))}'
 }
+configs="1 2 4${BASE:+ base}"
 for r in $(seq "$REPEATS"); do
-  for n in 1 2 4; do
-    "$NEW" mount "$LOOP" "$WORK/mnt" -o copy_threads=$n 2>/dev/null
-    sync_mbs "$NEW" >/dev/null
-    m=$(sync_mbs "$NEW")
+  for n in $configs; do
+    bin=$NEW; t=$n; opt=(-o copy_threads=$n)
+    [[ $n == base ]] && bin=$BASE && t=- && opt=()
+    "$bin" mount "$LOOP" "$WORK/mnt" "${opt[@]}" 2>/dev/null
+    sync_mbs "$bin" >/dev/null
+    m=$(sync_mbs "$bin")
     unmount_wait
-    p=$(restore_mbs $n prepass); i=$(restore_mbs $n inline)
+    p=$(restore_mbs "$bin" $t prepass); i=$(restore_mbs "$bin" $t inline)
     echo "repeat $r copy_threads=$n: mirror $m, restore prepass $p, inline $i MB/s"
     S[m$n]+="$m "; S[p$n]+="$p "; S[i$n]+="$i "
   done
 done
-for n in 1 2 4; do
+for n in $configs; do
   echo "copy_threads=$n: mirror $(tr ' ' '\n' <<<"${S[m$n]}" | grep . | median)," \
     "restore prepass $(tr ' ' '\n' <<<"${S[p$n]}" | grep . | median)," \
     "inline $(tr ' ' '\n' <<<"${S[i$n]}" | grep . | median) MB/s (medians)"
