@@ -11,6 +11,7 @@
 #include <utility>
 #include <vector>
 
+#include "io/copy_workers.h"
 #include "test_util.h"
 
 namespace pcimirror {
@@ -396,6 +397,60 @@ TEST(UringEngine, FlushTakesOnlyItsOwnCompletion) {
   ASSERT_TRUE(rs.ok()) << rs.error().what();
   ASSERT_EQ(back.size(), len);
   EXPECT_EQ(std::memcmp(back.data(), data.data(), len), 0);
+}
+
+// The copy workers run every task once, hand back each id with its Status
+// (an exception becomes ENOMEM or EIO naming it), wake the waiter through
+// the eventfd, and on destruction run what is queued before joining.
+TEST(CopyWorkers, RunEveryTaskOnceAndReportEach) {
+  for (unsigned threads : {1u, 3u}) {
+    SCOPED_TRACE("threads " + std::to_string(threads));
+    std::atomic<int> ran{0};
+    {
+      auto w = *CopyWorkers::create(threads);
+      EXPECT_EQ(w->threads(), threads);
+      const int n = 500;
+      for (int i = 0; i < n; ++i)
+        w->post(static_cast<uint64_t>(i), [&ran, i]() -> Status {
+          ++ran;
+          if (i == 7) return make_error(EUCLEAN, "seven");
+          if (i == 8) throw std::bad_alloc();
+          if (i == 9) throw std::runtime_error("nine");
+          return {};
+        });
+      std::vector<CopyWorkers::Done> done;
+      while (done.size() < static_cast<size_t>(n)) {
+        if (!w->has_done()) w->wait_event();
+        w->take_done(done);
+      }
+      EXPECT_EQ(w->outstanding(), 0u);
+      std::vector<int> seen(n, 0);
+      for (const CopyWorkers::Done& d : done) {
+        ASSERT_LT(d.id, static_cast<uint64_t>(n));
+        ++seen[d.id];
+        if (d.id == 7) {
+          EXPECT_EQ(d.status.error().code, EUCLEAN);
+        } else if (d.id == 8) {
+          EXPECT_EQ(d.status.error().code, ENOMEM);
+        } else if (d.id == 9) {
+          EXPECT_EQ(d.status.error().code, EIO);
+          EXPECT_NE(d.status.error().what().find("nine"), std::string::npos);
+        } else {
+          EXPECT_TRUE(d.status.ok()) << d.id;
+        }
+      }
+      EXPECT_EQ(std::count(seen.begin(), seen.end(), 1), n);
+      // Queued at destruction: still run, then the workers are joined.
+      for (int i = 0; i < 50; ++i)
+        w->post(1000 + i, [&ran]() -> Status {
+          ++ran;
+          return {};
+        });
+    }
+    EXPECT_EQ(ran.load(), 550);
+  }
+  EXPECT_EQ(CopyWorkers::create(0).error().code, EINVAL);
+  EXPECT_EQ(CopyWorkers::create(65).error().code, EINVAL);
 }
 
 TEST(BlockDevice, ExclusiveOpenLocks) {
