@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
+#include <chrono>
 #include <filesystem>
 #include <iostream>
 
@@ -92,6 +93,17 @@ int serve(const std::string& device, const std::string& mountpoint,
         else
           events.emit(EventType::kMemoryAccepted, why);
       });
+  {
+    // The first mirror after the mount as fast as the next ones
+    // (docs/DESIGN.md, "The copy stage"): map the slices' pages now.
+    const auto t0 = std::chrono::steady_clock::now();
+    const uint64_t bytes = (*engine)->prefault_windows();
+    const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                        std::chrono::steady_clock::now() - t0)
+                        .count();
+    log_debug("prefaulted " + std::to_string(bytes) + " bytes of " +
+              (*region)->name() + " in " + std::to_string(ms) + " ms");
+  }
   if (mo.restore == RestorePolicy::kOnMount) {
     for (const SliceEntry& e : vol->table().slices) {
       auto r = (*engine)->restore(e.id);

@@ -63,6 +63,9 @@ Result<MountOptions> parse_mount_options(const std::string& text) {
     } else if (key == "bounce_buffers") {
       PCIM_ASSIGN_OR_RETURN(uint64_t v, bounded(key, value, 1, 1024, false));
       o.mirror.engine.bounce_buffers = static_cast<unsigned>(v);
+    } else if (key == "copy_threads") {
+      PCIM_ASSIGN_OR_RETURN(uint64_t v, bounded(key, value, 1, 64, false));
+      o.mirror.engine.copy_threads = static_cast<unsigned>(v);
     } else if (key == "max_write") {
       PCIM_ASSIGN_OR_RETURN(uint64_t v, bounded(key, value, 4096, 1u << 20, true));
       o.max_write_bytes = static_cast<uint32_t>(v);

@@ -67,6 +67,10 @@ constexpr SettingInfo kSettings[] = {
      "Registered bounce buffers of io_size bytes each, 1 to 1024 (locked "
      "memory: bounce_buffers x io_size)",
      kBoth},
+    {"copy_threads", false, "Engine", "N", "2",
+     "Copy workers between memory and the bounce buffers (copies, CRC32Cs), "
+     "1 to 64; the ring's thread never copies",
+     kBoth},
     {"max_write", false, "Engine", "SIZE", "1M",
      "Largest FUSE write request, in bytes, 4K to 1M (K/M)", kUseMount},
     // Mirroring policy: when mirrors are written and read back.

@@ -4,6 +4,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cstring>
+#include <deque>
 #include <functional>
 #include <map>
 #include <optional>
@@ -25,75 +26,114 @@ uint64_t mono_ns() {
           .count());
 }
 
-// Accumulates the per-chunk CRC32Cs (§5) of data fed in mirror order from a
-// chunk boundary. The whole-slice CRC is combined from them
-// (crc32c_of_chunks), so the data is checksummed once.
+// The per-chunk CRC32Cs (§5) of a run of a slice that starts at a chunk
+// boundary, from pieces observed in any order, concurrently, on the copy
+// workers: each piece's part of each chunk is checksummed where it is
+// observed, and finish() combines the parts of each chunk in order
+// (crc32c_combine), so the data is checksummed once and on the workers.
+// The whole-slice CRC is combined from the chunk CRCs (crc32c_of_chunks).
+// feed() is thread-safe; finish() runs once every feed() returned.
 class ChunkCrcs {
  public:
-  explicit ChunkCrcs(uint32_t chunk_bytes) : chunk_bytes_(chunk_bytes) {}
-  void feed(const std::byte* data, uint64_t n) {
+  ChunkCrcs(uint32_t chunk_bytes, uint64_t run_bytes)
+      : chunk_bytes_(chunk_bytes), run_bytes_(run_bytes) {}
+  void feed(uint64_t run_offset, const std::byte* data, uint64_t n)
+      EXCLUDES(mu_) {
+    Part local[4];
+    std::vector<Part> more;
+    size_t count = 0;
     while (n > 0) {
-      const uint64_t take = std::min<uint64_t>(n, chunk_bytes_ - in_chunk_);
-      chunk_ = crc32c_extend(chunk_, data, take);
-      in_chunk_ += take;
+      const uint64_t in_chunk = run_offset % chunk_bytes_;
+      const uint64_t take = std::min<uint64_t>(n, chunk_bytes_ - in_chunk);
+      const Part p{run_offset, take, crc32c(data, take)};
+      if (count < 4)
+        local[count++] = p;
+      else
+        more.push_back(p);
+      run_offset += take;
       data += take;
       n -= take;
-      if (in_chunk_ == chunk_bytes_) close_chunk();
     }
+    MutexLock lock(mu_);
+    parts_.insert(parts_.end(), local, local + count);
+    parts_.insert(parts_.end(), more.begin(), more.end());
   }
-  // Finishes a trailing partial chunk.
-  void finish() {
-    if (in_chunk_) close_chunk();
+  // The chunk CRCs, or EIO when the parts fed do not cover the run exactly
+  // once (an engine bug: a chunk not observed, or observed twice).
+  Result<std::vector<uint32_t>> finish() EXCLUDES(mu_) {
+    MutexLock lock(mu_);
+    std::sort(parts_.begin(), parts_.end(),
+              [](const Part& a, const Part& b) { return a.offset < b.offset; });
+    std::vector<uint32_t> out;
+    out.reserve(chunk_count(run_bytes_, chunk_bytes_));
+    uint64_t pos = 0;
+    for (const Part& p : parts_) {
+      if (p.offset != pos) break;
+      if (pos % chunk_bytes_ == 0)
+        out.push_back(p.crc);
+      else
+        out.back() = crc32c_combine(out.back(), p.crc, p.length);
+      pos += p.length;
+    }
+    if (pos != run_bytes_)
+      return make_error(EIO, "internal error: the copy stage checksummed " +
+                                 std::to_string(pos) + " contiguous bytes of " +
+                                 std::to_string(run_bytes_));
+    return out;
   }
-  std::vector<uint32_t>& chunks() { return chunks_; }
 
  private:
-  void close_chunk() {
-    chunks_.push_back(chunk_);
-    chunk_ = 0;
-    in_chunk_ = 0;
+  struct Part {
+    uint64_t offset = 0;  // in the run
+    uint64_t length = 0;  // within one chunk
+    uint32_t crc = 0;
+  };
+  const uint64_t chunk_bytes_;
+  const uint64_t run_bytes_;
+  Mutex mu_;
+  std::vector<Part> parts_ GUARDED_BY(mu_);
+};
+
+// Progress of one copy (all its runs): bytes handed to the device, reported
+// from the copy workers one call at a time.
+struct CopyProgress {
+  Mutex mu;
+  uint64_t done_bytes GUARDED_BY(mu) = 0;
+  std::function<void(uint64_t)> progress;  // set before the write starts
+  void add(uint64_t n) EXCLUDES(mu) {
+    MutexLock lock(mu);
+    done_bytes += n;
+    if (progress) progress(done_bytes);
   }
-  uint32_t chunk_bytes_;
-  uint64_t in_chunk_ = 0;
-  uint32_t chunk_ = 0;
-  std::vector<uint32_t> chunks_;
 };
 
 // The source of one run of a slice: region memory from `offset_bytes` on.
-// `done_bytes` counts the bytes of the whole copy handed to the device, for
-// `progress`.
+// fill() and observe() run on the copy workers, concurrently.
 class RegionSource final : public WriteSource {
  public:
   RegionSource(Region& region, uint64_t offset_bytes, bool zero_copy,
-               ChunkCrcs& crc, uint64_t& done_bytes,
-               const std::function<void(uint64_t)>& progress)
+               ChunkCrcs& crc, CopyProgress& progress)
       : region_(region),
         offset_(offset_bytes),
         zero_copy_(zero_copy),
         crc_(crc),
-        done_(done_bytes),
         progress_(progress) {}
   const std::byte* direct(uint64_t mirror_offset, uint64_t) override {
     return zero_copy_ ? region_.base() + offset_ + mirror_offset : nullptr;
   }
-  void fill(uint64_t mirror_offset, std::byte* dst, uint64_t n) override {
-    // After a failed copy (a DMA error) the rest is skipped: the run fails
-    // in write_runs and nothing is committed; what the engine writes from
-    // the unfilled buffers lands in the uncommitted target copy only.
-    // error_ is plain: the engine calls fill from its one thread. A copy
-    // stage that fills one source from several threads must guard it.
-    if (error_) return;
-    Status s = region_.copy_from(offset_ + mirror_offset, dst, n);
-    if (!s.ok()) error_ = s.take_error();
-    bounced_ += n;
+  Status fill(uint64_t mirror_offset, std::byte* dst, uint64_t n) override {
+    // A failed copy (a DMA error) fails the write: nothing is committed.
+    PCIM_TRY(region_.copy_from(offset_ + mirror_offset, dst, n));
+    bounced_.fetch_add(n, std::memory_order_relaxed);
+    return {};
   }
-  uint64_t bounced_bytes() const { return bounced_; }
-  /// The first failed copy's error, if any.
-  const std::optional<Error>& error() const { return error_; }
-  void observe(uint64_t, const std::byte* data, uint64_t n) override {
-    crc_.feed(data, n);
-    done_ += n;
-    if (progress_) progress_(done_);
+  uint64_t bounced_bytes() const {
+    return bounced_.load(std::memory_order_relaxed);
+  }
+  void observe(uint64_t mirror_offset, const std::byte* data,
+               uint64_t n) override {
+    crc_.feed(mirror_offset, data, n);
+    progress_.add(n);
   }
 
  private:
@@ -101,10 +141,91 @@ class RegionSource final : public WriteSource {
   uint64_t offset_;
   bool zero_copy_;
   ChunkCrcs& crc_;
-  uint64_t& done_;
-  const std::function<void(uint64_t)>& progress_;
-  uint64_t bounced_ = 0;
-  std::optional<Error> error_;
+  CopyProgress& progress_;
+  // Summed by the workers; read once the write returned.
+  std::atomic<uint64_t> bounced_{0};
+};
+
+// Hands each CRC chunk of a slice (docs/FORMAT.md §5) whole to `on_chunk`,
+// from read pieces that come in any order on the copy workers. A chunk
+// that one piece holds whole is handed over in place; one split across
+// pieces (at a device extent, or io_size below crc_chunk_bytes) is staged
+// in a buffer of its own, and handed over by the worker that completes it.
+// Staging is bounded by the reads in flight (each touches at most two
+// split chunks). feed() is thread-safe; on_chunk runs on the feeding
+// worker, without the lock.
+class ChunkAssembler {
+ public:
+  using OnChunk =
+      std::function<Status(uint64_t chunk, const std::byte* data, uint64_t n)>;
+  ChunkAssembler(uint64_t chunk_bytes, uint64_t length_bytes, OnChunk on_chunk)
+      : chunk_bytes_(chunk_bytes),
+        length_bytes_(length_bytes),
+        on_chunk_(std::move(on_chunk)) {}
+
+  Status feed(uint64_t off, const std::byte* data, uint64_t n) EXCLUDES(mu_) {
+    for (uint64_t done = 0; done < n;) {
+      const uint64_t pos = off + done, k = pos / chunk_bytes_;
+      const uint64_t start = k * chunk_bytes_;
+      const uint64_t end = std::min(start + chunk_bytes_, length_bytes_);
+      const uint64_t take = std::min(n - done, end - pos);
+      if (pos == start && take == end - start) {
+        PCIM_TRY(on_chunk_(k, data + done, take));
+      } else {
+        Staged* st = nullptr;
+        {
+          MutexLock lock(mu_);
+          auto [it, fresh] = staged_.try_emplace(k);
+          if (fresh) it->second.bytes.reset(new std::byte[end - start]);
+          st = &it->second;
+        }
+        // Pieces fill disjoint bytes; the entry stays until it is complete.
+        std::memcpy(st->bytes.get() + (pos - start), data + done, take);
+        std::unique_ptr<std::byte[]> whole;
+        {
+          MutexLock lock(mu_);
+          st->have += take;
+          if (st->have == end - start) {
+            whole = std::move(st->bytes);
+            staged_.erase(k);
+          }
+        }
+        if (whole) PCIM_TRY(on_chunk_(k, whole.get(), end - start));
+      }
+      done += take;
+    }
+    return {};
+  }
+
+ private:
+  struct Staged {
+    std::unique_ptr<std::byte[]> bytes;
+    uint64_t have = 0;
+  };
+  const uint64_t chunk_bytes_;
+  const uint64_t length_bytes_;
+  const OnChunk on_chunk_;
+  Mutex mu_;
+  std::unordered_map<uint64_t, Staged> staged_ GUARDED_BY(mu_);
+};
+
+// The lowest failing chunk of a read whose chunks are checked on the copy
+// workers, and its error: the engine reports the failing piece with the
+// lowest offset, and a staged chunk fails in the piece that completes it,
+// so the error is named here from the lowest bad chunk.
+struct BadChunk {
+  Mutex mu;
+  std::optional<uint64_t> chunk GUARDED_BY(mu);
+  Status mismatch(uint64_t k) EXCLUDES(mu) {
+    MutexLock lock(mu);
+    if (!chunk || k < *chunk) chunk = k;
+    return make_error(EUCLEAN,
+                      "chunk " + std::to_string(k) + " fails its CRC32C");
+  }
+  std::optional<uint64_t> get() EXCLUDES(mu) {
+    MutexLock lock(mu);
+    return chunk;
+  }
 };
 
 // Slice `id` in `t`, or ENOENT (a slice removed meanwhile, or never there).
@@ -236,6 +357,23 @@ Result<std::unique_ptr<MirrorEngine>> MirrorEngine::create(
       new MirrorEngine(volume, region, options, std::move(engine)));
 }
 
+uint64_t MirrorEngine::prefault_windows() {
+  std::vector<std::pair<uint64_t, uint64_t>> windows;
+  {
+    auto lock = lock_ahead_of_write_behind();
+    for (const SliceEntry& e : volume_.table().slices)
+      windows.emplace_back(e.offset_bytes, e.length_bytes);
+  }
+  // Without the lock: a page-table walk of the region, no I/O to the
+  // volume; a slice removed meanwhile only had its pages mapped.
+  uint64_t bytes = 0;
+  for (auto [off, len] : windows) {
+    region_.prefault_for_read(off, len);
+    bytes += len;
+  }
+  return bytes;
+}
+
 std::unique_lock<Mutex> MirrorEngine::lock_ahead_of_write_behind() const {
   waiting_.fetch_add(1, std::memory_order_acq_rel);
   std::unique_lock lock(mu_);
@@ -346,17 +484,21 @@ Result<std::vector<MirrorEngine::RunResult>> MirrorEngine::write_runs(
   const bool zero_copy = options_.bounce == BounceMode::kNever && region_.pages_pinnable();
   const uint32_t chunk = volume_.superblock().crc_chunk_bytes;
   const uint32_t lbs = volume_.device().logical_block_size();
-  std::vector<uint64_t> done(reqs.size());  // progress per request
-  for (size_t i = 0; i < reqs.size(); ++i)
+  // Progress per request, counted from the copy workers.
+  std::deque<CopyProgress> progress(reqs.size());
+  for (size_t i = 0; i < reqs.size(); ++i) {
+    CopyProgress& p = progress[i];
+    MutexLock lock(p.mu);
     if (reqs[i].behind)
-      done[i] =
+      p.done_bytes =
           reqs[i].behind->written_bytes(reqs[i].entry->length_bytes, chunk);
-  std::vector<ChunkCrcs> crcs;
-  std::vector<RegionSource> sources;
+    p.progress = reqs[i].progress;
+  }
+  // Deques: sources and checksums are shared with the workers by address.
+  std::deque<ChunkCrcs> crcs;
+  std::deque<RegionSource> sources;
   std::vector<std::vector<DeviceExtent>> extents;
   std::vector<WriteJob> jobs;
-  crcs.reserve(runs.size());
-  sources.reserve(runs.size());
   extents.reserve(runs.size());
   for (const Run& run : runs) {
     const CopyRequest& r = reqs[run.request];
@@ -364,22 +506,19 @@ Result<std::vector<MirrorEngine::RunResult>> MirrorEngine::write_runs(
     const uint64_t data =
         std::min<uint64_t>(run.end_chunk * chunk, r.entry->length_bytes) -
         start;
-    crcs.emplace_back(chunk);
+    crcs.emplace_back(chunk, data);
     sources.emplace_back(region_, r.entry->offset_bytes + start, zero_copy,
-                         crcs.back(), done[run.request], r.progress);
+                         crcs.back(), progress[run.request]);
     extents.push_back(
         device_extents(*r.target, start, (data + lbs - 1) / lbs * lbs));
     jobs.push_back({extents.back(), data, &sources.back()});
   }
   auto stats = engine_->write(jobs);
   // A failed region copy fails the write even when the disk took it all.
-  for (const RegionSource& src : sources)
-    if (src.error()) return *src.error();
   if (!stats.ok()) return stats.take_error();
   std::vector<RunResult> out(runs.size());
   for (size_t i = 0; i < runs.size(); ++i) {
-    crcs[i].finish();
-    out[i].chunk_crc32c = std::move(crcs[i].chunks());
+    PCIM_ASSIGN_OR_RETURN(out[i].chunk_crc32c, crcs[i].finish());
     out[i].bounced_bytes = sources[i].bounced_bytes();
     out[i].direct_bytes = jobs[i].length_bytes - out[i].bounced_bytes;
   }
@@ -646,6 +785,7 @@ Result<SyncReport> MirrorEngine::add_slice(SliceEntry entry, bool mirror_now) {
     return make_error(EROFS, "volume on " + volume_.device().path() + " is read-only");
   if (!region_.contains(entry.offset_bytes, entry.length_bytes))
     return make_error(EINVAL, "slice '" + entry.name + "' lies outside " + region_.name());
+  region_.prefault_for_read(entry.offset_bytes, entry.length_bytes);
   const std::string name = entry.name;
   SliceTable next = volume_.table();
   PCIM_ASSIGN_OR_RETURN(const uint64_t id,
@@ -748,22 +888,31 @@ Error with_range(Error err, const CopyDamage& d) {
 }
 
 // The device memory a series of restore passes left written: pass i wrote
-// bytes [0, prefix) of the slice from `copy`; later passes overwrite earlier
-// ones.
+// the CRC chunks marked in `chunks` from `copy` (in any order: the copy
+// workers write verified chunks as they come); later passes overwrite
+// earlier ones.
 struct Pass {
   uint32_t copy;
   uint64_t generation;
-  uint64_t prefix_bytes = 0;
+  std::vector<uint8_t> chunks;  // 1: chunk k written
 };
-std::vector<RestoredRange> written_by(const SliceEntry& e,
+std::vector<RestoredRange> written_by(const SliceEntry& e, uint64_t chunk_bytes,
                                       const std::vector<Pass>& passes) {
   std::vector<RestoredRange> out;
-  uint64_t covered = 0;
-  for (auto p = passes.rbegin(); p != passes.rend(); ++p) {
-    if (p->prefix_bytes <= covered) continue;
-    out.push_back({e.offset_bytes + covered, p->prefix_bytes - covered, p->copy,
-                   p->generation});
-    covered = p->prefix_bytes;
+  const uint64_t n = chunk_count(e.length_bytes, chunk_bytes);
+  const Pass* last = nullptr;  // of the range being built
+  for (uint64_t k = 0; k < n; ++k) {
+    const Pass* p = nullptr;  // the last pass that wrote chunk k
+    for (auto it = passes.rbegin(); it != passes.rend() && !p; ++it)
+      if (k < it->chunks.size() && it->chunks[k]) p = &*it;
+    const uint64_t start = k * chunk_bytes;
+    const uint64_t len = std::min(chunk_bytes, e.length_bytes - start);
+    if (p && p == last) {
+      out.back().length_bytes += len;
+    } else if (p) {
+      out.push_back({e.offset_bytes + start, len, p->copy, p->generation});
+    }
+    last = p;
   }
   return out;
 }
@@ -823,83 +972,80 @@ Status verify_mirror(UringEngine& engine, const Superblock& sb,
     fill_damage(damage, e, c, chunk_bytes, w.error(), {}, std::nullopt);
     return w;
   }
-  ChunkCrcs crc(chunk_bytes);
-  size_t checked = 0;
-  std::optional<uint64_t> bad;
-  auto check_closed = [&]() -> Status {
-    for (; checked < crc.chunks().size(); ++checked)
-      if (crc.chunks()[checked] != c.chunk_crc32c[checked]) {
-        bad = checked;
-        return make_error(EUCLEAN, "chunk " + std::to_string(checked) +
-                                       " fails its CRC32C");
-      }
-    return {};
-  };
+  // Each chunk is checked on a copy worker as soon as its bytes are in;
+  // the first mismatch stops the read. The stored chunk CRCs combine to the
+  // whole CRC (checked above), so matching chunks make a matching slice.
+  BadChunk bad;
+  CopyProgress done;
+  done.progress = progress;
+  ChunkAssembler chunks(
+      chunk_bytes, e.length_bytes,
+      [&](uint64_t k, const std::byte* data, uint64_t n) -> Status {
+        if (crc32c(data, n) != c.chunk_crc32c[k]) return bad.mismatch(k);
+        return {};
+      });
   auto sink = [&](uint64_t off, const std::byte* data, uint64_t n) -> Status {
-    crc.feed(data, n);
-    if (progress) progress(off + n);
-    return check_closed();  // as soon as chunks close, to stop early on damage
+    PCIM_TRY(chunks.feed(off, data, n));
+    done.add(n);
+    return {};
   };
   ReadFailure rf;
   auto stats = engine.read(device_extents(c), e.length_bytes, sink, &rf);
-  Status s = stats.ok() ? Status() : Status(stats.take_error());
-  if (s.ok()) {
-    crc.finish();
-    s = check_closed();
-  }
-  if (s.ok()) return s;
+  if (stats.ok()) return {};
+  Error err = stats.take_error();
+  const std::optional<uint64_t> k = bad.get();
+  if (k && err.code == EUCLEAN)
+    err = make_error(EUCLEAN,
+                     "chunk " + std::to_string(*k) + " fails its CRC32C");
   CopyDamage d;
-  fill_damage(&d, e, c, chunk_bytes, s.error(), rf, bad);
+  fill_damage(&d, e, c, chunk_bytes, err, rf,
+              err.code == EUCLEAN ? k : std::nullopt);
   if (damage) *damage = d;
-  return with_range(s.take_error(), d);
+  return with_range(std::move(err), d);
 }
 
 Status MirrorEngine::copy_verified(
-    const SliceEntry& e, const MirrorCopy& c,
+    const SliceEntry& e, const MirrorCopy& c, std::vector<uint8_t>& written,
     const std::function<void(uint64_t)>& restored, CopyDamage* damage) {
-  // A CRC chunk that a read holds whole is verified in place and copied;
-  // one split across reads is staged, then verified and copied. Nothing
-  // unverified reaches the region.
+  // Each CRC chunk is verified on a copy worker once all its bytes are in
+  // (in place, or staged when split across reads) and only then copied
+  // into the region. Nothing unverified reaches the region; chunks are
+  // written in any order, and `written` marks each one written.
   const uint64_t chunk = volume_.superblock().crc_chunk_bytes;
+  written.assign(c.chunk_crc32c.size(), 0);
   if (Status w = check_whole_crc(e, c, static_cast<uint32_t>(chunk)); !w.ok()) {
     fill_damage(damage, e, c, static_cast<uint32_t>(chunk), w.error(), {},
                 std::nullopt);
     return w;
   }
-  AlignedBuffer staging(chunk, 4096);
-  std::optional<uint64_t> bad;
+  BadChunk bad;
+  CopyProgress done;
+  done.progress = restored;
+  ChunkAssembler chunks(
+      chunk, e.length_bytes,
+      [&](uint64_t k, const std::byte* data, uint64_t n) -> Status {
+        if (crc32c(data, n) != c.chunk_crc32c[k]) return bad.mismatch(k);
+        PCIM_TRY(region_.copy_to(e.offset_bytes + k * chunk, data, n));
+        written[k] = 1;  // each chunk by one worker; read after the read
+        done.add(n);
+        return {};
+      });
   auto sink = [&](uint64_t off, const std::byte* data, uint64_t n) -> Status {
-    for (uint64_t done = 0; done < n;) {
-      const uint64_t pos = off + done, k = pos / chunk, start = k * chunk;
-      const uint64_t end = std::min<uint64_t>(start + chunk, e.length_bytes);
-      const uint64_t take = std::min(n - done, end - pos);
-      const std::byte* verified = nullptr;
-      if (pos == start && take == end - start) {
-        verified = data + done;
-      } else {
-        std::memcpy(staging.data() + (pos - start), data + done, take);
-        if (pos + take == end) verified = staging.data();
-      }
-      if (verified) {
-        if (crc32c(verified, end - start) != c.chunk_crc32c[k]) {
-          bad = k;
-          return make_error(EUCLEAN, "chunk " + std::to_string(k) + " fails its CRC32C");
-        }
-        PCIM_TRY(
-            region_.copy_to(e.offset_bytes + start, verified, end - start));
-        if (restored) restored(end);
-      }
-      done += take;
-    }
-    return {};
+    return chunks.feed(off, data, n);
   };
   ReadFailure rf;
   auto stats = engine_->read(device_extents(c), e.length_bytes, sink, &rf);
   if (stats.ok()) return {};
+  Error err = stats.take_error();
+  const std::optional<uint64_t> k = bad.get();
+  if (k && err.code == EUCLEAN)
+    err = make_error(EUCLEAN,
+                     "chunk " + std::to_string(*k) + " fails its CRC32C");
   CopyDamage d;
-  fill_damage(&d, e, c, static_cast<uint32_t>(chunk), stats.error(), rf, bad);
+  fill_damage(&d, e, c, static_cast<uint32_t>(chunk), err, rf,
+              err.code == EUCLEAN ? k : std::nullopt);
   if (damage) *damage = d;
-  return with_range(stats.take_error(), d);
+  return with_range(std::move(err), d);
 }
 
 Status MirrorEngine::verify(uint64_t slice_id) {
@@ -971,6 +1117,7 @@ Result<RestoreReport> MirrorEngine::restore(
              "last mirror");
   const uint64_t t0 = mono_ns();
   const uint64_t len = e->length_bytes;
+  const uint64_t chunk_bytes = volume_.superblock().crc_chunk_bytes;
   region_.prefault_for_write(e->offset_bytes, len);
   // The current copy first, then the older generations that are written,
   // newest first (docs/FORMAT.md §8). A copy whose sectors the device
@@ -1018,11 +1165,10 @@ Result<RestoreReport> MirrorEngine::restore(
     // The copy pass: a copy verified a moment ago is read again, and each
     // chunk is checked once more (the disk may have changed) before it is
     // copied into the region.
-    passes.push_back({idx, c.generation});
+    passes.push_back({idx, c.generation, {}});
     Status s = copy_verified(
-        *e, c,
+        *e, c, passes.back().chunks,
         [&](uint64_t b) {
-          passes.back().prefix_bytes = b;
           if (progress) progress(inline_pass ? 2 * b : len + b);
         },
         &d);
@@ -1035,10 +1181,10 @@ Result<RestoreReport> MirrorEngine::restore(
     log_warning("slice '" + name + "': " + d.describe() + "; " +
                 (inline_pass ? "inline restore" : "restore") +
                 " stopped part-way, device memory written: " +
-                describe_written(written_by(*e, passes)));
+                describe_written(written_by(*e, chunk_bytes, passes)));
     r.damage.push_back(std::move(d));
   }
-  r.written = written_by(*e, passes);
+  r.written = written_by(*e, chunk_bytes, passes);
   if (!used) {
     std::string why;
     for (const CopyDamage& d : r.damage)

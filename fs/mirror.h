@@ -43,7 +43,8 @@ struct MirrorOptions {
   BounceMode bounce = BounceMode::kAuto;
   /// prepass (default): nothing reaches memory before the whole copy
   /// verifies. inline: half the reads; a damaged chunk stops the restore
-  /// part-way (verified chunks before it are written) and falls back.
+  /// part-way (the chunks verified so far are written, in any order, and
+  /// reported) and falls back.
   RestoreVerify restore_verify = RestoreVerify::kPrepass;
   /// Accept a PCI device other than the one recorded at format, or a
   /// smaller BAR (mount option ignore_device_id).
@@ -253,13 +254,20 @@ class MirrorEngine {
   /// copy's errno (EUCLEAN, EIO, ...) with a message naming the slice, each
   /// copy's failure and the device memory written. Device memory is
   /// untouched then in prepass mode unless a copy pass itself failed after
-  /// its copy verified; inline leaves the verified chunks before the
-  /// damage. `failed`, when given, gets the report of a failed restore
+  /// its copy verified; inline leaves the chunks verified before the
+  /// damage was found (RestoreReport::written lists them). `failed`, when given, gets the report of a failed restore
   /// (damage and written ranges). `progress` gets bytes done of 2 x length
   /// (verify pass, then copy). Thread-safe (serialised with mirrors).
   Result<RestoreReport> restore(
       uint64_t slice_id, const std::function<void(uint64_t)>& progress = {},
       RestoreReport* failed = nullptr, uint64_t generation = 0) EXCLUDES(mu_);
+
+  /// Prefaults every slice's window of the region for reading
+  /// (Region::prefault_for_read: MADV_POPULATE_READ on plain memory), so
+  /// the first mirror after a mount copies as fast as the next ones. Called
+  /// by mount; add_slice() prefaults a new slice's window itself. Best
+  /// effort; returns the bytes covered. Thread-safe.
+  uint64_t prefault_windows() EXCLUDES(mu_);
 
   /// Reads and verifies the committed mirror of `slice_id` without touching
   /// the region. EUCLEAN on a mismatch.
@@ -341,11 +349,14 @@ class MirrorEngine {
   Result<std::vector<MirrorCopy>> write_copies(
       std::span<const CopyRequest> reqs, std::vector<SyncReport>& reports)
       REQUIRES(mu_);
-  // Reads copy `c` once, verifying each CRC chunk before copying it into the
-  // region; `restored` gets the slice bytes restored so far. EUCLEAN at the
-  // first bad chunk, the read's errno at an unreadable one (chunks before it
-  // are restored); `damage` says where.
+  // Reads copy `c` once, verifying each CRC chunk on a copy worker before
+  // copying it into the region; `written` gets one flag per chunk written
+  // (chunks are written in any order), `restored` the bytes written so far
+  // (called from the workers, one call at a time). EUCLEAN at a bad chunk
+  // (the lowest one found), the read's errno at an unreadable one; what
+  // verified before it is written; `damage` says where.
   Status copy_verified(const SliceEntry& e, const MirrorCopy& c,
+                       std::vector<uint8_t>& written,
                        const std::function<void(uint64_t)>& restored,
                        CopyDamage* damage) REQUIRES(mu_);
 

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "io/bounce_pool.h"
+#include "io/copy_workers.h"
 
 namespace pcimirror {
 namespace {
@@ -66,9 +67,6 @@ class ChunkCursor {
   uint64_t mirror_offset_ = 0;
 };
 
-// Requests at least this large are submitted as soon as they are prepared.
-constexpr uint32_t kEagerSubmitBytes = 256 * 1024;
-
 // A request's user_data: a sequence number above kTagIndexBits bits of slot
 // index. A fresh number per SQE, so that only the CQE of a slot's current
 // request frees it. The fsync of flush() takes the index kFlushIndex, which
@@ -92,6 +90,9 @@ struct Slot {
   bool complete = false;  // all io_bytes transferred
   bool finished = false;  // no request outstanding (complete or failed)
   bool in_use = false;    // held by an operation
+  // A copy worker runs the slot's copy (fill and observe, or the read
+  // sink): the buffer belongs to that task until the engine takes its Done.
+  bool copying = false;
   // An SQE with `tag` is in the SQ ring or in the kernel. Only its CQE
   // clears this; until then the slot and its memory belong to the request.
   bool in_flight = false;
@@ -127,6 +128,7 @@ struct UringEngine::Impl {
   io_uring ring{};
   bool ring_ready = false;
   std::optional<BouncePool> pool;
+  std::unique_ptr<CopyWorkers> workers;  // the copy stage
   std::vector<Slot> slots;
   unsigned in_flight = 0;  // SQEs prepared whose CQE has not been handled
   uint64_t tag_seq = 0;
@@ -140,9 +142,41 @@ struct UringEngine::Impl {
   std::vector<size_t> requeue_list;
 
   ~Impl() {
-    // Requests still in flight (a broken ring) are cancelled or awaited by
-    // the kernel; registered buffers stay pinned until they end.
+    // No copy runs between operations; the workers are joined first, while
+    // the pool they would touch still exists. Requests still in flight (a
+    // broken ring) are cancelled or awaited by the kernel; registered
+    // buffers stay pinned until they end.
+    workers.reset();
     if (ring_ready) io_uring_queue_exit(&ring);
+  }
+
+  // Submits the SQEs prepared and not yet submitted, if any, and handles
+  // the completions available.
+  void submit_pending(Op& op) {
+    if (io_uring_sq_ready(&ring) > 0) pump(op, false);
+  }
+
+  // Blocks until something can progress: a CQE or a finished copy (both
+  // signal the workers' eventfd, registered with the ring), or, when a
+  // failed enter left SQEs unsubmitted, through pump()'s retries. Never
+  // blocks when a CQE or a Done is already there. On a broken ring it
+  // only waits for the copies still running.
+  void wait_progress(Op& op) {
+    if (broken) {
+      if (!workers->has_done()) workers->wait_event();
+      return;
+    }
+    if (io_uring_sq_ready(&ring) > 0) {
+      pump(op, true);
+      return;
+    }
+    if (io_uring_cq_ready(&ring) > 0) {
+      handle_cqes(op);
+      return;
+    }
+    if (workers->has_done()) return;
+    workers->wait_event();
+    handle_cqes(op);
   }
 
   Status usable() const {
@@ -373,6 +407,9 @@ const EngineOptions& UringEngine::options() const { return impl_->options; }
 size_t UringEngine::bounce_pool_bytes() const {
   return impl_->pool->total_bytes();
 }
+unsigned UringEngine::free_bounce_buffers() const {
+  return impl_->pool->free_count();
+}
 
 Result<std::unique_ptr<UringEngine>> UringEngine::create(
     const BlockDevice& device, EngineOptions options) {
@@ -389,6 +426,9 @@ Result<std::unique_ptr<UringEngine>> UringEngine::create(
     return make_error(EINVAL,
                       "bounce_buffers must be between 1 and 1024, got " +
                           std::to_string(options.bounce_buffers));
+  if (options.copy_threads < 1 || options.copy_threads > 64)
+    return make_error(EINVAL, "copy_threads must be between 1 and 64, got " +
+                                  std::to_string(options.copy_threads));
   auto impl = std::make_unique<Impl>();
   impl->device = &device;
   impl->options = options;
@@ -412,6 +452,12 @@ Result<std::unique_ptr<UringEngine>> UringEngine::create(
   if (r < 0) return sys_error(r, "io_uring_register_buffers failed");
   impl->pool = std::move(pool);
   impl->slots.resize(options.queue_depth);
+  PCIM_ASSIGN_OR_RETURN(impl->workers,
+                        CopyWorkers::create(options.copy_threads));
+  // CQEs signal the same eventfd as finished copies: the ring's thread
+  // waits on one descriptor for both.
+  r = io_uring_register_eventfd(&impl->ring, impl->workers->done_fd());
+  if (r < 0) return sys_error(r, "io_uring_register_eventfd failed");
   return std::unique_ptr<UringEngine>(new UringEngine(std::move(impl)));
 }
 
@@ -436,7 +482,16 @@ Result<TransferStats> UringEngine::write(std::span<const WriteJob> jobs) {
   Op op;
   op.is_write = true;
   TransferStats& stats = op.stats;
-  size_t job = 0;  // the job whose chunks are being submitted
+  size_t job = 0;  // the job whose chunks are being prepared
+  // One source's part of a request: filled (and zero-padded up to
+  // io_bytes) at `dst`, or observed there when `direct`.
+  struct Piece {
+    WriteSource* source;
+    uint64_t mirror_offset_bytes;
+    std::byte* dst;
+    uint32_t data_bytes, io_bytes;
+    bool direct;
+  };
   // Slots whose requests ended give back their buffers.
   auto take_finished = [&] {
     for (size_t i : op.finished) {
@@ -446,7 +501,30 @@ Result<TransferStats> UringEngine::write(std::span<const WriteJob> jobs) {
     }
     op.finished.clear();
   };
-  while (true) {
+  // Copies that finished: their requests go to the ring, or, after an
+  // error, their slots and buffers are freed.
+  std::vector<CopyWorkers::Done> done;
+  auto take_copies = [&] {
+    done.clear();
+    m.workers->take_done(done);
+    for (CopyWorkers::Done& d : done) {
+      const size_t i = static_cast<size_t>(d.id);
+      Slot& s = m.slots[i];
+      s.copying = false;
+      if (!d.status.ok() && op.err.ok()) op.err = std::move(d.status);
+      if (op.err.ok() && !m.broken) {
+        ++stats.requests;
+        Status q = m.queue(i, true);
+        if (q.ok()) continue;   // in flight: the CQE frees it
+        op.err = std::move(q);  // no SQE was prepared: ours to free
+      }
+      if (s.buffer >= 0) m.pool->release(static_cast<unsigned>(s.buffer));
+      s.in_use = false;
+    }
+  };
+  // Prepares chunks while slots and buffers are free, and hands each to a
+  // copy worker.
+  auto dispatch = [&] {
     while (job < jobs.size() && cursors[job].done()) ++job;
     while (op.err.ok() && !m.broken && job < jobs.size()) {
       int si = m.free_slot();
@@ -463,6 +541,7 @@ Result<TransferStats> UringEngine::write(std::span<const WriteJob> jobs) {
         if (d && reinterpret_cast<uintptr_t>(d) % m.device->memory_alignment() == 0)
           p = const_cast<std::byte*>(d);
       }
+      std::vector<Piece> pieces;
       if (!p) {
         buffer = m.pool->acquire();
         if (buffer < 0) {
@@ -470,16 +549,9 @@ Result<TransferStats> UringEngine::write(std::span<const WriteJob> jobs) {
           break;
         }
         p = m.pool->buffer(static_cast<unsigned>(buffer));
-        auto bounce_piece = [&](WriteSource& src, const Chunk& piece,
-                                std::byte* dst) {
-          src.fill(piece.mirror_offset_bytes, dst, piece.data_bytes);
-          if (piece.data_bytes < piece.io_bytes)
-            std::memset(dst + piece.data_bytes, 0,
-                        piece.io_bytes - piece.data_bytes);
-          src.observe(piece.mirror_offset_bytes, dst, piece.data_bytes);
-          stats.bytes_bounced += piece.data_bytes;
-        };
-        bounce_piece(source, c, p);
+        pieces.push_back({&source, c.mirror_offset_bytes, p, c.data_bytes,
+                          c.io_bytes, false});
+        stats.bytes_bounced += c.data_bytes;
         // Gather: chunks that continue on the device right after this one
         // (the next slice's copy, laid out behind this one at format) join
         // the same buffer, so many small slices go out as few large
@@ -496,7 +568,9 @@ Result<TransferStats> UringEngine::write(std::span<const WriteJob> jobs) {
           if (n.data_bytes == n.io_bytes &&
               jobs[j].source->direct(n.mirror_offset_bytes, n.io_bytes))
             break;
-          bounce_piece(*jobs[j].source, n, p + c.io_bytes);
+          pieces.push_back({jobs[j].source, n.mirror_offset_bytes,
+                            p + c.io_bytes, n.data_bytes, n.io_bytes, false});
+          stats.bytes_bounced += n.data_bytes;
           cursors[j] = peek;
           job = j;
           c.io_bytes += n.io_bytes;
@@ -504,32 +578,46 @@ Result<TransferStats> UringEngine::write(std::span<const WriteJob> jobs) {
           ++stats.gathered;
         }
       } else {
+        pieces.push_back({&source, c.mirror_offset_bytes, p, c.data_bytes,
+                          c.io_bytes, true});
         stats.bytes_direct += c.data_bytes;
-        source.observe(c.mirror_offset_bytes, p, c.data_bytes);
       }
       Slot& s = m.slots[static_cast<size_t>(si)];
       s = Slot{c, p, buffer};
       s.in_use = true;
-      ++stats.requests;
-      if (Status q = m.queue(static_cast<size_t>(si), true); !q.ok()) {
-        // No SQE was prepared: the slot is not in flight, ours to free.
-        op.err = q;
-        if (buffer >= 0) m.pool->release(static_cast<unsigned>(buffer));
-        s.in_use = false;
-        break;
-      }
-      // A large request starts at once, so the copy of the next one overlaps
-      // it; small ones go in batches with the next submit-and-wait.
-      if (c.io_bytes >= kEagerSubmitBytes) {
-        m.pump(op, false);
-        take_finished();
-      }
+      s.copying = true;
+      // The worker owns the buffer until the engine takes its Done.
+      m.workers->post(
+          static_cast<uint64_t>(si), [pieces = std::move(pieces)]() -> Status {
+            for (const Piece& x : pieces) {
+              if (!x.direct) {
+                PCIM_TRY(
+                    x.source->fill(x.mirror_offset_bytes, x.dst, x.data_bytes));
+                if (x.data_bytes < x.io_bytes)
+                  std::memset(x.dst + x.data_bytes, 0,
+                              x.io_bytes - x.data_bytes);
+              }
+              x.source->observe(x.mirror_offset_bytes, x.dst, x.data_bytes);
+            }
+            return {};
+          });
       while (job < jobs.size() && cursors[job].done()) ++job;
     }
-    // Returns only when no request is in flight, or the engine is broken
-    // (whose slots in flight are never freed).
-    if (m.in_flight == 0 || m.broken) break;
-    m.pump(op, true);
+  };
+  while (true) {
+    dispatch();
+    take_copies();
+    m.submit_pending(op);  // one io_uring_enter for what the copies readied
+    take_finished();
+    const bool more = op.err.ok() && !m.broken && job < jobs.size();
+    // Returns only when no request is in flight and no copy runs, or the
+    // engine is broken (whose slots in flight are never freed) and no copy
+    // runs.
+    if (m.workers->outstanding() == 0 &&
+        ((m.in_flight == 0 && !more) || m.broken))
+      break;
+    if (more && m.free_slot() >= 0 && m.pool->free_count() > 0) continue;
+    m.wait_progress(op);
     take_finished();
   }
   if (!op.err.ok()) return op.err.take_error();
@@ -550,11 +638,12 @@ Result<TransferStats> UringEngine::read(std::span<const DeviceExtent> extents,
   op.is_write = false;
   TransferStats& stats = op.stats;
   ChunkCursor cursor(extents, length_bytes, aligned, m.options.io_size_bytes);
-  std::deque<size_t> order;  // slots in mirror order
-  // Queues reads while slots and buffers are free, and submits them at once:
-  // the device keeps working while the sink checks and copies.
+  // Of the sinks that failed, the one at the lowest mirror offset wins, so
+  // that the error does not depend on the workers' timing.
+  std::optional<uint64_t> sink_error_at;
+  bool device_error = false;  // op.err came from the device or the ring
+  // Queues reads while slots and buffers are free, and submits them at once.
   auto refill = [&] {
-    bool queued = false;
     while (op.err.ok() && !m.broken && !cursor.done()) {
       int si = m.free_slot();
       if (si < 0) break;
@@ -573,33 +662,62 @@ Result<TransferStats> UringEngine::read(std::span<const DeviceExtent> extents,
         s.in_use = false;
         break;
       }
-      order.push_back(static_cast<size_t>(si));
-      queued = true;
     }
-    if (queued) m.pump(op, false);
+    m.submit_pending(op);
+  };
+  auto free_slot = [&](Slot& s) {
+    m.pool->release(static_cast<unsigned>(s.buffer));
+    s.in_use = false;
+  };
+  // Reads that ended: a complete one goes to a copy worker's sink, while
+  // the device keeps reading into the other buffers; any other is freed.
+  auto take_finished = [&] {
+    for (size_t i : op.finished) {
+      Slot& s = m.slots[i];
+      if (!op.err.ok() || !s.complete) {
+        free_slot(s);
+        continue;
+      }
+      s.copying = true;
+      const Chunk c = s.chunk;
+      const std::byte* data = s.data;
+      m.workers->post(i, [&sink, c, data]() -> Status {
+        return sink(c.mirror_offset_bytes, data, c.data_bytes);
+      });
+    }
+    op.finished.clear();
+  };
+  std::vector<CopyWorkers::Done> done;
+  auto take_copies = [&] {
+    done.clear();
+    m.workers->take_done(done);
+    for (CopyWorkers::Done& d : done) {
+      Slot& s = m.slots[static_cast<size_t>(d.id)];
+      s.copying = false;
+      if (!d.status.ok()) {
+        const uint64_t at = s.chunk.mirror_offset_bytes;
+        if (op.err.ok() ||
+            (!device_error && sink_error_at && at < *sink_error_at)) {
+          op.err = std::move(d.status);
+          sink_error_at = at;
+        }
+      }
+      free_slot(s);
+    }
   };
   while (true) {
     refill();
-    // Hand chunks to the sink in mirror order; a chunk that finished early
-    // keeps its buffer until every chunk before it has been consumed. Each
-    // freed buffer goes straight back to the device.
-    while (!order.empty() && m.slots[order.front()].finished) {
-      Slot& s = m.slots[order.front()];
-      if (op.err.ok() && s.complete) {
-        Status st =
-            sink(s.chunk.mirror_offset_bytes, s.data, s.chunk.data_bytes);
-        if (!st.ok()) op.err = st;
-      }
-      m.pool->release(static_cast<unsigned>(s.buffer));
-      s.in_use = false;
-      order.pop_front();
-      refill();
-    }
-    op.finished.clear();
-    // Returns only when no request is in flight, or the engine is broken
-    // (whose slots in flight are never freed).
-    if (m.in_flight == 0 || m.broken) break;
-    m.pump(op, true);
+    take_finished();
+    take_copies();
+    if (!op.err.ok() && !sink_error_at) device_error = true;
+    if (m.workers->outstanding() == 0 &&
+        ((m.in_flight == 0 && (cursor.done() || !op.err.ok())) || m.broken))
+      break;
+    if (op.err.ok() && !m.broken && !cursor.done() && m.free_slot() >= 0 &&
+        m.pool->free_count() > 0)
+      continue;
+    m.wait_progress(op);
+    if (!op.err.ok() && !sink_error_at) device_error = true;
   }
   if (!op.err.ok()) {
     if (failure && op.failure.known) *failure = op.failure;

@@ -36,6 +36,20 @@ void FileRegion::prefault_for_write(uint64_t offset_bytes,
 #endif
 }
 
+void FileRegion::prefault_for_read(uint64_t offset_bytes,
+                                   uint64_t length_bytes) {
+#ifdef MADV_POPULATE_READ
+  const uint64_t page = 4096;
+  const uint64_t start = offset_bytes / page * page;
+  const uint64_t end = std::min(size_bytes(), offset_bytes + length_bytes);
+  if (end > start)
+    (void)::madvise(base() + start, end - start, MADV_POPULATE_READ);
+#else
+  (void)offset_bytes;
+  (void)length_bytes;
+#endif
+}
+
 Result<std::unique_ptr<FileRegion>> FileRegion::open_file(
     const std::string& path, uint64_t size_bytes) {
   const std::string name = "file:" + path;

@@ -126,6 +126,19 @@ class Region {
     (void)length_bytes;
   }
 
+  /// Best effort, at mount (docs/DESIGN.md, "The copy stage"): maps the
+  /// window's pages readable in one call, so that the first mirror of a
+  /// slice does not take a page fault per 4 KiB page of a memory file that
+  /// no process has touched through this mapping yet (the first sync of
+  /// 1 GiB took 2.4 s where later ones took 1.07 s). Reads only: nothing
+  /// is dirtied, so a file on a disk filesystem is not written back.
+  /// Contents are unchanged. No-op by default (a BAR is MMIO: no page
+  /// faults to save).
+  virtual void prefault_for_read(uint64_t offset_bytes, uint64_t length_bytes) {
+    (void)offset_bytes;
+    (void)length_bytes;
+  }
+
   /// True when [offset_bytes, offset_bytes + length_bytes) lies inside the
   /// region, without overflow.
   bool contains(uint64_t offset_bytes, uint64_t length_bytes) const {

@@ -293,6 +293,7 @@ const std::map<std::string, std::string>& examples() {
       {"queue_depth", "queue_depth=8"},
       {"io_size", "io_size=64K"},
       {"bounce_buffers", "bounce_buffers=4"},
+      {"copy_threads", "copy_threads=1"},
       {"max_write", "max_write=64K"},
       {"mirror_on_close", "mirror_on_close=async"},
       {"write_behind", "write_behind=off"},

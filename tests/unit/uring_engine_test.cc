@@ -5,9 +5,15 @@
 #include <sys/resource.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstring>
+#include <mutex>
+#include <optional>
+#include <stdexcept>
+#include <utility>
 #include <vector>
 
+#include "io/copy_workers.h"
 #include "test_util.h"
 
 namespace pcimirror {
@@ -17,7 +23,10 @@ using testing::fill_random;
 using testing::read_file;
 using testing::TempFile;
 
-// A source over a plain buffer: direct when allowed, else bounced.
+// A source over a plain buffer: direct when allowed, else bounced. fill()
+// and observe() run on the copy workers; observe() records each chunk and
+// checks that it sees exactly the source's bytes. `fail_at`: the fill of
+// the chunk holding that mirror offset fails with EIO (or throws).
 class BufferSource : public WriteSource {
  public:
   BufferSource(const std::byte* data, bool allow_direct)
@@ -25,18 +34,40 @@ class BufferSource : public WriteSource {
   const std::byte* direct(uint64_t off, uint64_t) override {
     return allow_direct_ ? data_ + off : nullptr;
   }
-  void fill(uint64_t off, std::byte* dst, uint64_t n) override {
+  Status fill(uint64_t off, std::byte* dst, uint64_t n) override {
+    if (fail_at && off <= *fail_at && *fail_at < off + n) {
+      if (throw_) throw std::runtime_error("fill threw");
+      return make_error(EIO, "fill failed at " + std::to_string(off));
+    }
     std::memcpy(dst, data_ + off, n);
+    return {};
   }
-  void observe(uint64_t off, const std::byte*, uint64_t n) override {
-    EXPECT_EQ(off, observed_);  // strictly in mirror order
+  void observe(uint64_t off, const std::byte* d, uint64_t n) override {
+    EXPECT_EQ(std::memcmp(d, data_ + off, n), 0) << off;
+    std::lock_guard<std::mutex> lock(mu_);
+    seen_.emplace_back(off, n);
     observed_ += n;
   }
+  // True when the chunks observed cover [0, length) exactly once.
+  bool covered_once(uint64_t length) {
+    std::lock_guard<std::mutex> lock(mu_);
+    std::sort(seen_.begin(), seen_.end());
+    uint64_t pos = 0;
+    for (auto [off, n] : seen_) {
+      if (off != pos) return false;
+      pos += n;
+    }
+    return pos == length;
+  }
   uint64_t observed_ = 0;
+  std::optional<uint64_t> fail_at;
+  bool throw_ = false;
 
  private:
   const std::byte* data_;
   bool allow_direct_;
+  std::mutex mu_;
+  std::vector<std::pair<uint64_t, uint64_t>> seen_;
 };
 
 struct Case {
@@ -46,14 +77,17 @@ struct Case {
   unsigned qd, buffers;
 };
 
-class EngineRoundTrip : public ::testing::TestWithParam<Case> {};
+// Each shape with 1 to 4 copy workers.
+class EngineRoundTrip
+    : public ::testing::TestWithParam<std::tuple<Case, unsigned>> {};
 
-TEST_P(EngineRoundTrip, WritesExtentsAndReadsBackInOrder) {
-  const Case c = GetParam();
+TEST_P(EngineRoundTrip, WritesExtentsAndReadsBackExactly) {
+  const Case c = std::get<0>(GetParam());
   TempFile file(64 << 20);
   auto dev = BlockDevice::open(file.path(), {});
   ASSERT_TRUE(dev.ok()) << dev.error().what();
   EngineOptions o{c.io_size, c.qd, c.buffers};
+  o.copy_threads = std::get<1>(GetParam());
   auto eng = UringEngine::create(*dev, o);
   ASSERT_TRUE(eng.ok()) << eng.error().what();
 
@@ -69,6 +103,7 @@ TEST_P(EngineRoundTrip, WritesExtentsAndReadsBackInOrder) {
   ASSERT_TRUE(st.ok()) << st.error().what();
   ASSERT_TRUE((*eng)->flush().ok());
   EXPECT_EQ(src.observed_, c.length);
+  EXPECT_TRUE(src.covered_once(c.length));
   EXPECT_EQ(st->bytes_direct + st->bytes_bounced, c.length);
   if (!c.direct) {
     EXPECT_EQ(st->bytes_direct, 0u);
@@ -90,27 +125,107 @@ TEST_P(EngineRoundTrip, WritesExtentsAndReadsBackInOrder) {
   EXPECT_TRUE(std::equal(want.begin(), want.end(), got.begin()));
   for (size_t i = c.length; i < aligned; ++i) ASSERT_EQ(got[i], 0) << i;
 
-  // And the engine reads it back in order.
-  std::vector<uint8_t> back;
-  auto rs = (*eng)->read(ext, c.length,
-                         [&](uint64_t off, const std::byte* d, uint64_t n) -> Status {
-                           EXPECT_EQ(off, back.size());
-                           auto* p = reinterpret_cast<const uint8_t*>(d);
-                           back.insert(back.end(), p, p + n);
-                           return {};
-                         });
+  // And the engine reads it back: each chunk once, on the workers, in any
+  // order.
+  std::vector<uint8_t> back(c.length);
+  std::atomic<uint64_t> got_bytes{0};
+  auto rs =
+      (*eng)->read(ext, c.length,
+                   [&](uint64_t off, const std::byte* d, uint64_t n) -> Status {
+                     EXPECT_LE(off + n, back.size());
+                     std::memcpy(back.data() + off, d, n);
+                     got_bytes += n;
+                     return {};
+                   });
   ASSERT_TRUE(rs.ok()) << rs.error().what();
+  EXPECT_EQ(got_bytes.load(), c.length);
   EXPECT_EQ(back, want);
+  EXPECT_EQ((*eng)->free_bounce_buffers(), c.buffers);
 }
 
 INSTANTIATE_TEST_SUITE_P(
     Shapes, EngineRoundTrip,
-    ::testing::Values(Case{true, 8 << 20, 1 << 20, 8, 8},
-                      Case{false, 8 << 20, 1 << 20, 8, 8},
-                      Case{true, (3 << 20) + 17, 256 << 10, 4, 2},
-                      Case{false, 1, 1 << 20, 8, 8},
-                      Case{false, 4096 * 5 + 4095, 8192, 16, 3},
-                      Case{true, 12 << 20, 64 << 10, 1, 1}));
+    ::testing::Combine(
+        ::testing::Values(Case{true, 8 << 20, 1 << 20, 8, 8},
+                          Case{false, 8 << 20, 1 << 20, 8, 8},
+                          Case{true, (3 << 20) + 17, 256 << 10, 4, 2},
+                          Case{false, 1, 1 << 20, 8, 8},
+                          Case{false, 4096 * 5 + 4095, 8192, 16, 3},
+                          Case{true, 12 << 20, 64 << 10, 1, 1}),
+        ::testing::Values(1u, 2u, 3u, 4u)));
+
+// A fill that fails in the middle of a pipeline (EIO from the source, or
+// an exception) fails the write with that errno once everything in flight
+// drained; no buffer stays taken, no worker is lost, and the next write on
+// the same engine is exact.
+TEST(UringEngine, FailingFillFailsTheWriteAndLeaksNothing) {
+  for (unsigned threads : {1u, 2u, 3u, 4u}) {
+    for (bool throws : {false, true}) {
+      SCOPED_TRACE("copy_threads " + std::to_string(threads) +
+                   (throws ? ", throws" : ", EIO"));
+      TempFile file(32 << 20);
+      auto dev = *BlockDevice::open(file.path(), {});
+      EngineOptions o{256 * 1024, 8, 4};
+      o.copy_threads = threads;
+      auto eng = *UringEngine::create(dev, o);
+      const uint64_t len = 8 << 20;
+      AlignedBuffer data(len, 4096);
+      fill_random(data.data(), len, 11);
+      std::vector<DeviceExtent> ext = {{0, len}};
+      BufferSource bad(data.data(), false);
+      bad.fail_at = 5 * 1024 * 1024 + 4096;
+      bad.throw_ = throws;
+      auto st = eng->write(ext, len, bad);
+      ASSERT_FALSE(st.ok());
+      EXPECT_EQ(st.error().code, EIO);
+      EXPECT_NE(st.error().what().find(throws ? "fill threw" : "fill failed"),
+                std::string::npos)
+          << st.error().what();
+      EXPECT_LT(bad.observed_, len);
+      EXPECT_EQ(eng->free_bounce_buffers(), 4u);
+      BufferSource good(data.data(), false);
+      auto ok = eng->write(ext, len, good);
+      ASSERT_TRUE(ok.ok()) << ok.error().what();
+      EXPECT_TRUE(good.covered_once(len));
+      ASSERT_TRUE(eng->flush().ok());
+      auto got = read_file(file.path(), 0, len);
+      EXPECT_EQ(std::memcmp(got.data(), data.data(), len), 0);
+      EXPECT_EQ(eng->free_bounce_buffers(), 4u);
+    }
+  }
+}
+
+// A sink that throws fails the read with EIO; the engine stays usable.
+TEST(UringEngine, ThrowingSinkFailsTheRead) {
+  TempFile file(8 << 20);
+  auto dev = *BlockDevice::open(file.path(), {});
+  auto eng = *UringEngine::create(dev, {1 << 20, 4, 4});
+  std::vector<DeviceExtent> ext = {{0, 8 << 20}};
+  auto r = eng->read(ext, 8 << 20,
+                     [&](uint64_t off, const std::byte*, uint64_t) -> Status {
+                       if (off == 2 << 20)
+                         throw std::runtime_error("sink threw");
+                       return {};
+                     });
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().code, EIO);
+  EXPECT_NE(r.error().what().find("sink threw"), std::string::npos);
+  EXPECT_EQ(eng->free_bounce_buffers(), 4u);
+  auto again = eng->read(
+      ext, 8 << 20,
+      [](uint64_t, const std::byte*, uint64_t) -> Status { return {}; });
+  EXPECT_TRUE(again.ok());
+}
+
+TEST(UringEngine, RejectsCopyThreadsOutOfRange) {
+  TempFile file(4 << 20);
+  auto dev = *BlockDevice::open(file.path(), {});
+  EngineOptions o;
+  o.copy_threads = 0;
+  EXPECT_EQ(UringEngine::create(dev, o).error().code, EINVAL);
+  o.copy_threads = 65;
+  EXPECT_EQ(UringEngine::create(dev, o).error().code, EINVAL);
+}
 
 TEST(UringEngine, SeveralJobsPipelineAndLandExactly) {
   TempFile file(64 << 20);
@@ -206,14 +321,20 @@ TEST(UringEngine, SinkErrorAbortsRead) {
   auto dev = *BlockDevice::open(file.path(), {});
   auto eng = *UringEngine::create(dev, {1 << 20, 4, 4});
   std::vector<DeviceExtent> ext = {{0, 8 << 20}};
-  int calls = 0;
-  auto r = eng->read(ext, 8 << 20, [&](uint64_t, const std::byte*, uint64_t) -> Status {
-    if (++calls == 3) return make_error(EUCLEAN, "stop");
-    return {};
-  });
+  std::atomic<int> calls{0};
+  auto r = eng->read(ext, 8 << 20,
+                     [&](uint64_t off, const std::byte*, uint64_t) -> Status {
+                       ++calls;
+                       if (off == 2 << 20) return make_error(EUCLEAN, "stop");
+                       return {};
+                     });
   ASSERT_FALSE(r.ok());
   EXPECT_EQ(r.error().code, EUCLEAN);
-  EXPECT_EQ(calls, 3);
+  // Reads already in flight may still reach their sinks, no new ones start:
+  // 4 requests in flight at most past the failing one.
+  EXPECT_GE(calls.load(), 1);
+  EXPECT_LE(calls.load(), 3 + 4);
+  EXPECT_EQ(eng->free_bounce_buffers(), 4u);
 }
 
 // A completion that no request of the engine's asked for (here a no-op
@@ -269,16 +390,69 @@ TEST(UringEngine, FlushTakesOnlyItsOwnCompletion) {
   auto st = eng->write(ext, len, src);
   ASSERT_TRUE(st.ok()) << st.error().what();
   ASSERT_TRUE(eng->flush().ok());
-  std::vector<uint8_t> back;
-  auto rs = eng->read(ext, len,
-                      [&](uint64_t, const std::byte* d, uint64_t n) -> Status {
-                        auto* p = reinterpret_cast<const uint8_t*>(d);
-                        back.insert(back.end(), p, p + n);
-                        return {};
-                      });
+  std::vector<uint8_t> back(len);
+  auto rs = eng->read(
+      ext, len, [&](uint64_t off, const std::byte* d, uint64_t n) -> Status {
+        std::memcpy(back.data() + off, d, n);
+        return {};
+      });
   ASSERT_TRUE(rs.ok()) << rs.error().what();
   ASSERT_EQ(back.size(), len);
   EXPECT_EQ(std::memcmp(back.data(), data.data(), len), 0);
+}
+
+// The copy workers run every task once, hand back each id with its Status
+// (an exception becomes ENOMEM or EIO naming it), wake the waiter through
+// the eventfd, and on destruction run what is queued before joining.
+TEST(CopyWorkers, RunEveryTaskOnceAndReportEach) {
+  for (unsigned threads : {1u, 3u}) {
+    SCOPED_TRACE("threads " + std::to_string(threads));
+    std::atomic<int> ran{0};
+    {
+      auto w = *CopyWorkers::create(threads);
+      EXPECT_EQ(w->threads(), threads);
+      const int n = 500;
+      for (int i = 0; i < n; ++i)
+        w->post(static_cast<uint64_t>(i), [&ran, i]() -> Status {
+          ++ran;
+          if (i == 7) return make_error(EUCLEAN, "seven");
+          if (i == 8) throw std::bad_alloc();
+          if (i == 9) throw std::runtime_error("nine");
+          return {};
+        });
+      std::vector<CopyWorkers::Done> done;
+      while (done.size() < static_cast<size_t>(n)) {
+        if (!w->has_done()) w->wait_event();
+        w->take_done(done);
+      }
+      EXPECT_EQ(w->outstanding(), 0u);
+      std::vector<int> seen(n, 0);
+      for (const CopyWorkers::Done& d : done) {
+        ASSERT_LT(d.id, static_cast<uint64_t>(n));
+        ++seen[d.id];
+        if (d.id == 7) {
+          EXPECT_EQ(d.status.error().code, EUCLEAN);
+        } else if (d.id == 8) {
+          EXPECT_EQ(d.status.error().code, ENOMEM);
+        } else if (d.id == 9) {
+          EXPECT_EQ(d.status.error().code, EIO);
+          EXPECT_NE(d.status.error().what().find("nine"), std::string::npos);
+        } else {
+          EXPECT_TRUE(d.status.ok()) << d.id;
+        }
+      }
+      EXPECT_EQ(std::count(seen.begin(), seen.end(), 1), n);
+      // Queued at destruction: still run, then the workers are joined.
+      for (int i = 0; i < 50; ++i)
+        w->post(1000 + i, [&ran]() -> Status {
+          ++ran;
+          return {};
+        });
+    }
+    EXPECT_EQ(ran.load(), 550);
+  }
+  EXPECT_EQ(CopyWorkers::create(0).error().code, EINVAL);
+  EXPECT_EQ(CopyWorkers::create(65).error().code, EINVAL);
 }
 
 TEST(BlockDevice, ExclusiveOpenLocks) {
