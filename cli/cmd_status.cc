@@ -108,6 +108,35 @@ int run(const std::string& target, bool json) {
     mountpoint = target;
   }
   auto vol = open_volume(device, false);
+  if (!vol.ok() && !mountpoint.empty()) {
+    // The device is unreadable (it vanished, its server died): what the
+    // daemon knows still tells the user what happened.
+    const GuardView guard = guard_view(mountpoint, SliceTable{});
+    if (json) {
+      nlohmann::json j;
+      j["device"] = device;
+      j["mountpoint"] = mountpoint;
+      j["device_error"] = vol.error().what();
+      j["memory_state"] = guard.memory_state;
+      j["memory_message"] = guard.memory_message;
+      j["last_sync_error"] = guard.last_sync_error;
+      j["protection"] = guard.protection;
+      std::cout << j.dump(2, ' ', false,
+                          nlohmann::json::error_handler_t::replace)
+                << "\n";
+    } else {
+      std::cout << "device      " << device << " (mounted at " << mountpoint
+                << "): unreadable: " << vol.error().what() << "\nmemory      "
+                << guard.memory_state << "\nlast error  "
+                << (guard.last_sync_error.empty() ? "none"
+                                                  : guard.last_sync_error)
+                << "\n";
+    }
+    return fail("cannot read the volume on " + device + " (mounted at " +
+                mountpoint +
+                "); the mirrors on it are as last committed; "
+                "reconnect the device and sync again");
+  }
   if (!vol.ok()) return fail(vol.error());
   const Superblock& sb = vol->superblock();
   const SliceTable& t = vol->table();

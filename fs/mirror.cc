@@ -541,11 +541,13 @@ Result<std::vector<MirrorCopy>> MirrorEngine::write_copies(
   // before the copy and still after it, when the commit would make it the
   // mirror.
   PCIM_TRY(check_memory_locked("before the " + label));
+  PCIM_TRY(volume_.reopen_device());
   const uint64_t t0 = mono_ns();
   auto written = write_runs(reqs, runs);
   Status flushed = written.ok() ? engine_->flush() : Status();
   if (!written.ok() || !flushed.ok()) {
     Error err = written.ok() ? flushed.take_error() : written.take_error();
+    volume_.release_after(err);
     err.message = label + " failed: " + err.message;
     return err;
   }
@@ -655,10 +657,12 @@ Status MirrorEngine::write_behind(uint64_t slice_id, uint64_t first_chunk,
   const CopyRequest req{
       e, &e->copies[wb.target_copy], wb.generation, {}, nullptr};
   const Run run{0, first_chunk, first_chunk + count};
+  PCIM_TRY(volume_.reopen_device());
   auto r = write_runs({&req, 1}, {&run, 1});
   if (!r.ok()) {
     Error err = r.take_error();
     err.message = "write-behind of slice '" + name + "' failed: " + err.message;
+    volume_.release_after(err);
     return err;
   }
   RunResult& rr = r->front();
@@ -1050,6 +1054,7 @@ Status MirrorEngine::copy_verified(
 
 Status MirrorEngine::verify(uint64_t slice_id) {
   auto lock = lock_ahead_of_write_behind();
+  PCIM_TRY(volume_.reopen_device());
   PCIM_ASSIGN_OR_RETURN(const SliceEntry* e,
                         find_slice(volume_.table(), slice_id));
   const std::string name = e->name;
@@ -1077,6 +1082,7 @@ Result<RestoreReport> MirrorEngine::restore(
     uint64_t slice_id, const std::function<void(uint64_t)>& progress,
     RestoreReport* failed, uint64_t generation) {
   auto lock = lock_ahead_of_write_behind();
+  PCIM_TRY(volume_.reopen_device());
   PCIM_ASSIGN_OR_RETURN(const SliceEntry* e,
                         find_slice(volume_.table(), slice_id));
   const std::string name = e->name;

@@ -346,19 +346,96 @@ Result<Volume> Volume::load(BlockDevice device) {
   return v;
 }
 
+void Volume::release_after(Error& err) {
+  switch (err.code) {
+    case EIO:
+    case ENXIO:
+    case ENODEV:
+    case ESHUTDOWN:
+    case ENOTCONN:
+    case ECONNRESET:
+    case EPIPE:
+    case ETIMEDOUT:
+      break;
+    default:
+      return;
+  }
+  if (!device_.is_open() || !device_.is_block_device()) return;
+  release_device();
+  err.message = err.what() + " (pcimirror closed " + device_.path() +
+                " so that it can be reconnected or replaced, and reopens it "
+                "at the next sync)";
+  err.from_kernel = false;
+  log_warning("closed the failed mirror device " + device_.path() +
+              " until the next sync; device memory is still served");
+}
+
+Status Volume::reopen_device() {
+  if (device_.is_open()) return {};
+  const std::string path = device_.path();
+  const std::string why =
+      "; nothing was committed and the previous mirrors "
+      "are kept. Reconnect the device (nbd-client, the "
+      "storage path) and sync again";
+  BlockDevice::OpenOptions shared;
+  shared.read_only = true;
+  shared.exclusive = false;
+  auto probe = BlockDevice::open(path, shared);
+  if (!probe.ok())
+    return make_error(probe.error().code,
+                      "the mirror device " + path +
+                          " is not back: " + probe.error().what() + why);
+  auto there = Volume::load(std::move(probe).value());
+  if (!there.ok())
+    return make_error(EIO, "the mirror device " + path +
+                               " does not read back as the volume: " +
+                               there.error().what() + why);
+  if (there->superblock().uuid != sb_.uuid ||
+      there->table().generation != table_.generation)
+    return make_error(
+        ESTALE,
+        "the mirror device " + path + " now holds " +
+            (there->superblock().uuid != sb_.uuid
+                 ? "another volume (" + there->superblock().uuid_string() + ")"
+                 : "metadata generation " +
+                       std::to_string(there->table().generation) + ", not " +
+                       std::to_string(table_.generation) +
+                       ": something else wrote to it meanwhile") +
+            "; unmount and check it (pcimirror fsck " + path + ")");
+  BlockDevice::OpenOptions own;
+  own.read_only = device_.read_only();
+  own.exclusive = true;
+  auto dev = BlockDevice::open(path, own);
+  if (!dev.ok())
+    return make_error(dev.error().code, "reopening the mirror device " + path +
+                                            " failed: " + dev.error().what() +
+                                            why);
+  dev->set_observer(device_.observer());
+  device_ = std::move(dev).value();
+  log_info("reopened the mirror device " + path + " (metadata generation " +
+           std::to_string(table_.generation) + ")");
+  return {};
+}
+
 Status Volume::commit(SliceTable next) {
   if (read_only_ || device_.read_only())
     return make_error(EROFS, "volume on " + device_.path() + " is read-only");
   if (table_.generation == UINT64_MAX)
     return make_error(EUCLEAN, "metadata generation of " + device_.path() +
                                    " is at its maximum; run 'pcimirror fsck'");
+  PCIM_TRY(reopen_device());
   next.generation = table_.generation + 1;
   next.slot_version = kSlotVersionCurrent;
   if (next.next_slice_id < table_.next_slice_id)
     return make_error(EINVAL, "commit would give out slice IDs again");
   PCIM_TRY(validate_table(sb_, next));
-  PCIM_TRY(write_slot(next));
-  PCIM_TRY(device_.flush());
+  Status written = write_slot(next);
+  if (written.ok()) written = device_.flush();
+  if (!written.ok()) {
+    Error err = written.take_error();
+    release_after(err);
+    return err;
+  }
   previous_ = std::move(table_);
   table_ = std::move(next);
   return {};

@@ -101,6 +101,27 @@ class Volume {
   /// EUCLEAN (invalid table), EINVAL (next_slice_id went back), or the
   /// write's errno.
   Status commit(SliceTable next);
+  /// After a mirror device failed (EIO from a lost NBD server, ENXIO, ...):
+  /// closes it, so that it can be reconnected while the daemon serves
+  /// device memory (docs/DESIGN.md, "A vanishing target"). Every write
+  /// path calls reopen_device() first. Not thread-safe: the engine's lock.
+  void release_device() { device_.close(); }
+  /// release_device() when `err` says the mirror device itself failed
+  /// (EIO, ENXIO, ENODEV, ESHUTDOWN, ENOTCONN, ECONNRESET, EPIPE, ETIMEDOUT
+  /// from a block device), adding to its message that the device was
+  /// closed and is reopened at the next sync. Other errors (ENOSPC from a
+  /// full thin pool, EINVAL) keep the device open.
+  void release_after(Error& err);
+  bool device_released() const { return !device_.is_open(); }
+  /// Opens a released device again (exclusively, as before) and checks that
+  /// it still holds this volume as this process last committed it: the
+  /// same UUID and the current table's generation (nothing else wrote to it
+  /// meanwhile). A no-op when the device is open. Errors, each saying that
+  /// nothing was committed: the open's errno (ENXIO, ENOENT, EBUSY, ...),
+  /// EIO when the volume cannot be read, ESTALE when it is another volume
+  /// or another generation. Not thread-safe: the engine's lock.
+  Status reopen_device();
+
   /// True for a volume formatted before stable slice IDs whose current
   /// table is a version-1 slot (§9).
   bool needs_upgrade() const;

@@ -36,6 +36,13 @@ class BlockDevice {
 
   const std::string& path() const { return path_; }
   int fd() const { return fd_.get(); }
+  /// False after close().
+  bool is_open() const { return fd_.get() >= 0; }
+  /// Closes the descriptor (giving up the exclusive lock), so a device that
+  /// failed can be reconnected or replaced (an NBD device refuses a new
+  /// connection while anyone holds it open: "nbd0 already in use"). I/O
+  /// fails with EBADF until the owner opens it again.
+  void close() { fd_.reset(); }
   bool is_block_device() const { return is_blockdev_; }
   bool read_only() const { return read_only_; }
   /// Usable size in bytes, rounded down to the logical block size.
