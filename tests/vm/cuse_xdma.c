@@ -55,9 +55,15 @@ static uint64_t parse_size(const char* s) {
   char* end;
   uint64_t v = strtoull(s, &end, 0);
   switch (*end) {
-    case 'K': v <<= 10; break;
-    case 'M': v <<= 20; break;
-    case 'G': v <<= 30; break;
+    case 'K':
+      v <<= 10;
+      break;
+    case 'M':
+      v <<= 20;
+      break;
+    case 'G':
+      v <<= 30;
+      break;
   }
   return v;
 }
