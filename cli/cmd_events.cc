@@ -38,11 +38,29 @@ int run(const std::string& target, bool follow) {
   ino_t ino = 0;
   std::streamoff pos = 0;
   std::string partial;
+  // Prints what the open file holds past `pos`, whole lines only.
+  auto drain = [&] {
+    if (!in.is_open()) return;
+    in.clear();
+    in.seekg(pos);
+    std::string chunk((std::istreambuf_iterator<char>(in)),
+                      std::istreambuf_iterator<char>());
+    pos += static_cast<std::streamoff>(chunk.size());
+    partial += chunk;
+    size_t nl;
+    while ((nl = partial.find('\n')) != std::string::npos) {
+      std::cout << partial.substr(0, nl + 1);
+      partial.erase(0, nl + 1);
+    }
+    std::cout.flush();
+  };
   for (;;) {
     struct stat st {};
     const bool exists = ::stat(path.c_str(), &st) == 0;
     if (exists && (st.st_ino != ino || st.st_size < pos)) {
-      // New or rotated (fs/events.cc renames it to .1 past 1 MiB).
+      // New or rotated (fs/events.cc renames it to .1 past 1 MiB): the
+      // lines the old file got before the rotation first.
+      drain();
       in.close();
       in.clear();
       in.open(path);
@@ -50,20 +68,7 @@ int run(const std::string& target, bool follow) {
       pos = 0;
       partial.clear();
     }
-    if (in.is_open()) {
-      in.clear();
-      in.seekg(pos);
-      std::string chunk((std::istreambuf_iterator<char>(in)),
-                        std::istreambuf_iterator<char>());
-      pos += static_cast<std::streamoff>(chunk.size());
-      partial += chunk;
-      size_t nl;
-      while ((nl = partial.find('\n')) != std::string::npos) {
-        std::cout << partial.substr(0, nl + 1);
-        partial.erase(0, nl + 1);
-      }
-      std::cout.flush();
-    }
+    drain();
     if (!follow) return kOk;
     if (!device_of_mountpoint(mountpoint)) {
       std::cerr << "pcimirror: " << mountpoint << " was unmounted\n";

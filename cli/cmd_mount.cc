@@ -238,7 +238,22 @@ int serve(const std::string& device, const std::string& mountpoint,
     ups.reset();
     fs.stop_background();
   });
-  if (!s.ok() && !mounted) return ch.error(s.error());
+  if (!s.ok() && !mounted) {
+    // Nothing was served: the mounted mark goes again, so the next mount
+    // does not count this one as a dirty shutdown (a dirty shutdown found
+    // before stays counted).
+    if (!fo.read_only) {
+      Status c = (*engine)->commit_edit([](SliceTable& t) -> Status {
+        t.mounted = false;
+        return {};
+      });
+      if (!c.ok())
+        log_error("clearing the mounted mark of " + device +
+                  " after the failed mount failed: " + c.error().what() +
+                  "; the next mount reports a dirty shutdown");
+    }
+    return ch.error(s.error());
+  }
   if (!s.ok()) {
     // A failed final mirror (it names the slices and the device) or a
     // failed FUSE loop: the exit status says so, and so does the unit. The

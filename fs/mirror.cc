@@ -643,12 +643,15 @@ Status MirrorEngine::write_behind(uint64_t slice_id, uint64_t first_chunk,
     wb.slice_id = e->id;
     wb.target_copy = e->next_copy();
     wb.generation = e->generation() + 1;
+    wb.device_epoch = volume_.device_epoch();
     wb.chunk_crc32c.assign(n, 0);
     wb.written.assign(n, 0);
-  } else if (!wb.matches(*e, chunk)) {
+  } else if (!wb.matches(*e, chunk) ||
+             wb.device_epoch != volume_.device_epoch()) {
     return make_error(ESTALE,
                       "write-behind of slice '" + name +
-                          "' is stale: the slice was mirrored meanwhile");
+                          "' is stale: the slice was mirrored meanwhile, or "
+                          "the mirror device was reopened");
   }
   if (first_chunk >= n || count == 0 || count > n - first_chunk)
     return make_error(EINVAL, "chunks [" + std::to_string(first_chunk) + ", +" +
@@ -698,7 +701,8 @@ Result<SyncReport> MirrorEngine::sync(
                                  "' cannot be mirrored");
   const uint32_t target = e->next_copy();
   std::vector<SyncReport> reports;
-  if (behind && !behind->matches(*e, volume_.superblock().crc_chunk_bytes))
+  if (behind && (!behind->matches(*e, volume_.superblock().crc_chunk_bytes) ||
+                 behind->device_epoch != volume_.device_epoch()))
     behind = nullptr;
   const CopyRequest req{e, &e->copies[target], e->generation() + 1, progress,
                         behind};
@@ -742,7 +746,9 @@ Result<std::vector<SyncReport>> MirrorEngine::sync_batch(
     it->second = nullptr;
     const MirrorCopy* target = &e->copies[e->next_copy()];
     const WriteBehind* wb = i < behind.size() ? behind[i] : nullptr;
-    if (wb && !wb->matches(*e, chunk)) wb = nullptr;
+    if (wb &&
+        (!wb->matches(*e, chunk) || wb->device_epoch != volume_.device_epoch()))
+      wb = nullptr;
     reqs.push_back({e, target, e->generation() + 1, {}, wb});
   }
   // In device order, so the engine can gather neighbouring copies.

@@ -68,6 +68,9 @@ struct WriteBehind {
   uint64_t slice_id = 0;     ///< the slice it belongs to (SliceEntry::id)
   uint32_t target_copy = 0;  ///< index into SliceEntry::copies
   uint64_t generation = 0;   ///< generation the copy will carry; 0: not started
+  /// Volume::device_epoch() when it started: after the mirror device was
+  /// released and reopened, chunks written before are not trusted.
+  uint64_t device_epoch = 0;
   std::vector<uint32_t> chunk_crc32c;  ///< per chunk; valid where written
   std::vector<uint8_t> written;        ///< 1: chunk k is on the device
   uint64_t bounced_bytes = 0, direct_bytes = 0;  ///< how chunks were written

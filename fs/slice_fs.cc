@@ -310,14 +310,19 @@ Status SliceFs::settle(Slice& s, const Error* err) {
       last_sync_error_.clear();
       last_sync_error_slice_ = 0;
     }
-    if (options_.events && failing_ != (err != nullptr)) {
-      failing_ = err != nullptr;
-      if (err)
-        options_.events->emit(EventType::kSyncFailed, err->what(),
-                              {{"errno", std::to_string(err->code)}});
-      else
-        options_.events->emit(EventType::kSyncRecovered,
-                              "a mirror committed again");
+    if (err && failing_slices_.insert(s.id).second && options_.events) {
+      std::string name;
+      {
+        ReaderLock meta(s.meta);
+        name = s.entry.name;
+      }
+      options_.events->emit(
+          EventType::kSyncFailed, err->what(),
+          {{"slice", name}, {"errno", std::to_string(err->code)}});
+    } else if (!err && failing_slices_.erase(s.id) && failing_slices_.empty() &&
+               options_.events) {
+      options_.events->emit(EventType::kSyncRecovered,
+                            "every slice mirrors again");
     }
   }
   if (!err) return {};
@@ -525,6 +530,10 @@ Status SliceFs::remove_slice(const std::string& name) {
   WriterLock content(s->content);
   PCIM_TRY(engine_.remove_slice(s->id));
   s->removed = true;
+  {
+    MutexLock errors(error_mu_);
+    failing_slices_.erase(s->id);
+  }
   WriterLock lock(tree_mu_);
   names_.erase(name);
   slices_.erase(s->ino);

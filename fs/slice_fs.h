@@ -21,6 +21,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <set>
 #include <span>
 #include <string>
 #include <thread>
@@ -332,9 +333,9 @@ class SliceFs {
   mutable Mutex error_mu_;
   std::string last_sync_error_ GUARDED_BY(error_mu_);
   uint64_t last_sync_error_slice_ GUARDED_BY(error_mu_) = 0;
-  // A mirror failed and none succeeded since: the sync-failed event went
-  // out, and the next success sends sync-recovered.
-  bool failing_ GUARDED_BY(error_mu_) = false;
+  // The slices whose last mirror failed: each sends sync-failed as it
+  // enters, and sync-recovered goes out when the set is empty again.
+  std::set<uint64_t> failing_slices_ GUARDED_BY(error_mu_);
 
   // Power-fail read-only: read without a lock by every write (under the
   // slice's content lock); `power_fail_logged_` makes the first refusal

@@ -105,7 +105,14 @@ class Volume {
   /// closes it, so that it can be reconnected while the daemon serves
   /// device memory (docs/DESIGN.md, "A vanishing target"). Every write
   /// path calls reopen_device() first. Not thread-safe: the engine's lock.
-  void release_device() { device_.close(); }
+  void release_device() {
+    device_.close();
+    ++device_epoch_;
+  }
+  /// Counts releases: write-behind chunks written before a release may not
+  /// be on the device that comes back (an NBD server's lost write cache), so
+  /// a write-behind of another epoch is never reused (WriteBehind).
+  uint64_t device_epoch() const { return device_epoch_; }
   /// release_device() when `err` says the mirror device itself failed
   /// (EIO, ENXIO, ENODEV, ESHUTDOWN, ENOTCONN, ECONNRESET, EPIPE, ETIMEDOUT
   /// from a block device), adding to its message that the device was
@@ -141,6 +148,7 @@ class Volume {
   std::optional<SliceTable> previous_;
   std::vector<std::string> warnings_;
   bool read_only_ = false;
+  uint64_t device_epoch_ = 0;
 };
 
 }  // namespace pcimirror

@@ -57,6 +57,16 @@ wait $d || die "daemon exit status $?"
 wait_released "$DEV"
 [[ $(sd "$DEV" last_shutdown) == clean && $(sd "$DEV" mounted_mark) == false && $(sd "$DEV" dirty_shutdowns) == 1 ]] ||
   die "after a clean umount: $("$P" status "$DEV" --json | jq -c .shutdown)"
+log "a mount whose FUSE mount fails leaves no mark (review finding)"
+if command -v unshare >/dev/null; then
+  before=$("$P" status "$DEV" --json | jq -c .shutdown)
+  unshare -m bash -c "mount --bind /dev/null /dev/fuse && '$P' mount '$DEV' '$MNT' -f" >/dev/null 2>&1 || true
+  mountpoint -q "$MNT" && die "it mounted with /dev/fuse gone"
+  wait_released "$DEV"
+  [[ $("$P" status "$DEV" --json | jq -c .shutdown) == "$before" ]] ||
+    die "a failed mount changed the shutdown record: $before -> $("$P" status "$DEV" --json | jq -c .shutdown)"
+fi
+
 "$P" mount "$DEV" "$MNT"
 [[ $(sd "$MNT" last_shutdown) == clean ]] || die "a clean shutdown reported dirty"
 
