@@ -11,31 +11,7 @@
 #    generation, and commits; no generation was lost (log, restore).
 # The same with a real NBD server runs in the VM (tests/vm/liveness.sh).
 source "$(dirname "$0")/lib.sh"
-command -v jq >/dev/null || skip "no jq"
-UFS=${PCIMIRROR_UNREADABLE_FS:-}
-[[ -x $UFS ]] || skip "set PCIMIRROR_UNREADABLE_FS to the pcimirror-unreadable-fs helper"
-P=$PCIMIRROR
-IMG=$WORK/backing.bin
-truncate -s 96M "$IMG"
-: >"$WORK/bad"
-UMNT=$WORK/ufs
-mkdir -p "$UMNT"
-"$UFS" "$IMG" "$WORK/bad" "$UMNT" -f &
-ufs=$!
-for _ in $(seq 50); do [[ -e $UMNT/disk ]] && break; sleep 0.1; done
-[[ -e $UMNT/disk ]] || die "pcimirror-unreadable-fs did not mount"
-DEV=$(losetup --find --show --direct-io=off "$UMNT/disk") || skip "losetup on a FUSE file failed"
-untrap() {
-  for m in $(awk -v w="$WORK/" 'index($2, w) == 1 {print $2}' /proc/mounts); do
-    [[ $m == "$UMNT" ]] || fusermount3 -uz "$m" 2>/dev/null || true
-  done
-  for _ in $(seq 50); do pgrep -f "pcimirror mount $DEV " >/dev/null || break; sleep 0.1; done
-  losetup -d "$DEV" 2>/dev/null || true
-  kill "$ufs" 2>/dev/null || true
-  fusermount3 -uz "$UMNT" 2>/dev/null || true
-  cleanup
-}
-trap untrap EXIT
+source "$(dirname "$0")/vanish_lib.sh"
 MNT=$(new_mountpoint mnt)
 gen() { "$P" status "$MNT" --json | jq -r .metadata_generation; }
 
@@ -61,13 +37,7 @@ grep -q "Input/output error" <<<"$(jq -r .last_sync_error <<<"$st")" || die "sta
 grep -q "Input/output error" <<<"$(jq -r .device_error <<<"$st")" || die "status shows no device error: $st"
 
 log "reconnect: detach, restart the server, attach the same loop device"
-losetup -d "$DEV"
-fusermount3 -uz "$UMNT" 2>/dev/null || true
-"$UFS" "$IMG" "$WORK/bad" "$UMNT" -f &
-ufs=$!
-for _ in $(seq 50); do [[ -e $UMNT/disk ]] && break; sleep 0.1; done
-for _ in $(seq 50); do losetup "$DEV" 2>/dev/null | grep -q "(deleted)\|$UMNT" || break; sleep 0.1; done
-losetup --direct-io=off "$DEV" "$UMNT/disk" || die "cannot attach $DEV again"
+reconnect_device
 [[ $(gen) == "$g" ]] || die "the failed sync committed: generation $g -> $(gen)"
 
 log "the next sync reopens the device and commits"

@@ -8,31 +8,7 @@
 # restore of the committed mirror is exact. Failed before the fix: the sync
 # reused the marks and committed a copy that failed its CRC.
 source "$(dirname "$0")/lib.sh"
-command -v jq >/dev/null || skip "no jq"
-UFS=${PCIMIRROR_UNREADABLE_FS:-}
-[[ -x $UFS ]] || skip "set PCIMIRROR_UNREADABLE_FS to the pcimirror-unreadable-fs helper"
-P=$PCIMIRROR
-IMG=$WORK/backing.bin
-truncate -s 96M "$IMG"
-: >"$WORK/bad"
-UMNT=$WORK/ufs
-mkdir -p "$UMNT"
-"$UFS" "$IMG" "$WORK/bad" "$UMNT" -f &
-ufs=$!
-for _ in $(seq 50); do [[ -e $UMNT/disk ]] && break; sleep 0.1; done
-[[ -e $UMNT/disk ]] || die "pcimirror-unreadable-fs did not mount"
-DEV=$(losetup --find --show --direct-io=off "$UMNT/disk") || skip "losetup on a FUSE file failed"
-untrap() {
-  for m in $(awk -v w="$WORK/" 'index($2, w) == 1 {print $2}' /proc/mounts); do
-    [[ $m == "$UMNT" ]] || fusermount3 -uz "$m" 2>/dev/null || true
-  done
-  for _ in $(seq 50); do pgrep -f "pcimirror mount $DEV " >/dev/null || break; sleep 0.1; done
-  losetup -d "$DEV" 2>/dev/null || true
-  kill "$ufs" 2>/dev/null || true
-  fusermount3 -uz "$UMNT" 2>/dev/null || true
-  cleanup
-}
-trap untrap EXIT
+source "$(dirname "$0")/vanish_lib.sh"
 MNT=$(new_mountpoint mnt)
 gen() { "$P" status "$MNT" --json | jq -r .metadata_generation; }
 
@@ -61,14 +37,7 @@ random_file "$WORK/b2" 4
 dd if="$WORK/b2" of="$MNT/b" bs=1M conv=notrunc status=none || true
 "$P" sync "$MNT" b 2>&1 | tail -2 || true
 log "the device comes back WITHOUT the unflushed write-behind data (lost cache / replaced leg at the same generation)"
-losetup -d "$DEV"
-fusermount3 -uz "$UMNT" 2>/dev/null || true
-cp "$WORK/snap.bin" "$IMG"
-"$UFS" "$IMG" "$WORK/bad" "$UMNT" -f &
-ufs=$!
-for _ in $(seq 50); do [[ -e $UMNT/disk ]] && break; sleep 0.1; done
-for _ in $(seq 50); do losetup "$DEV" 2>/dev/null | grep -q "(deleted)\|$UMNT" || break; sleep 0.1; done
-losetup --direct-io=off "$DEV" "$UMNT/disk" || die "cannot attach $DEV again"
+reconnect_device "$WORK/snap.bin"
 [[ $(gen) == "$g" ]] || die "generation moved"
 log "sync a after reconnect"
 "$P" sync "$MNT" a || die "sync a failed"; touch "$WORK/go"; wait $writer || true
