@@ -38,14 +38,14 @@ with open(sys.argv[2], "a") as out:
 PY
 listener=$!
 for _ in $(seq 50); do [[ -S $SOCK ]] && break; sleep 0.1; done
-NOTIFY_SOCKET=$SOCK "$PCIMIRROR" mount "$DEV" "$MNT" -f 2>/dev/null &
+NOTIFY_SOCKET=$SOCK "$PCIMIRROR" mount "$DEV" "$MNT" -f 2>"$WORK/daemon.err" &
 daemon=$!
 for _ in $(seq 100); do grep -q READY=1 "$WORK/messages" 2>/dev/null && break; sleep 0.1; done
 grep -q READY=1 "$WORK/messages" || die "no READY=1"
 mountpoint -q "$MNT" || die "READY=1 before the mount was live"
 echo data >"$MNT/a"
 "$PCIMIRROR" umount "$MNT" >/dev/null
-wait $daemon || die "daemon exit status $?"
+wait $daemon || { rc=$?; cat "$WORK/daemon.err"; die "daemon exit status $rc"; }
 wait $listener || true
 grep -q STOPPING=1 "$WORK/messages" || die "no STOPPING=1"
 cat "$WORK/messages"
