@@ -109,9 +109,10 @@ constexpr SettingInfo kSettings[] = {
      "Declare the memory at mount the truth, under a new canary nonce, even "
      "if the canary says it was reset (as sync --accept-memory)",
      kUseMount},
-    {"restore_verify", false, "Mirroring policy", "prepass|inline", "prepass",
+    {"restore_verify", false, "Mirroring policy", "MODE", "auto",
      "Verify the whole mirror, then copy it (prepass), or verify each 1 MiB "
-     "chunk just before copying it (inline: one pass)",
+     "chunk just before copying it (inline: one pass); auto is inline into "
+     "memory whose canary says it was reset, prepass otherwise",
      kBoth},
     // Access: who may use the slice files, and which volume is served.
     {"ro", true, "Access", "", "off", "Read-only mount", kUseMount},

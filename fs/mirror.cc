@@ -279,7 +279,9 @@ std::vector<std::pair<uint64_t, uint64_t>> runs_to_write(
 Result<RestoreVerify> parse_restore_verify(const std::string& text) {
   if (text == "prepass") return RestoreVerify::kPrepass;
   if (text == "inline") return RestoreVerify::kInline;
-  return make_error(EINVAL, "restore_verify='" + text + "': use prepass or inline");
+  if (text == "auto") return RestoreVerify::kAuto;
+  return make_error(
+      EINVAL, "restore_verify='" + text + "': use auto, prepass or inline");
 }
 
 Result<BounceMode> parse_bounce_mode(const std::string& text) {
@@ -1126,13 +1128,20 @@ Result<RestoreReport> MirrorEngine::restore(
   PCIM_TRY(guard_.check_device("before restoring slice '" + name + "'"));
   // (A canary that cannot be read says nothing; the restore's own copies
   // report a region that fails.)
-  if (const auto& canary = volume_.table().canary; canary && [&] {
-        auto m = guard_.canary_matches(*canary);
-        return m.ok() && !*m;
-      }())
+  const bool memory_reset = [&] {
+    const auto& canary = volume_.table().canary;
+    if (!canary) return false;
+    auto m = guard_.canary_matches(*canary);
+    return m.ok() && !*m;
+  }();
+  if (memory_reset)
     log_info("restoring slice '" + name + "' into " + region_.name() +
              ", whose canary does not match: its memory was reset since the "
-             "last mirror");
+             "last mirror" +
+             (options_.restore_verify == RestoreVerify::kAuto && !chosen
+                  ? "; restore_verify=auto verifies each chunk as it is "
+                    "copied (one read of the mirror)"
+                  : ""));
   const uint64_t t0 = mono_ns();
   const uint64_t len = e->length_bytes;
   const uint64_t chunk_bytes = volume_.superblock().crc_chunk_bytes;
@@ -1153,8 +1162,15 @@ Result<RestoreReport> MirrorEngine::restore(
     for (uint32_t i : e->copies_by_generation())
       if (i != cur && e->copies[i].generation < cur_gen) order.push_back(i);
   }
+  // auto: memory that was reset holds nothing to keep, so a restore that
+  // meets damage part-way loses nothing by having written the chunks
+  // verified before it, and reads the copy once instead of twice; any
+  // other memory is left untouched unless the whole copy verifies.
   const bool inline_first =
-      !chosen && options_.restore_verify == RestoreVerify::kInline;
+      !chosen &&
+      (options_.restore_verify == RestoreVerify::kInline ||
+       (options_.restore_verify == RestoreVerify::kAuto && memory_reset));
+  r.verified_inline = inline_first;
   std::vector<Pass> passes;
   const MirrorCopy* used = nullptr;
   // A failure that is not the copy's own (the io_uring engine failing, not
@@ -1222,9 +1238,14 @@ Result<RestoreReport> MirrorEngine::restore(
             ? "device memory was left untouched"
             : "device memory written before the failure: " +
                   describe_written(r.written) +
-                  (inline_first ? " (restore_verify=inline writes verified "
-                                  "chunks before the damage)"
-                                : "") +
+                  (inline_first
+                       ? options_.restore_verify == RestoreVerify::kInline
+                             ? " (restore_verify=inline writes verified "
+                               "chunks before the damage)"
+                             : " (restore_verify=auto verifies chunk by "
+                               "chunk into memory that was reset, writing "
+                               "verified chunks before the damage)"
+                       : "") +
                   "; the rest of the slice is as it was";
     // The first copy's errno; the message names each copy's.
     Error err = make_error(

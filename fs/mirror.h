@@ -35,17 +35,22 @@ const char* to_string(BounceMode m);
 enum class RestoreVerify {
   kPrepass,  ///< read and verify the whole copy, then read it again to copy
   kInline,   ///< one pass: each CRC chunk is verified before it is copied
+  /// inline when the memory guard knows the memory was reset since the
+  /// last mirror (its canary does not match: there is nothing in it to
+  /// keep), prepass otherwise (docs/DESIGN.md, "Restore verification").
+  kAuto,
 };
 Result<RestoreVerify> parse_restore_verify(const std::string& text);
 
 struct MirrorOptions {
   EngineOptions engine;
   BounceMode bounce = BounceMode::kAuto;
-  /// prepass (default): nothing reaches memory before the whole copy
-  /// verifies. inline: half the reads; a damaged chunk stops the restore
-  /// part-way (the chunks verified so far are written, in any order, and
-  /// reported) and falls back.
-  RestoreVerify restore_verify = RestoreVerify::kPrepass;
+  /// prepass: nothing reaches memory before the whole copy verifies.
+  /// inline: half the reads; a damaged chunk stops the restore part-way
+  /// (the chunks verified so far are written, in any order, and reported)
+  /// and falls back. auto (default): inline into memory whose canary says
+  /// it was reset, prepass otherwise.
+  RestoreVerify restore_verify = RestoreVerify::kAuto;
   /// Accept a PCI device other than the one recorded at format, or a
   /// smaller BAR (mount option ignore_device_id).
   bool ignore_device_id = false;
@@ -145,6 +150,9 @@ struct RestoreReport {
   uint64_t bytes = 0;
   uint64_t duration_ns = 0;
   bool skipped = false;     ///< never mirrored: nothing to restore
+  /// The first copy was verified chunk by chunk as it was copied
+  /// (restore_verify=inline, or auto into memory that was reset).
+  bool verified_inline = false;
   /// The current copy was damaged; restored an older generation (the
   /// newest intact one, `generation`).
   bool fell_back = false;
@@ -241,7 +249,9 @@ class MirrorEngine {
 
   /// Reads the committed mirror of `slice_id`, verifies every chunk CRC32C and
   /// the whole CRC32C, and only then copies it into the region (§5); with
-  /// restore_verify=inline each chunk is verified just before it is copied.
+  /// restore_verify=inline, or auto when the region's canary does not match
+  /// (the memory was reset), each chunk is verified just before it is
+  /// copied (RestoreReport::verified_inline says which).
   /// A copy that cannot be read (any read errno, EIO in practice) or fails
   /// a CRC is damaged: the older generations that are written are tried
   /// next, newest first, each verified whole before it is restored
@@ -258,9 +268,10 @@ class MirrorEngine {
   /// copy's failure and the device memory written. Device memory is
   /// untouched then in prepass mode unless a copy pass itself failed after
   /// its copy verified; inline leaves the chunks verified before the
-  /// damage was found (RestoreReport::written lists them). `failed`, when given, gets the report of a failed restore
-  /// (damage and written ranges). `progress` gets bytes done of 2 x length
-  /// (verify pass, then copy). Thread-safe (serialised with mirrors).
+  /// damage was found (RestoreReport::written lists them). `failed`, when
+  /// given, gets the report of a failed restore (damage and written ranges).
+  /// `progress` gets bytes done of 2 x length (verify pass, then copy).
+  /// Thread-safe (serialised with mirrors).
   Result<RestoreReport> restore(
       uint64_t slice_id, const std::function<void(uint64_t)>& progress = {},
       RestoreReport* failed = nullptr, uint64_t generation = 0) EXCLUDES(mu_);
