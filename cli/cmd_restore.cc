@@ -5,6 +5,7 @@
 // --generation every slice named must hold generation G, else nothing is
 // written.
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <iostream>
@@ -27,8 +28,16 @@ int run(const std::string& device, const std::string& memory,
   if (!mo.ok()) return fail(mo.error());
   auto vol = open_volume(device, true);
   if (!vol.ok()) return fail(vol.error());
-  const bool every_slice = names.empty();
-  if (every_slice)
+  // Every slice: none named, or every slice of the table named (the
+  // canary is renewed after either, see below).
+  const bool every_slice =
+      names.empty() ||
+      std::all_of(vol->table().slices.begin(), vol->table().slices.end(),
+                  [&](const SliceEntry& e) {
+                    return std::find(names.begin(), names.end(), e.name) !=
+                           names.end();
+                  });
+  if (names.empty())
     for (const SliceEntry& e : vol->table().slices) names.push_back(e.name);
   if (generation != 0) {
     // Every slice named must hold generation G, checked before any memory

@@ -100,7 +100,12 @@ grep -q "not mirroring slice a" <<<"$out" || die "umount did not say why: $out"
 wait_gone
 [[ $(gen) == "$g" ]] || die "the final mirror at unmount committed over reset memory"
 [[ $(slice_field "$DEV" a generation) == "$gen_a" ]] || die "slice a's generation moved"
-out=$("$P" restore "$DEV")
+# One slice of two: its memory is back, b's may not be, so no new canary.
+out=$("$P" restore "$DEV" a)
+grep -q "only the slices named were restored" <<<"$out" || die "restore of a alone: $out"
+grep -q "canary   renewed" <<<"$out" && die "restore of a alone renewed the canary"
+# Every slice, named one by one, is every slice: the canary is renewed.
+out=$("$P" restore "$DEV" b a)
 grep -q "canary   renewed" <<<"$out" || die "restore did not renew the canary: $out"
 cmp -n $((12 * 1048576)) "$WORK/good.ram" "$RAM" || die "restore is not the last good mirror"
 "$P" mount "$DEV" "$MNT"
