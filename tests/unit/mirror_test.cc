@@ -1491,6 +1491,79 @@ TEST_F(MirrorTest, AutoRestoreIsInlineOnlyIntoMemoryThatWasReset) {
   }
 }
 
+// Review 14: restore_verify=auto must choose inline only when the canary
+// says the memory was reset. A canary that cannot be read says nothing
+// (MirrorEngine::restore's own comment), so the restore is a prepass: a
+// damaged mirror then leaves every byte as it was.
+//  - a canary that fails to read (a DMA region whose c2h transfers
+//    nothing, /dev/null: EIO) -> prepass (correct in the reviewed commit);
+//  - a canary that lies beyond the region (restore --memory into a region
+//    that holds every slice but not the canary, or a smaller BAR with
+//    ignore_device_id): MemoryGuard::canary_matches answers "no match"
+//    without reading anything, and auto restores inline, writing the
+//    verified chunks before the damage into memory it knows nothing about.
+class AutoRestoreUnreadableCanary : public MirrorTest {
+ protected:
+  // A one-copy volume whose slice a (4 MiB) has chunk 2 damaged, with a
+  // canary at 12 MiB; returns slice a's ID.
+  uint64_t damaged_volume_with_canary() {
+    Volume v = format(1);
+    randomize(91);
+    auto eng = *MirrorEngine::create(v, *region, {});
+    EXPECT_TRUE(eng->set_canary(12u << 20).ok());
+    const uint64_t id = testing::slice_id(eng->table(), "a");
+    EXPECT_TRUE(eng->sync(id).ok());
+    const SliceEntry a = *eng->table().find_id(id);
+    const uint64_t bad_at = (2u << 20) + 777;
+    const uint8_t junk = static_cast<uint8_t>(
+        std::to_integer<uint8_t>(region->base()[bad_at]) ^ 0xff);
+    write_file(file.path(), device_byte(*a.committed(), bad_at), &junk, 1);
+    return id;
+  }
+};
+
+TEST_F(AutoRestoreUnreadableCanary, CanaryReadErrorIsPrepass) {
+  const uint64_t id = damaged_volume_with_canary();
+  TempFile card(kRegion);
+  const std::vector<uint8_t> keep(kRegion, 0x22);
+  write_file(card.path(), 0, keep.data(), keep.size());
+  auto dma = open_dma("c2h=/dev/null,h2c=" + card.path() + ",size=16M");
+  ASSERT_TRUE(dma);
+  Volume v2 = reload();
+  auto eng = *MirrorEngine::create(v2, *dma, {});
+  RestoreReport failed;
+  auto r = eng->restore(id, {}, &failed);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().code, EUCLEAN);
+  EXPECT_FALSE(failed.verified_inline);
+  EXPECT_TRUE(failed.written.empty()) << describe_written(failed.written);
+  EXPECT_EQ(read_file(card.path(), 0, kRegion),
+            std::vector<uint8_t>(kRegion, 0x22));
+}
+
+TEST_F(AutoRestoreUnreadableCanary, CanaryBeyondTheRegionIsPrepass) {
+  const uint64_t id = damaged_volume_with_canary();
+  // 10 MiB: every slice (the last ends below 9.1 MiB), not the canary.
+  constexpr uint64_t kSmall = 10u << 20;
+  auto small = *FileRegion::create_memfd("small", kSmall);
+  std::memset(small->base(), 0x22, kSmall);
+  Volume v2 = reload();
+  auto eng = MirrorEngine::create(v2, *small, {});
+  ASSERT_TRUE(eng.ok()) << eng.error().what();
+  RestoreReport failed;
+  auto r = (*eng)->restore(id, {}, &failed);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().code, EUCLEAN);
+  EXPECT_FALSE(failed.verified_inline)
+      << "auto chose inline although the canary could not be read";
+  EXPECT_TRUE(failed.written.empty())
+      << "a refused restore wrote " << describe_written(failed.written);
+  uint64_t changed = 0;
+  for (uint64_t i = 0; i < kSmall; ++i)
+    changed += small->base()[i] != std::byte{0x22};
+  EXPECT_EQ(changed, 0u) << "bytes changed by a refused restore";
+}
+
 // Resident pages of the mapping that starts at `base`, from
 // /proc/self/smaps (its Rss line), or -1 when not found.
 int64_t mapped_rss_bytes(const void* base) {
