@@ -1130,7 +1130,10 @@ Result<RestoreReport> MirrorEngine::restore(
   // report a region that fails.)
   const bool memory_reset = [&] {
     const auto& canary = volume_.table().canary;
-    if (!canary) return false;
+    // A canary beyond the region (a smaller region given by --memory or
+    // ignore_device_id) is not read at all: it says nothing either.
+    if (!canary || !region_.contains(canary->offset_bytes, kCanaryBytes))
+      return false;
     auto m = guard_.canary_matches(*canary);
     return m.ok() && !*m;
   }();
