@@ -1541,6 +1541,28 @@ TEST_F(AutoRestoreUnreadableCanary, CanaryReadErrorIsPrepass) {
             std::vector<uint8_t>(kRegion, 0x22));
 }
 
+// A chosen generation (restore --generation) is verified whole first even
+// under auto into memory that was reset: its damage writes nothing.
+TEST_F(AutoRestoreUnreadableCanary, ChosenGenerationIntoResetMemoryIsPrepass) {
+  const uint64_t id = damaged_volume_with_canary();
+  auto fresh = *FileRegion::create_memfd("fresh", kRegion);
+  std::memset(fresh->base(), 0x22, kRegion);  // a power cycle
+  Volume v2 = reload();
+  auto eng = *MirrorEngine::create(v2, *fresh, {});
+  RestoreReport failed;
+  auto r = eng->restore(id, {}, &failed, 1);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().code, EUCLEAN);
+  EXPECT_FALSE(failed.verified_inline);
+  EXPECT_TRUE(failed.written.empty()) << describe_written(failed.written);
+  for (uint64_t i = 0; i < kRegion; i += 4093)
+    ASSERT_EQ(fresh->base()[i], std::byte{0x22}) << i;
+  // Without --generation the same restore is inline (the memory was reset).
+  auto r2 = eng->restore(id, {}, &failed);
+  ASSERT_FALSE(r2.ok());
+  EXPECT_TRUE(failed.verified_inline);
+}
+
 TEST_F(AutoRestoreUnreadableCanary, CanaryBeyondTheRegionIsPrepass) {
   const uint64_t id = damaged_volume_with_canary();
   // 10 MiB: every slice (the last ends below 9.1 MiB), not the canary.
