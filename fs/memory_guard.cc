@@ -34,7 +34,18 @@ MemoryGuard::MemoryGuard(const Superblock& sb, Region& region)
     : sb_(sb), region_(region) {}
 
 Result<bool> MemoryGuard::canary_matches(const CanaryRecord& c) const {
-  if (!region_.contains(c.offset_bytes, kCanaryBytes)) return false;
+  // Reading nothing proves nothing: a region that does not reach the
+  // canary is not memory that was reset (that state is sticky, and
+  // renew_canary() could not clear it with the canary out of reach).
+  if (!region_.contains(c.offset_bytes, kCanaryBytes))
+    return make_error(
+        EINVAL, "the canary at byte " + std::to_string(c.offset_bytes) +
+                    " lies beyond the " + std::to_string(region_.size_bytes()) +
+                    " bytes of " + region_.name() +
+                    ", so pcimirror cannot tell whether the memory was "
+                    "reset; serve the whole region (size= of the memory "
+                    "spec, or the full BAR), or move the canary inside it "
+                    "with 'pcimirror canary DEVICE OFFSET'");
   std::array<uint8_t, kCanaryBytes> now{};
   if (Status s = region_.copy_from(c.offset_bytes, now.data(), now.size());
       !s.ok()) {

@@ -56,7 +56,9 @@ class MemoryGuard {
   /// as check(). Thread-safe.
   Status check_device(const std::string& what) EXCLUDES(mu_);
   /// True when the region holds the canary `c`. Reads 64 bytes of the
-  /// region; changes no state. Errors: the region's copy error (a DMA
+  /// region; changes no state. Errors: EINVAL when the region (a smaller
+  /// one given by --memory or ignore_device_id) does not reach the canary,
+  /// which says nothing about the memory; the region's copy error (a DMA
   /// region's EIO, ...), named as the canary's read. Thread-safe.
   Result<bool> canary_matches(const CanaryRecord& c) const;
   /// Writes canary `c` into the region and reads it back. EIO when the

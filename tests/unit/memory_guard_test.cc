@@ -167,6 +167,29 @@ TEST_F(MemoryGuardTest, RestoreRunsOnResetMemoryAndSetCanaryChecksTheWindow) {
   EXPECT_TRUE(eng->sync(a).ok());
 }
 
+// Review finding: a region that does not reach the canary (a smaller one
+// given by --memory or ignore_device_id) was taken for reset memory: a
+// sticky memory-reset that renew_canary() could not clear (EINVAL). It is
+// EINVAL naming the canary and the region, with the state left ok.
+TEST_F(MemoryGuardTest, ACanaryBeyondTheRegionIsEinvalNotAReset) {
+  Volume v = format();
+  const uint64_t a = slice_id(v.table(), "a");
+  auto small = *FileRegion::create_memfd("small", 5 << 20);  // slices only
+  auto eng = *MirrorEngine::create(v, *small, {});
+  const uint64_t gen = v.table().generation;
+  Status s = eng->check_memory("at mount");
+  ASSERT_FALSE(s.ok());
+  EXPECT_EQ(s.error().code, EINVAL);
+  EXPECT_NE(s.error().message.find("lies beyond"), std::string::npos)
+      << s.error().message;
+  EXPECT_EQ(eng->memory_state(), MemoryState::kOk);
+  auto r = eng->sync(a);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().code, EINVAL);
+  EXPECT_EQ(eng->memory_state(), MemoryState::kOk);
+  EXPECT_EQ(v.table().generation, gen);  // nothing committed
+}
+
 // Review finding: a device-lost blip replaced the sticky memory-reset, and
 // once the device answered the state was ok, so a canary that matched again
 // let a mirror through without restore or accept.
