@@ -17,8 +17,11 @@ namespace pcimirror {
 class BouncePool {
  public:
   /// Allocates `count` buffers of `buffer_bytes` each (a multiple of 4096),
-  /// page-aligned and pre-faulted (MAP_POPULATE), so the first copy does not
-  /// pay for fresh pages. Errors: EINVAL for zero sizes, ENOMEM.
+  /// the pool 2 MiB-aligned, asked for transparent huge pages
+  /// (madvise(2) MADV_HUGEPAGE, best effort) and pre-faulted
+  /// (MADV_POPULATE_WRITE), so the first copy does not pay for fresh pages
+  /// and the device sees physically contiguous buffers where THP allows.
+  /// Errors: EINVAL for zero sizes, ENOMEM.
   static Result<BouncePool> create(unsigned count, size_t buffer_bytes);
 
   BouncePool(BouncePool&&) = default;
