@@ -1499,9 +1499,10 @@ TEST_F(MirrorTest, AutoRestoreIsInlineOnlyIntoMemoryThatWasReset) {
 //    nothing, /dev/null: EIO) -> prepass (correct in the reviewed commit);
 //  - a canary that lies beyond the region (restore --memory into a region
 //    that holds every slice but not the canary, or a smaller BAR with
-//    ignore_device_id): MemoryGuard::canary_matches answers "no match"
-//    without reading anything, and auto restores inline, writing the
-//    verified chunks before the damage into memory it knows nothing about.
+//    ignore_device_id): MemoryGuard::canary_matches once answered "no
+//    match" without reading anything, and auto restored inline, writing
+//    the verified chunks before the damage into memory it knows nothing
+//    about; it is EINVAL now, and the restore a prepass.
 class AutoRestoreUnreadableCanary : public MirrorTest {
  protected:
   // A one-copy volume whose slice a (4 MiB) has chunk 2 damaged, with a
