@@ -975,18 +975,21 @@ std::string describe_written(const std::vector<RestoredRange>& written) {
   return out;
 }
 
-Status verify_mirror(UringEngine& engine, const Superblock& sb,
-                     const SliceEntry& e, const MirrorCopy& c,
-                     const std::function<void(uint64_t)>& progress,
-                     CopyDamage* damage) {
-  const uint32_t chunk_bytes = sb.crc_chunk_bytes;
+// Reads copy `c` of slice `e` through `engine`: checks that the stored
+// chunk CRCs combine to the whole CRC, then each chunk's CRC32C on a copy
+// worker as soon as all its bytes are in (in place, or staged when split
+// across reads), and hands each matching chunk to `on_chunk` (none: verify
+// only) before counting it in `progress`. The first mismatch (EUCLEAN
+// naming the chunk) or failed read stops the read; `damage` says where.
+static Status read_verified(UringEngine& engine, uint32_t chunk_bytes,
+                            const SliceEntry& e, const MirrorCopy& c,
+                            const ChunkAssembler::OnChunk& on_chunk,
+                            const std::function<void(uint64_t)>& progress,
+                            CopyDamage* damage) {
   if (Status w = check_whole_crc(e, c, chunk_bytes); !w.ok()) {
     fill_damage(damage, e, c, chunk_bytes, w.error(), {}, std::nullopt);
     return w;
   }
-  // Each chunk is checked on a copy worker as soon as its bytes are in;
-  // the first mismatch stops the read. The stored chunk CRCs combine to the
-  // whole CRC (checked above), so matching chunks make a matching slice.
   BadChunk bad;
   CopyProgress done;
   done.progress = progress;
@@ -994,12 +997,12 @@ Status verify_mirror(UringEngine& engine, const Superblock& sb,
       chunk_bytes, e.length_bytes,
       [&](uint64_t k, const std::byte* data, uint64_t n) -> Status {
         if (crc32c(data, n) != c.chunk_crc32c[k]) return bad.mismatch(k);
+        if (on_chunk) PCIM_TRY(on_chunk(k, data, n));
+        done.add(n);
         return {};
       });
   auto sink = [&](uint64_t off, const std::byte* data, uint64_t n) -> Status {
-    PCIM_TRY(chunks.feed(off, data, n));
-    done.add(n);
-    return {};
+    return chunks.feed(off, data, n);
   };
   ReadFailure rf;
   auto stats = engine.read(device_extents(c), e.length_bytes, sink, &rf);
@@ -1016,27 +1019,26 @@ Status verify_mirror(UringEngine& engine, const Superblock& sb,
   return with_range(std::move(err), d);
 }
 
+Status verify_mirror(UringEngine& engine, const Superblock& sb,
+                     const SliceEntry& e, const MirrorCopy& c,
+                     const std::function<void(uint64_t)>& progress,
+                     CopyDamage* damage) {
+  // The stored chunk CRCs combine to the whole CRC, so matching chunks
+  // make a matching slice.
+  return read_verified(engine, sb.crc_chunk_bytes, e, c, {}, progress, damage);
+}
+
 Status MirrorEngine::copy_verified(
     const SliceEntry& e, const MirrorCopy& c, std::vector<uint8_t>& written,
     const std::function<void(uint64_t)>& restored, CopyDamage* damage) {
-  // Each CRC chunk is verified on a copy worker once all its bytes are in
-  // (in place, or staged when split across reads) and only then copied
-  // into the region. Nothing unverified reaches the region; chunks are
-  // written in any order, and `written` marks each one written.
-  const uint64_t chunk = volume_.superblock().crc_chunk_bytes;
+  // Each chunk is copied into the region only once it is verified, so
+  // nothing unverified reaches the region; chunks are written in any
+  // order, and `written` marks each one written.
+  const uint32_t chunk = volume_.superblock().crc_chunk_bytes;
   written.assign(c.chunk_crc32c.size(), 0);
-  if (Status w = check_whole_crc(e, c, static_cast<uint32_t>(chunk)); !w.ok()) {
-    fill_damage(damage, e, c, static_cast<uint32_t>(chunk), w.error(), {},
-                std::nullopt);
-    return w;
-  }
-  BadChunk bad;
-  CopyProgress done;
-  done.progress = restored;
-  ChunkAssembler chunks(
-      chunk, e.length_bytes,
+  return read_verified(
+      *engine_, chunk, e, c,
       [&](uint64_t k, const std::byte* data, uint64_t n) -> Status {
-        if (crc32c(data, n) != c.chunk_crc32c[k]) return bad.mismatch(k);
         // The chunk's pages are mapped writable in one call just before the
         // copy, on this worker, while the device reads the next chunks: a
         // fresh mapping of a memory file costs no fault per 4 KiB page, and
@@ -1045,25 +1047,9 @@ Status MirrorEngine::copy_verified(
         region_.prefault_for_write(e.offset_bytes + k * chunk, n);
         PCIM_TRY(region_.copy_to(e.offset_bytes + k * chunk, data, n));
         written[k] = 1;  // each chunk by one worker; read after the read
-        done.add(n);
         return {};
-      });
-  auto sink = [&](uint64_t off, const std::byte* data, uint64_t n) -> Status {
-    return chunks.feed(off, data, n);
-  };
-  ReadFailure rf;
-  auto stats = engine_->read(device_extents(c), e.length_bytes, sink, &rf);
-  if (stats.ok()) return {};
-  Error err = stats.take_error();
-  const std::optional<uint64_t> k = bad.get();
-  if (k && err.code == EUCLEAN)
-    err = make_error(EUCLEAN,
-                     "chunk " + std::to_string(*k) + " fails its CRC32C");
-  CopyDamage d;
-  fill_damage(&d, e, c, static_cast<uint32_t>(chunk), err, rf,
-              err.code == EUCLEAN ? k : std::nullopt);
-  if (damage) *damage = d;
-  return with_range(std::move(err), d);
+      },
+      restored, damage);
 }
 
 Status MirrorEngine::verify(uint64_t slice_id) {
