@@ -9,10 +9,6 @@
 # missing, saying which.
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
-PCIMIRROR=${PCIMIRROR:?set PCIMIRROR}
-skip() { echo "SKIP: $*"; exit 77; }
-die() { echo "FAIL: $*" >&2; exit 1; }
-
 . "$HERE/vm_lib.sh"
 vm_require_host_tools
 pkg-config --exists fuse3 || skip "no libfuse3 development files to build cuse_xdma (apt-get install libfuse3-dev)"

@@ -9,10 +9,6 @@
 # Exits 77 (SKIP) only when QEMU cannot run at all, saying why.
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
-PCIMIRROR=${PCIMIRROR:?set PCIMIRROR}
-skip() { echo "SKIP: $*"; exit 77; }
-die() { echo "FAIL: $*" >&2; exit 1; }
-
 . "$HERE/vm_lib.sh"
 vm_require_host_tools
 

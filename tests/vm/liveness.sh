@@ -10,10 +10,6 @@
 # Exits 77 (SKIP) when QEMU or a guest tool is missing, saying which.
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
-PCIMIRROR=${PCIMIRROR:?set PCIMIRROR}
-skip() { echo "SKIP: $*"; exit 77; }
-die() { echo "FAIL: $*" >&2; exit 1; }
-
 . "$HERE/vm_lib.sh"
 vm_require_host_tools
 SETPCI=$(command -v setpci || true)

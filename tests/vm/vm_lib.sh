@@ -1,8 +1,13 @@
 # Shared by the VM tests (sourced, not run): the Debian kernel, an initramfs
 # built from busybox-static, kernel modules and host binaries with their
-# libraries, and the QEMU accelerator. Callers set PCIMIRROR and HERE and
-# define skip() and die().
+# libraries, and the QEMU accelerator. Callers set HERE (their directory)
+# and PCIMIRROR (the pcimirror binary) before sourcing it.
+PCIMIRROR=${PCIMIRROR:?set PCIMIRROR}
 CACHE=${PCIMIRROR_VM_CACHE:-/var/cache/pcimirror-vm}
+
+# A test that cannot run exits 77 (ctest SKIP) saying why; a failure exits 1.
+skip() { echo "SKIP: $*"; exit 77; }
+die() { echo "FAIL: $*" >&2; exit 1; }
 
 vm_require_host_tools() {
   command -v qemu-system-x86_64 >/dev/null || skip "qemu-system-x86_64 is not installed (apt-get install qemu-system-x86)"
